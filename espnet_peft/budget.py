@@ -1,0 +1,300 @@
+"""Per-subspace parameter-budget allocation.
+
+One budget (a parameter count or a fraction of the model) becomes per-module hyperparameters
+for any method, so that methods are compared at matched budgets:
+
+1. every target module gets a *group* by its role (attention, feed-forward up / down, merge,
+   decoder, output; optionally split by depth into lower / upper blocks);
+2. group weights split the budget; inside a group modules share equally (or by matrix size);
+3. each module's share is solved into the method's largest setting that fits
+   (``Method.solve``); rounding leftovers are spent one unit at a time on the modules furthest
+   below their share (``Method.grow``), so the total never exceeds the budget;
+4. modules named in ``overrides`` get explicit settings and are paid for first.
+
+Nothing here knows a method by name: costs and settings come from the method objects.
+"""
+from __future__ import annotations
+
+import heapq
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from torch import nn
+
+from .config import PeftConfig
+from .methods import get_method
+from .methods.base import Method, PeftError
+from .names import block_index, matches
+
+# role groups, first match wins (names are ESPnet's; see docs/environment notes)
+DEFAULT_GROUPS: Tuple[Tuple[str, str], ...] = (
+    ("output", r"(^|\.)(output_layer|ctc_lo)$"),
+    ("decoder", r"(^|\.)decoder\."),
+    ("attn", r"(^|\.)(self_attn|src_attn|attn)\.linear_(q|k|v|out|pos|qkv)$"),
+    ("ffn_up", r"(^|\.)(feed_forward(_macaron)?\.w_1|channel_proj1(\.0)?)$"),
+    ("ffn_down", r"(^|\.)(feed_forward(_macaron)?\.w_2|channel_proj2)$"),
+    ("merge", r"(^|\.)(merge_proj|[^.]*fusion[^.]*|[^.]*fuse[^.]*)$"),
+    ("other", r".*"),
+)
+WEIGHT_PRESETS = {
+    "uniform": None,  # every module the same share
+    "groups": "equal",  # every present group the same share
+    "attention": {"attn": 1.0},
+    "feedforward": {"ffn_up": 1.0, "ffn_down": 1.0},
+}
+
+
+@dataclass
+class PlanRow:
+    name: str
+    shape: Tuple[int, ...]
+    group: str
+    method: str
+    hyper: Dict[str, int]
+    params: int
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "group": self.group, "method": self.method,
+                "hyper": dict(self.hyper), "params": self.params}
+
+
+@dataclass
+class Plan:
+    """What :func:`espnet_peft.apply_peft` did: one row per adapted module."""
+
+    method: str
+    rows: List[PlanRow]
+    model_params: int
+    budget: Optional[int] = None
+    skipped: List[Tuple[str, str]] = field(default_factory=list)
+    fingerprints: Dict[str, Tuple[float, ...]] = field(default_factory=dict)
+    config: Optional[PeftConfig] = None
+
+    @property
+    def total(self) -> int:
+        return sum(r.params for r in self.rows)
+
+    @property
+    def fraction(self) -> float:
+        return self.total / self.model_params if self.model_params else 0.0
+
+    def by_group(self) -> Dict[str, Tuple[int, int]]:
+        out: Dict[str, Tuple[int, int]] = {}
+        for r in self.rows:
+            n, p = out.get(r.group, (0, 0))
+            out[r.group] = (n + 1, p + r.params)
+        return out
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"method": self.method, "total": self.total, "fraction": self.fraction,
+                "model_params": self.model_params, "budget": self.budget,
+                "rows": [r.as_dict() for r in self.rows], "skipped": [list(s) for s in self.skipped],
+                "groups": {g: {"modules": n, "params": p} for g, (n, p) in self.by_group().items()}}
+
+    def __str__(self) -> str:
+        head = ("module", "shape", "group", "hyper", "params")
+        lines = [(r.name, "x".join(map(str, r.shape)), r.group,
+                  " ".join(f"{k}={v}" for k, v in r.hyper.items()) or "-", f"{r.params:,}") for r in self.rows]
+        widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
+        fmt = "  ".join(f"{{:{'>' if i == 4 else '<'}{w}}}" for i, w in enumerate(widths))
+        out = [f"PEFT plan: method={self.method}, {len(self.rows)} modules", fmt.format(*head),
+               fmt.format(*("-" * w for w in widths))]
+        out += [fmt.format(*l) for l in lines]
+        out.append(fmt.format(*("-" * w for w in widths)))
+        groups = ", ".join(f"{g}: {n} modules / {p:,}" for g, (n, p) in self.by_group().items())
+        budget = f" of budget {self.budget:,} ({self.total / self.budget:.1%} used)" if self.budget else ""
+        out.append(f"total trainable: {self.total:,}{budget} = {self.fraction:.4%} of {self.model_params:,} "
+                   f"model parameters")
+        if groups:
+            out.append(f"groups: {groups}")
+        for name, why in self.skipped:
+            out.append(f"skipped: {name} ({why})")
+        return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- grouping
+def group_of(name: str, cfg: PeftConfig) -> str:
+    group = None
+    for g, patterns in (cfg.allocation.groups or {}).items():
+        if any(matches(name, p) for p in ([patterns] if isinstance(patterns, str) else patterns)):
+            group = g
+            break
+    if group is None:
+        group = next(g for g, rx in DEFAULT_GROUPS if re.search(rx, name))
+    depth = cfg.allocation.depth
+    if depth:
+        idx = block_index(name)
+        if idx is not None:
+            group += "@" + depth_label(idx, depth)
+    return group
+
+
+def depth_label(idx: int, depth: Mapping[str, Any]) -> str:
+    if "split" in depth:
+        return "lower" if idx < int(depth["split"]) else "upper"
+    for label, (lo, hi) in (depth.get("ranges") or {}).items():
+        if int(lo) <= idx <= int(hi):
+            return str(label)
+    return "rest"
+
+
+def group_weights(groups: Dict[str, List[int]], weights: Any) -> Dict[str, float]:
+    """Weight per present group. ``groups``: group -> module indices."""
+    if isinstance(weights, str):
+        if weights not in WEIGHT_PRESETS:
+            raise PeftError(f"unknown allocation weights preset {weights!r}; presets: {', '.join(WEIGHT_PRESETS)} "
+                            f"or a mapping group -> weight")
+        weights = WEIGHT_PRESETS[weights]
+    if weights is None:
+        return {g: float(len(ix)) for g, ix in groups.items()}
+    if weights == "equal":
+        return {g: 1.0 for g in groups}
+    if not isinstance(weights, Mapping):
+        raise PeftError("allocation.weights must be a preset name or a mapping group -> weight")
+    out = {}
+    bases: Dict[str, int] = {}
+    for g, ix in groups.items():
+        bases[g.split("@")[0]] = bases.get(g.split("@")[0], 0) + len(ix)
+    for g, ix in groups.items():
+        base = g.split("@")[0]
+        if g in weights:
+            w = float(weights[g])
+        elif base in weights:  # a base group's weight is shared by its depth parts by module count
+            w = float(weights[base]) * len(ix) / bases[base]
+        else:
+            w = float(weights.get("default", 0.0))
+        if w < 0:
+            raise PeftError(f"group weight for {g!r} is negative")
+        out[g] = w
+    known = set(groups) | {g.split("@")[0] for g in groups} | {"default"}
+    unused = sorted(set(weights) - known)
+    if unused:
+        raise PeftError(f"allocation.weights names group(s) {unused} that no target module belongs to; "
+                        f"present groups: {sorted(groups)}")
+    return out
+
+
+# --------------------------------------------------------------------------- planning
+def resolve_budget(budget, model_params: int) -> Optional[int]:
+    if budget is None:
+        return None
+    if isinstance(budget, float):
+        return int(budget * model_params)
+    return int(budget)
+
+
+def plan_modules(targets: Sequence[Tuple[str, nn.Module]], cfg: PeftConfig, model_params: int) -> Plan:
+    """Turn matched modules and a config into a :class:`Plan` (no model is changed)."""
+    method: Method = get_method(cfg.method)
+    opts = cfg.options
+    rows: List[Optional[PlanRow]] = [None] * len(targets)
+    skipped: List[Tuple[str, str]] = []
+    shapes = [tuple(method.shape(m)) for _, m in targets]
+    groups = [group_of(n, cfg) for n, _ in targets]
+
+    # explicit overrides first (also with a budget: they are paid for before the split)
+    free: List[int] = []
+    for i, (name, _) in enumerate(targets):
+        ov = next((v for p, v in cfg.overrides.items() if matches(name, p)), None)
+        if ov is None:
+            free.append(i)
+        elif ov == "skip":
+            skipped.append((name, "override: skip"))
+        elif isinstance(ov, Mapping):
+            hyper = method.explicit(shapes[i], {**cfg.hyper, **{("r" if k == "rank" else k): v for k, v in ov.items()}},
+                                    opts)
+            rows[i] = PlanRow(name, shapes[i], groups[i], method.name, hyper, method.count(shapes[i], hyper, opts))
+        else:
+            raise PeftError(f"override for {name!r} must be a mapping of hyperparameters or 'skip', got {ov!r}")
+
+    budget = resolve_budget(cfg.budget, model_params)
+    if budget is None:
+        for i in free:
+            hyper = method.explicit(shapes[i], cfg.hyper, opts)
+            rows[i] = PlanRow(targets[i][0], shapes[i], groups[i], method.name, hyper,
+                              method.count(shapes[i], hyper, opts))
+    else:
+        _allocate(method, opts, cfg, targets, shapes, groups, free, rows, skipped, budget)
+
+    plan = Plan(method=method.name, rows=[r for r in rows if r is not None], model_params=model_params,
+                budget=budget, skipped=skipped, config=cfg)
+    if not plan.rows:
+        raise PeftError("the plan adapts no module (every target was skipped or had zero weight)")
+    if budget is not None and plan.total > budget:
+        raise PeftError(f"explicit overrides alone need {plan.total:,} parameters, over the budget of {budget:,}")
+    return plan
+
+
+def _allocate(method: Method, opts, cfg: PeftConfig, targets, shapes, groups, free: List[int],
+              rows: List[Optional[PlanRow]], skipped, budget: int) -> None:
+    spent = sum(r.params for r in rows if r is not None)
+    remaining = budget - spent
+    if remaining <= 0:
+        raise PeftError(f"budget {budget:,} is used up by overrides ({spent:,}); nothing left for "
+                        f"{len(free)} other modules")
+    members: Dict[str, List[int]] = {}
+    for i in free:
+        members.setdefault(groups[i], []).append(i)
+    weights = group_weights(members, cfg.allocation.weights)
+    wsum = sum(weights.values())
+    if wsum <= 0:
+        raise PeftError("all allocation weights are zero")
+    share: Dict[int, float] = {}
+    for g, ix in members.items():
+        g_budget = remaining * weights[g] / wsum
+        if weights[g] == 0:
+            skipped.extend((targets[i][0], f"group {g} has weight 0") for i in ix)
+            continue
+        sizes = [shapes[i][0] * (shapes[i][1] if len(shapes[i]) > 1 else 1) for i in ix]
+        for i, s in zip(ix, sizes):
+            share[i] = g_budget * (s / sum(sizes) if cfg.allocation.within == "size" else 1.0 / len(ix))
+    too_small = []
+    for i, s in share.items():
+        hyper = method.solve(shapes[i], s, opts)
+        if hyper is None:
+            too_small.append((targets[i][0], shapes[i], s))
+            continue
+        rows[i] = PlanRow(targets[i][0], shapes[i], groups[i], method.name, hyper, method.count(shapes[i], hyper, opts))
+    if too_small and not cfg.allow_skip:
+        lines = "; ".join(f"{n} {'x'.join(map(str, sh))} gets {s:,.0f}" for n, sh, s in too_small[:8])
+        more = f" (+{len(too_small) - 8} more)" if len(too_small) > 8 else ""
+        smallest = min(method.count(sh, _unit(method, sh, opts), opts) for _, sh, _ in too_small)
+        raise PeftError(f"budget {budget:,} is too small for {method.name}: {len(too_small)} module(s) cannot "
+                        f"receive one unit ({smallest:,} parameters): {lines}{more}. Raise the budget, target fewer "
+                        f"modules, or set allow_skip: true")
+    skipped.extend((n, f"share {s:,.0f} below one unit") for n, _, s in too_small)
+    _spend_leftover(method, opts, rows, share, budget - sum(r.params for r in rows if r is not None))
+
+
+def _unit(method: Method, shape, opts):
+    """The smallest setting of a method on a shape (the one unit a module must receive)."""
+    lo, hi = 1, 1
+    while method.solve(shape, hi, opts) is None:
+        hi *= 2
+        if hi > 1 << 40:
+            raise PeftError(f"{method.name}: no setting fits shape {shape}")
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if method.solve(shape, mid, opts) is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    return method.solve(shape, lo, opts)
+
+
+def _spend_leftover(method: Method, opts, rows: List[Optional[PlanRow]], share: Dict[int, float], left: int) -> None:
+    """Grow modules one unit at a time, furthest below their share first, while it fits."""
+    heap = [(-(share[i] - rows[i].params), i) for i in share if rows[i] is not None]
+    heapq.heapify(heap)
+    while heap and left > 0:
+        _, i = heapq.heappop(heap)
+        row = rows[i]
+        nxt = method.grow(row.shape, row.hyper, opts)
+        if nxt is None:
+            continue
+        cost = method.count(row.shape, nxt, opts) - row.params
+        if cost > left:
+            continue  # this module's next unit does not fit; others may
+        row.hyper, row.params, left = nxt, row.params + cost, left - cost
+        heapq.heappush(heap, (-(share[i] - row.params), i))

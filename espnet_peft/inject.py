@@ -1,0 +1,130 @@
+"""Finding target modules in a model and swapping in the method's wrappers."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, List, Tuple
+
+import torch
+from torch import nn
+
+from .budget import Plan, plan_modules
+from .config import PeftConfig
+from .methods import get_method
+from .methods.base import Method, PeftError, fingerprint
+from .names import matches
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def find_targets(model: nn.Module, cfg: PeftConfig, method: Method) -> List[Tuple[str, nn.Module]]:
+    named = [(n, m) for n, m in model.named_modules() if n]
+    hits = {}
+    empty = []
+    for pattern in cfg.target_modules:
+        found = [(n, m) for n, m in named if matches(n, pattern)]
+        if not found:
+            empty.append(pattern)
+        hits.update({n: m for n, m in found})
+    if empty:
+        tails = sorted({".".join(n.split(".")[-2:]) for n, _ in named})
+        hints = {p: difflib.get_close_matches(p, tails, n=3, cutoff=0.5) for p in empty}
+        detail = "; ".join(f"{p!r}" + (f" (did you mean {', '.join(h)}?)" if h else "") for p, h in hints.items())
+        raise PeftError(f"target_modules pattern(s) matched no module of {type(model).__name__}: {detail}")
+    for pattern in cfg.exclude_modules:
+        hits = {n: m for n, m in hits.items() if not matches(n, pattern)}
+    if not hits:
+        raise PeftError("no module left to adapt after exclude_modules")
+    order = {n: i for i, (n, _) in enumerate(named)}
+    names = sorted(hits, key=order.get)
+    # a module inside another target is covered by it (only possible for container targets)
+    names = [n for n in names if not any(n.startswith(o + ".") for o in names if o != n)]
+    bad = [(n, hits[n]) for n in names if not method.supports(hits[n])]
+    if bad:
+        lines = []
+        for n, m in bad[:6]:
+            inner = [f"{n}.{c}" for c, sub in m.named_modules() if c and method.supports(sub)]
+            hint = f"; its supported submodules: {', '.join(inner[:4])}" if inner else ""
+            lines.append(f"{n} ({type(m).__name__}{hint})")
+        raise PeftError(f"method {method.name!r} cannot adapt {len(bad)} matched module(s): " + "; ".join(lines))
+    return [(n, hits[n]) for n in names]
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, new)
+
+
+def _keep_eval(module: nn.Module, args) -> None:
+    module.training = False
+
+
+def freeze_norm_statistics(model: nn.Module) -> int:
+    """Frozen normalisation layers with running statistics (BatchNorm) stay in eval mode, so
+    that training a PEFT model does not silently change the frozen model's statistics."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and \
+                not any(p.requires_grad for p in m.parameters(recurse=False)):
+            if not getattr(m, "_peft_frozen_stats", False):
+                m._peft_frozen_stats_hook = m.register_forward_pre_hook(_keep_eval)
+                m._peft_frozen_stats = True
+            n += 1
+    return n
+
+
+def release_norm_statistics(model: nn.Module) -> None:
+    for m in model.modules():
+        hook = getattr(m, "_peft_frozen_stats_hook", None)
+        if hook is not None:
+            hook.remove()
+            del m._peft_frozen_stats_hook
+            m._peft_frozen_stats = False
+
+
+def plan_peft(model: nn.Module, config: Any) -> Plan:
+    """The plan :func:`apply_peft` would carry out, without changing the model."""
+    cfg = PeftConfig.from_any(config)
+    method = get_method(cfg.method)
+    targets = find_targets(model, cfg, method)
+    return plan_modules(targets, cfg, count_params(model))
+
+
+def apply_peft(model: nn.Module, config: Any) -> Plan:
+    """Wrap the planned modules of ``model`` in place, freeze everything else; returns the plan.
+
+    ``config``: a dict, a YAML/JSON path, a :class:`PeftConfig` or an object with attributes.
+    """
+    if getattr(model, "peft_plan", None) is not None:
+        raise PeftError("this model already has PEFT applied (merge_peft it first)")
+    cfg = PeftConfig.from_any(config)
+    method = get_method(cfg.method)
+    plan = plan_peft(model, cfg)
+    modules = dict(model.named_modules())
+    for row in plan.rows:
+        plan.fingerprints[row.name] = tuple(fingerprint(p) for p in modules[row.name].parameters())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for row in plan.rows:
+        _set_module(model, row.name, method.wrap(modules[row.name], row.hyper, cfg.options))
+    if cfg.freeze_norm_stats:
+        freeze_norm_statistics(model)
+    trainable = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+    if trainable != plan.total:  # an internal invariant: what trains is what was planned
+        raise RuntimeError(f"trainable parameters ({trainable:,}) differ from the plan ({plan.total:,})")
+    model.peft_plan = plan
+    return plan
+
+
+def get_plan(model: nn.Module) -> Plan:
+    model = getattr(model, "module", model)  # DDP / DataParallel
+    plan = getattr(model, "peft_plan", None)
+    if plan is None:
+        raise PeftError("the model has no PEFT applied (call espnet_peft.apply_peft first)")
+    return plan
+
+
+def trainable_parameters(model: nn.Module) -> List[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]

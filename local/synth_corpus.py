@@ -1,0 +1,460 @@
+#!/usr/bin/env python3
+"""Build the embedded benchmark corpus: a source domain and two shifted target domains.
+
+Everything is synthesised offline from Debian packages and is deterministic from ``--seed``:
+
+* text: WordNet example sentences (``wordnet-base``), normalised to lower-case words,
+  restricted to a common vocabulary and split disjointly across domains and splits; every
+  word of a dev/test sentence also occurs in the source training text, so the domain gap
+  is acoustic, not lexical;
+* source domain: adult US voices (flite slt / rms / kal16, festival ked / kal diphones,
+  espeak-ng en-us) with per-utterance speaking-rate and pitch variation;
+* child domain: the same kind of adult voices through Praat's "Change gender" (formant
+  ratio, F0 median, pitch range and duration randomised per utterance, per child profile);
+* accent domain: voices and accents absent from the source: flite awb (Scottish English
+  recorded voice), espeak-ng en-gb-scotland / en-gb-x-rp / en-gb-x-gbclan / en-gb-x-gbcwmd /
+  en-029 (Caribbean), and, with ``--mbrola``, mbrola voices of L2 speakers reading English.
+
+Output: 16 kHz mono 16-bit wav files under ``--wavdir`` and Kaldi-style data directories
+``<out>/<domain>_<split>/{wav.scp,text,utt2spk,spk2utt,utt2dur}``.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile
+
+SAMPLE_RATE = 16000
+WORDNET_DIR = Path("/usr/share/wordnet")
+DOMAINS = ("source", "child", "accent")
+SPLITS = ("train", "dev", "test")
+# utterances per (domain, split) at --size 1
+BASE_SIZES = {
+    ("source", "train"): 2400, ("source", "dev"): 150, ("source", "test"): 200,
+    ("child", "train"): 600, ("child", "dev"): 100, ("child", "test"): 200,
+    ("accent", "train"): 600, ("accent", "dev"): 100, ("accent", "test"): 200,
+}
+
+
+class CorpusError(RuntimeError):
+    """A problem with the corpus inputs (missing engine, voice, text source)."""
+
+
+# --------------------------------------------------------------------------- voices
+@dataclass(frozen=True)
+class Voice:
+    """One synthetic speaker: an engine, its voice id and its nominal F0 (Hz)."""
+
+    name: str
+    engine: str  # flite | espeak | festival
+    voice: str
+    f0: float
+    package: str  # Debian package that provides it (for error messages)
+
+
+@dataclass(frozen=True)
+class ChildProfile:
+    """Centre values of Praat's Change gender for one synthetic child speaker."""
+
+    name: str
+    formant_ratio: float
+    pitch_median: float
+    pitch_range: float
+    duration: float
+
+
+SOURCE_VOICES = (
+    Voice("flite_slt", "flite", "slt", 170.0, "flite"),
+    Voice("flite_rms", "flite", "rms", 105.0, "flite"),
+    Voice("flite_kal16", "flite", "kal16", 105.0, "flite"),
+    Voice("fest_ked", "festival", "ked_diphone", 110.0, "festvox-kdlpc16k"),
+    Voice("fest_kal", "festival", "kal_diphone", 105.0, "festvox-kallpc16k"),
+    Voice("espeak_us", "espeak", "en-us", 120.0, "espeak-ng"),
+)
+ACCENT_VOICES = (
+    Voice("flite_awb", "flite", "awb", 110.0, "flite"),
+    Voice("espeak_scot", "espeak", "en-gb-scotland", 120.0, "espeak-ng"),
+    Voice("espeak_rp", "espeak", "en-gb-x-rp", 120.0, "espeak-ng"),
+    Voice("espeak_lanc", "espeak", "en-gb-x-gbclan", 120.0, "espeak-ng"),
+    Voice("espeak_wmid", "espeak", "en-gb-x-gbcwmd", 120.0, "espeak-ng"),
+    Voice("espeak_carib", "espeak", "en-029", 120.0, "espeak-ng"),
+)
+MBROLA_ACCENT_VOICES = (  # optional: Debian contrib/non-free mbrola voices reading English
+    Voice("mbrola_de1", "espeak", "mb-de1-en", 200.0, "mbrola-de1"),
+    Voice("mbrola_fr1", "espeak", "mb-fr1-en", 110.0, "mbrola-fr1"),
+    Voice("mbrola_pl1", "espeak", "mb-pl1-en", 200.0, "mbrola-pl1"),
+)
+# child speakers: (source voice, profile); formant ratios are relative to the source voice
+CHILD_PROFILES = (
+    ChildProfile("a", 1.22, 260.0, 1.3, 1.10),
+    ChildProfile("b", 1.30, 290.0, 1.5, 1.18),
+    ChildProfile("c", 1.17, 240.0, 1.2, 1.05),
+)
+CHILD_BASE_VOICES = SOURCE_VOICES
+
+
+def domain_speakers(domain: str, mbrola: bool = False) -> List[Tuple[Voice, Optional[ChildProfile]]]:
+    if domain == "source":
+        return [(v, None) for v in SOURCE_VOICES]
+    if domain == "child":
+        # every base voice with one profile each (cycled), so the child domain has as many
+        # speakers as the source, none identical to a source speaker
+        return [(v, CHILD_PROFILES[i % len(CHILD_PROFILES)]) for i, v in enumerate(CHILD_BASE_VOICES)]
+    if domain == "accent":
+        voices = list(ACCENT_VOICES) + (list(MBROLA_ACCENT_VOICES) if mbrola else [])
+        return [(v, None) for v in voices]
+    raise CorpusError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
+
+
+def speaker_id(voice: Voice, profile: Optional[ChildProfile]) -> str:
+    return f"{voice.name}_child{profile.name}" if profile else voice.name
+
+
+def check_engines(voices: Sequence[Voice]) -> None:
+    """Fail before any synthesis when an engine or voice is missing; name the package."""
+    problems = []
+    need = {v.engine for v in voices}
+    binaries = {"flite": "flite", "espeak": "espeak-ng", "festival": "festival"}
+    for engine in sorted(need):
+        if shutil.which(binaries[engine]) is None:
+            pkgs = sorted({v.package if engine != "festival" else "festival" for v in voices if v.engine == engine})
+            problems.append(f"{binaries[engine]} not found (apt-get install {' '.join(pkgs)})")
+    if not problems:
+        if "flite" in need:
+            out = subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout
+            have = set(out.replace("Voices available:", "").split())
+            for v in voices:
+                if v.engine == "flite" and v.voice not in have:
+                    problems.append(f"flite voice {v.voice!r} not available (have: {sorted(have)})")
+        if "espeak" in need:
+            out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True).stdout
+            have = {line.split()[3] for line in out.splitlines()[1:] if len(line.split()) > 3}
+            have |= {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1}
+            for v in voices:
+                if v.engine == "espeak" and v.voice not in have:
+                    problems.append(f"espeak-ng voice {v.voice!r} not available (apt-get install {v.package})")
+                if v.engine == "espeak" and v.voice.startswith("mb-") and shutil.which("mbrola") is None:
+                    problems.append(f"voice {v.voice!r} needs mbrola (apt-get install mbrola {v.package}; contrib/non-free)")
+        for v in voices:
+            if v.engine == "festival":
+                base = v.voice.replace("_diphone", "")
+                found = list(Path("/usr/share/festival/voices").glob(f"*/{v.voice}")) + list(
+                    Path("/usr/share/festival/voices").glob(f"*/{base}*"))
+                if not found:
+                    problems.append(f"festival voice {v.voice!r} not installed (apt-get install {v.package})")
+    if problems:
+        raise CorpusError("cannot synthesise the corpus:\n  " + "\n  ".join(dict.fromkeys(problems)))
+
+
+# --------------------------------------------------------------------------- text
+_WORD = re.compile(r"[a-z]+('[a-z]+)?")
+
+
+def normalize_text(text: str) -> Optional[str]:
+    """Lower-case, hyphens to spaces, drop . , ; : ! ?; None if anything else remains."""
+    t = text.lower().replace("-", " ")
+    t = re.sub(r"[,;:.!?]", " ", t)
+    words = t.split()
+    if not words or not all(_WORD.fullmatch(w) for w in words):
+        return None
+    return " ".join(words)
+
+
+def wordnet_sentences(wordnet_dir: Path = WORDNET_DIR, min_words: int = 5, max_words: int = 20) -> List[str]:
+    files = [wordnet_dir / f"data.{pos}" for pos in ("noun", "verb", "adj", "adv")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise CorpusError(f"WordNet data files missing: {missing} (apt-get install wordnet-base)")
+    sents = set()
+    for f in files:
+        with open(f, encoding="latin-1") as fh:
+            for line in fh:
+                if line.startswith("  ") or "|" not in line:
+                    continue
+                for ex in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+                    t = normalize_text(ex)
+                    if t and min_words <= len(t.split()) <= max_words:
+                        sents.add(t)
+    return sorted(sents)
+
+
+def split_text(sents: Sequence[str], sizes: Dict[Tuple[str, str], int], seed: int,
+               vocab_size: int) -> Dict[Tuple[str, str], List[str]]:
+    """Disjoint sentence lists per (domain, split).
+
+    Sentences are first restricted to the ``vocab_size`` most frequent words; the source
+    training text is drawn first and every dev/test sentence (all domains) uses only words
+    seen in it, so test errors measure acoustics, not out-of-vocabulary words.
+    """
+    counts = collections.Counter(w for s in sents for w in s.split())
+    top = {w for w, _ in counts.most_common(vocab_size)}
+    pool = [s for s in sents if all(w in top for w in s.split())]
+    rng = random.Random(seed)
+    rng.shuffle(pool)
+    need = sum(sizes.values())
+    if len(pool) < need:
+        raise CorpusError(f"only {len(pool)} sentences within the top-{vocab_size} vocabulary, "
+                          f"{need} needed; lower --size or raise --vocab_size")
+    out: Dict[Tuple[str, str], List[str]] = {}
+    n = sizes[("source", "train")]
+    out[("source", "train")], rest = pool[:n], pool[n:]
+    vocab = {w for s in out[("source", "train")] for w in s.split()}
+    in_vocab = [s for s in rest if all(w in vocab for w in s.split())]
+    out_vocab = [s for s in rest if not all(w in vocab for w in s.split())]
+    for key in sorted(k for k in sizes if k[1] in ("dev", "test")):
+        n = sizes[key]
+        if len(in_vocab) < n:  # tiny corpora: fall back to sentences with unseen words
+            logging.warning("%s: only %d in-vocabulary sentences left for %d", key, len(in_vocab), n)
+            in_vocab, out_vocab = in_vocab + out_vocab[: n - len(in_vocab)], out_vocab[n - len(in_vocab):]
+        out[key], in_vocab = in_vocab[:n], in_vocab[n:]
+    rest = out_vocab + in_vocab
+    rng.shuffle(rest)  # target-domain training texts get the same share of unseen words
+    for key in sorted(k for k in sizes if k[1] == "train" and k[0] != "source"):
+        n = sizes[key]
+        if len(rest) < n:
+            raise CorpusError(f"not enough sentences for {key}")
+        out[key], rest = rest[:n], rest[n:]
+    return out
+
+
+# --------------------------------------------------------------------------- synthesis
+@dataclass
+class Job:
+    utt_id: str
+    text: str
+    voice: Voice
+    profile: Optional[ChildProfile]
+    path: str
+    seed: int
+    params: Dict[str, float] = field(default_factory=dict)
+
+
+def _utt_rng(seed: int, utt_id: str) -> random.Random:
+    h = hashlib.sha256(f"{seed}:{utt_id}".encode()).hexdigest()
+    return random.Random(int(h[:16], 16))
+
+
+def draw_params(job: Job) -> Dict[str, float]:
+    """Per-utterance variation, a pure function of (seed, utterance id)."""
+    rng = _utt_rng(job.seed, job.utt_id)
+    p = {"rate": rng.uniform(0.88, 1.15), "f0": job.voice.f0 * rng.uniform(0.88, 1.12),
+         "gain": rng.uniform(0.35, 0.9)}
+    if job.profile is not None:
+        c = job.profile
+        p.update(formant_ratio=c.formant_ratio * rng.uniform(0.95, 1.05),
+                 pitch_median=c.pitch_median * rng.uniform(0.9, 1.1),
+                 pitch_range=c.pitch_range * rng.uniform(0.85, 1.15),
+                 duration=c.duration * rng.uniform(0.95, 1.08))
+    return p
+
+
+def _engine_cmd(job: Job, out: str) -> List[str]:
+    v, p = job.voice, job.params
+    if v.engine == "flite":
+        return ["flite", "-voice", v.voice, "--setf", f"duration_stretch={p['rate']:.3f}",
+                "--setf", f"int_f0_target_mean={p['f0']:.1f}", "-t", job.text, "-o", out]
+    if v.engine == "espeak":
+        speed = int(round(165 / p["rate"]))
+        pitch = int(round(max(0, min(99, 50 * p["f0"] / v.f0))))
+        return ["espeak-ng", "-v", v.voice, "-s", str(speed), "-p", str(pitch), "-w", out, job.text]
+    raise CorpusError(f"unknown engine {v.engine!r}")
+
+
+def _synth_raw(jobs: Sequence[Job], tmpdir: str) -> List[Tuple[np.ndarray, int]]:
+    """Raw engine output for a batch of jobs; festival runs once per batch (0.45 s start-up)."""
+    outs = [os.path.join(tmpdir, j.utt_id + ".raw.wav") for j in jobs]
+    fest = [(j, o) for j, o in zip(jobs, outs) if j.voice.engine == "festival"]
+    if fest:
+        scm = os.path.join(tmpdir, "batch.scm")
+        with open(scm, "w") as fh:
+            for j, o in fest:
+                fh.write(f"(voice_{j.voice.voice})\n(Parameter.set 'Duration_Stretch {j.params['rate']:.3f})\n"
+                         f"(utt.save.wave (utt.synth (Utterance Text \"{j.text}\")) \"{o}\" 'riff)\n")
+        res = subprocess.run(["festival", "-b", scm], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise CorpusError(f"festival failed: {res.stderr.strip()[:300]}")
+    result = []
+    for j, o in zip(jobs, outs):
+        if j.voice.engine != "festival":
+            res = subprocess.run(_engine_cmd(j, o), capture_output=True, text=True)
+            if res.returncode != 0:
+                raise CorpusError(f"{j.voice.engine} failed for {j.utt_id} ({j.voice.voice}): "
+                                  f"{res.stderr.strip()[:300]}")
+        if not os.path.exists(o):
+            raise CorpusError(f"{j.voice.engine} wrote no audio for {j.utt_id} ({j.voice.voice})")
+        audio, sr = soundfile.read(o, dtype="float32", always_2d=True)
+        result.append((audio[:, 0], sr))
+    return result
+
+
+def child_transform(audio: np.ndarray, sr: int, formant_ratio: float, pitch_median: float,
+                    pitch_range: float, duration: float) -> np.ndarray:
+    """Praat's Change gender: formants x ratio, new F0 median, pitch range and duration."""
+    import parselmouth
+    from parselmouth.praat import call
+
+    snd = parselmouth.Sound(audio.astype(np.float64), sampling_frequency=sr)
+    out = call(snd, "Change gender", 75, 600, formant_ratio, pitch_median, pitch_range, duration)
+    return np.asarray(out.values[0], dtype=np.float32)
+
+
+def resample(audio: np.ndarray, sr: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    if sr == target:
+        return audio
+    import soxr
+
+    return soxr.resample(audio, sr, target).astype(np.float32)
+
+
+def render(jobs: Sequence[Job]) -> List[Tuple[str, float]]:
+    """Synthesise a batch of jobs to 16 kHz wavs; returns (utt_id, seconds) per job."""
+    with tempfile.TemporaryDirectory(prefix="synth_") as tmp:
+        raws = _synth_raw(jobs, tmp)
+    done = []
+    for job, (audio, sr) in zip(jobs, raws):
+        p = job.params
+        if job.profile is not None:
+            audio = child_transform(audio, sr, p["formant_ratio"], p["pitch_median"], p["pitch_range"],
+                                    p["duration"])
+        audio = resample(audio, sr)
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        if peak <= 0.0:
+            raise CorpusError(f"{job.utt_id}: the engine produced silence")
+        audio = audio / peak * p["gain"]
+        Path(job.path).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(job.path, audio, SAMPLE_RATE, subtype="PCM_16")
+        done.append((job.utt_id, len(audio) / SAMPLE_RATE))
+    return done
+
+
+def _render_safe(jobs: Sequence[Job]):
+    try:
+        return render(jobs)
+    except Exception as e:  # reported together by the parent
+        return [(j.utt_id, f"{type(e).__name__}: {e}") for j in jobs]
+
+
+# --------------------------------------------------------------------------- corpus
+def plan_jobs(texts: Dict[Tuple[str, str], List[str]], wavdir: Path, seed: int,
+              mbrola: bool = False) -> Dict[Tuple[str, str], List[Job]]:
+    jobs: Dict[Tuple[str, str], List[Job]] = {}
+    for (domain, split), sents in sorted(texts.items()):
+        speakers = domain_speakers(domain, mbrola)
+        lst = []
+        for i, text in enumerate(sents):
+            voice, profile = speakers[i % len(speakers)]
+            spk = speaker_id(voice, profile)
+            utt = f"{spk}-{domain}_{split}_{i:05d}"
+            job = Job(utt, text, voice, profile, str(wavdir / f"{domain}_{split}" / f"{utt}.wav"), seed)
+            job.params = draw_params(job)
+            lst.append(job)
+        jobs[(domain, split)] = sorted(lst, key=lambda j: j.utt_id)
+    return jobs
+
+
+def write_data_dir(d: Path, jobs: Sequence[Job], durations: Dict[str, float]) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    jobs = sorted(jobs, key=lambda j: j.utt_id)
+    spk2utt: Dict[str, List[str]] = collections.defaultdict(list)
+    with open(d / "wav.scp", "w") as w, open(d / "text", "w") as t, open(d / "utt2spk", "w") as u, \
+            open(d / "utt2dur", "w") as du:
+        for j in jobs:
+            spk = j.utt_id.split("-", 1)[0]
+            w.write(f"{j.utt_id} {os.path.abspath(j.path)}\n")
+            t.write(f"{j.utt_id} {j.text}\n")
+            u.write(f"{j.utt_id} {spk}\n")
+            du.write(f"{j.utt_id} {durations[j.utt_id]:.3f}\n")
+            spk2utt[spk].append(j.utt_id)
+    with open(d / "spk2utt", "w") as s:
+        for spk in sorted(spk2utt):
+            s.write(f"{spk} {' '.join(spk2utt[spk])}\n")
+
+
+def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2,
+          domains: Sequence[str] = DOMAINS, vocab_size: int = 3000, mbrola: bool = False,
+          sizes: Optional[Dict[Tuple[str, str], int]] = None) -> Dict[str, dict]:
+    """Synthesise the corpus; returns per-data-dir statistics (also written as JSON)."""
+    for d in domains:
+        if d not in DOMAINS:
+            raise CorpusError(f"unknown domain {d!r}; expected some of {DOMAINS}")
+    voices = [v for d in domains for v, _ in domain_speakers(d, mbrola)]
+    check_engines(voices)
+    all_sizes = dict(sizes) if sizes else {k: max(1, int(round(n * size))) for k, n in BASE_SIZES.items()}
+    if any(n < 1 for n in all_sizes.values()):
+        raise CorpusError(f"every split needs at least one utterance: {all_sizes}")
+    texts = split_text(wordnet_sentences(), all_sizes, seed, vocab_size)
+    src_vocab = {w for s in texts[("source", "train")] for w in s.split()}
+    texts = {k: v for k, v in texts.items() if k[0] in domains}
+    jobs = plan_jobs(texts, wavdir, seed, mbrola)
+    flat = sorted((j for lst in jobs.values() for j in lst), key=lambda j: (j.voice.engine, j.utt_id))
+    batches = [flat[i:i + 24] for i in range(0, len(flat), 24)]
+    t0 = time.time()
+    durations: Dict[str, float] = {}
+    errors: List[str] = []
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(max(1, nj)) as pool:
+        for results in pool.imap_unordered(_render_safe, batches):
+            for utt, res in results:
+                if isinstance(res, str):
+                    errors.append(f"{utt}: {res}")
+                else:
+                    durations[utt] = res
+    if errors:
+        raise CorpusError(f"{len(errors)} utterances failed, first: {errors[:3]}")
+    stats = {}
+    for (domain, split), lst in sorted(jobs.items()):
+        name = f"{domain}_{split}"
+        write_data_dir(out / name, lst, durations)
+        secs = sum(durations[j.utt_id] for j in lst)
+        words = [w for j in lst for w in j.text.split()]
+        stats[name] = {"utterances": len(lst), "hours": round(secs / 3600, 3),
+                       "speakers": len({speaker_id(j.voice, j.profile) for j in lst}),
+                       "words": len(words),
+                       "oov_rate_vs_source_train": round(sum(w not in src_vocab for w in words) / len(words), 4)}
+    stats["_meta"] = {"seed": seed, "size": size, "vocab_size": vocab_size, "mbrola": mbrola,
+                      "synthesis_seconds": round(time.time() - t0, 1), "nj": nj}
+    (out / "corpus_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, type=Path, help="where the Kaldi data dirs go")
+    ap.add_argument("--wavdir", required=True, type=Path, help="where the wav files go")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--size", type=float, default=1.0, help="scale of every split (1.0: about 3 h)")
+    ap.add_argument("--nj", type=int, default=max(1, os.cpu_count() or 1))
+    ap.add_argument("--domains", default=",".join(DOMAINS))
+    ap.add_argument("--vocab_size", type=int, default=3000)
+    ap.add_argument("--mbrola", action="store_true", help="add mbrola L2 voices (contrib/non-free)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        stats = build(args.out, args.wavdir, args.seed, args.size, args.nj,
+                      [d for d in args.domains.split(",") if d], args.vocab_size, args.mbrola)
+    except CorpusError as e:
+        print(f"synth_corpus: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

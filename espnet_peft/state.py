@@ -24,8 +24,8 @@ def _fingerprint_tensor(fps) -> torch.Tensor:
     return torch.tensor([list(fp) for fp in fps], dtype=torch.float64)
 
 
-def peft_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """The trainable adapter state of ``model`` (cloned to CPU-independent detached tensors)."""
+def peft_state_dict(model: nn.Module, clone: bool = True) -> Dict[str, torch.Tensor]:
+    """The trainable adapter state of ``model`` (detached; cloned unless ``clone=False``)."""
     plan = get_plan(model)
     base = getattr(model, "module", model)
     method = get_method(plan.method)
@@ -33,7 +33,7 @@ def peft_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     state: Dict[str, torch.Tensor] = {}
     for row in plan.rows:
         for k, v in method.trainable_state(modules[row.name]).items():
-            state[f"{row.name}.{k}"] = v.detach().clone()
+            state[f"{row.name}.{k}"] = v.detach().clone() if clone else v.detach()
         state[f"{row.name}.{FINGERPRINT}"] = _fingerprint_tensor(plan.fingerprints[row.name])
     return state
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Merge a PEFT experiment into a stock ESPnet model directory (``config.yaml`` + ``model.pth``).
+
+    python -m espnet_peft.bin.merge --train_config exp/peft/config.yaml \\
+        --model_file exp/peft/valid.acc.ave.pth --output_dir exp/peft/merged [--alpha 0.5]
+
+The output is decoded by stock ``espnet2.bin.asr_inference`` / ``s2t_inference`` with no
+espnet_peft import. ``--alpha A`` writes the weight-space interpolation
+``theta_pre + A (theta_adapted - theta_pre)`` toward the pretrained model (Speech-FT stage 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..checkpoint import full_state_dict, remove_adapter_only_checkpointing
+from ..espnet_task import load_state_file, load_yaml, resolve_pretrained
+from ..inject import get_plan
+from ..merge import interpolate_state, merge_peft
+from ..methods.base import PeftError
+from ..state import load_peft_state_dict
+from ._common import PEFT_ARGS, setup_logging, stock_task, task_of
+
+
+def get_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train_config", required=True, type=Path, help="config.yaml of the PEFT experiment")
+    ap.add_argument("--model_file", required=True, type=Path, help="adapter checkpoint (e.g. valid.acc.ave.pth)")
+    ap.add_argument("--output_dir", required=True, type=Path)
+    ap.add_argument("--alpha", type=float, default=1.0, help="interpolation toward the pretrained model, in [0, 1]")
+    ap.add_argument("--pretrained_model", default=None, help="override the pretrained model path of the config")
+    ap.add_argument("--task", choices=("asr", "s2t"), default=None, help="default: from the config")
+    ap.add_argument("--verify", type=lambda s: s.lower() == "true", default=True,
+                    help="rebuild the written model with stock ESPnet and compare outputs (default true)")
+    return ap
+
+
+@torch.no_grad()
+def _probe(model, seed: int = 0):
+    """Encoder output of a fixed random waveform (enough to compare two models)."""
+    g = torch.Generator().manual_seed(seed)
+    speech = torch.randn(2, 16000, generator=g) * 0.1
+    lens = torch.tensor([16000, 12000])
+    model.eval()
+    enc, _ = model.encode(speech, lens)
+    return enc
+
+
+def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alpha: float = 1.0,
+                     pretrained_model=None, task=None, verify: bool = True) -> dict:
+    cfg = load_yaml(train_config)
+    if not cfg.get("peft_config"):
+        raise PeftError(f"{train_config} is not a PEFT experiment config (no peft_config)")
+    if pretrained_model:
+        cfg["pretrained_model"] = str(pretrained_model)
+    if not 0.0 <= alpha <= 1.0:
+        raise PeftError(f"--alpha must lie in [0, 1], got {alpha}")
+    if not Path(model_file).is_file():
+        raise PeftError(f"checkpoint not found: {model_file}")
+    task_cls = task_of(cfg, task)
+    t0 = time.time()
+    model = task_cls.build_model(argparse.Namespace(**cfg))
+    remove_adapter_only_checkpointing(model)
+    load_peft_state_dict(model, load_state_file(model_file))
+    plan = get_plan(model)
+    reference = _probe(model) if verify and alpha == 1.0 else None
+    merge_peft(model)
+    state = full_state_dict(model)
+    if alpha != 1.0:
+        pre_path, _ = resolve_pretrained(cfg["pretrained_model"], cfg.get("pretrained_config"))
+        state = interpolate_state(load_state_file(pre_path), state, alpha)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stock_cfg = {k: v for k, v in cfg.items() if k not in PEFT_ARGS}
+    with open(output_dir / "config.yaml", "w", encoding="utf-8") as fh:
+        yaml.safe_dump(stock_cfg, fh, sort_keys=False, allow_unicode=True)
+    torch.save(state, output_dir / "model.pth")
+    info = {"train_config": str(train_config), "model_file": str(model_file), "alpha": alpha,
+            "method": plan.method, "trainable_params": plan.total, "fraction": plan.fraction,
+            "pretrained_model": cfg["pretrained_model"], "seconds": round(time.time() - t0, 2)}
+    if verify:
+        stock = stock_task(task_cls.__name__)
+        merged, _ = stock.build_model_from_file(output_dir / "config.yaml", output_dir / "model.pth", "cpu")
+        if type(merged).__module__.startswith("espnet_peft") or any(
+                type(m).__module__.startswith("espnet_peft") for m in merged.modules()):
+            raise RuntimeError("the merged model still contains espnet_peft modules")
+        if reference is not None:
+            err = float((_probe(merged) - reference).abs().max())
+            info["verify_max_abs_diff"] = err
+            if err > 1e-3:
+                raise RuntimeError(f"merged model differs from the adapted model (max abs diff {err:.2e})")
+    (output_dir / "merge_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def main(cmd=None) -> int:
+    args = get_parser().parse_args(cmd)
+    setup_logging()
+    try:
+        info = merge_experiment(args.train_config, args.model_file, args.output_dir, args.alpha,
+                                args.pretrained_model, args.task, args.verify)
+    except PeftError as e:
+        print(f"espnet_peft.bin.merge: error: {e}", file=sys.stderr)
+        return 2
+    logging.info("merged model written to %s: %s", args.output_dir, info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

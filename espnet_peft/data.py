@@ -1,0 +1,167 @@
+"""Checks of Kaldi-style data directories, run before any compute is spent on them."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+PathLike = Union[str, Path]
+
+
+class DataError(ValueError):
+    """A data directory that training or decoding would fail on (or silently misuse)."""
+
+
+@dataclass
+class DataReport:
+    path: str
+    utterances: int = 0
+    seconds: float = 0.0
+    problems: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def read_table(path: PathLike) -> Dict[str, str]:
+    """``id rest-of-line`` files (wav.scp, text, utt2spk); duplicate ids are an error."""
+    out: Dict[str, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            key, _, value = line.partition(" ")
+            if key in out:
+                raise DataError(f"{path}:{n}: duplicate id {key!r}")
+            out[key] = value.strip()
+    return out
+
+
+def _audio_info(entry: str) -> Tuple[Optional[int], Optional[int], Optional[str]]:
+    """(frames, sample rate, problem) of a wav.scp entry; pipes and archives are not opened."""
+    if entry.endswith("|") or ".ark:" in entry:
+        return None, None, None
+    p = Path(entry)
+    if not p.is_file():
+        return None, None, f"audio file missing: {entry}"
+    try:
+        import soundfile
+
+        info = soundfile.info(str(p))
+    except Exception as e:  # soundfile.LibsndfileError and friends
+        return None, None, f"unreadable audio {entry}: {e}"
+    if info.frames == 0:
+        return 0, info.samplerate, f"empty audio: {entry}"
+    return info.frames, info.samplerate, None
+
+
+def check_data_dir(path: PathLike, sample_rate: Optional[int] = 16000, need_text: bool = True,
+                   check_audio: bool = True, max_report: int = 5) -> DataReport:
+    """Everything wrong with a data directory, without raising."""
+    d = Path(path)
+    rep = DataReport(str(d))
+    if not d.is_dir():
+        rep.problems.append(f"data directory not found: {d}")
+        return rep
+    needed = ["wav.scp"] + (["text"] if need_text else [])
+    missing = [f for f in needed if not (d / f).is_file()]
+    if missing:
+        rep.problems.append(f"{d}: missing {', '.join(missing)}")
+        return rep
+    try:
+        wav = read_table(d / "wav.scp")
+        text = read_table(d / "text") if need_text else {}
+    except DataError as e:
+        rep.problems.append(str(e))
+        return rep
+    rep.utterances = len(wav)
+    if not wav:
+        rep.problems.append(f"{d}/wav.scp is empty")
+    if need_text:
+        only_wav = sorted(set(wav) - set(text))
+        only_text = sorted(set(text) - set(wav))
+        if only_wav or only_text:
+            rep.problems.append(f"{d}: text and wav.scp ids differ: {len(only_wav)} only in wav.scp "
+                                f"{only_wav[:max_report]}, {len(only_text)} only in text {only_text[:max_report]}")
+        empty = [k for k, v in text.items() if not v]
+        if empty:
+            rep.problems.append(f"{d}/text: {len(empty)} empty transcript(s), e.g. {empty[:max_report]}")
+    if (d / "utt2spk").is_file():
+        spk = read_table(d / "utt2spk")
+        if set(spk) != set(wav):
+            rep.problems.append(f"{d}: utt2spk ids differ from wav.scp ids")
+    if check_audio:
+        bad: List[str] = []
+        rates = {}
+        for key, entry in wav.items():
+            frames, sr, problem = _audio_info(entry)
+            if problem:
+                bad.append(f"{key}: {problem}")
+                continue
+            if frames and sr:
+                rep.seconds += frames / sr
+                rates[sr] = rates.get(sr, 0) + 1
+        if bad:
+            rep.problems.append(f"{d}: {len(bad)} bad audio entr{'y' if len(bad) == 1 else 'ies'}: "
+                                + "; ".join(bad[:max_report]))
+        if sample_rate and rates and set(rates) != {sample_rate}:
+            rep.problems.append(f"{d}: sample rates {sorted(rates)} found, {sample_rate} Hz expected "
+                                f"(resample the audio)")
+    return rep
+
+
+def validate_data_dir(path: PathLike, **kw) -> DataReport:
+    """Raise :class:`DataError` listing every problem of a data directory; else its report."""
+    rep = check_data_dir(path, **kw)
+    if rep.problems:
+        raise DataError("\n  ".join([f"data directory {rep.path} is not usable:"] + rep.problems))
+    logging.info("%s: %d utterances, %.2f h", rep.path, rep.utterances, rep.seconds / 3600)
+    return rep
+
+
+def validate_data_triplets(triplets, sample_rate: Optional[int] = None, max_report: int = 5) -> None:
+    """Check ESPnet ``path,name,type`` data arguments before training: files exist, every
+    ``sound`` entry is readable audio, and all files of a split have the same ids."""
+    problems: List[str] = []
+    ids = {}
+    for t in triplets or []:
+        path, name, kind = t if isinstance(t, (tuple, list)) else str(t).split(",")[:3]
+        p = Path(path)
+        if not p.is_file():
+            problems.append(f"{name}: file not found: {path}")
+            continue
+        if kind not in ("sound", "text", "kaldi_ark", "npy", "text_int", "text_float"):
+            continue
+        try:
+            table = read_table(p)
+        except DataError as e:
+            problems.append(str(e))
+            continue
+        if not table:
+            problems.append(f"{name}: {path} is empty")
+        ids[name] = (path, set(table))
+        if kind == "sound":
+            bad = []
+            for key, entry in table.items():
+                frames, sr, problem = _audio_info(entry)
+                if problem:
+                    bad.append(f"{key}: {problem}")
+                elif sample_rate and sr and sr != sample_rate:
+                    bad.append(f"{key}: {sr} Hz, {sample_rate} Hz expected")
+            if bad:
+                problems.append(f"{name} ({path}): {len(bad)} bad audio entries: " + "; ".join(bad[:max_report]))
+        elif kind == "text":
+            empty = [k for k, v in table.items() if not v]
+            if empty:
+                problems.append(f"{name} ({path}): {len(empty)} empty line(s), e.g. {empty[:max_report]}")
+    names = list(ids)
+    for other in names[1:]:
+        (p0, a), (p1, b) = ids[names[0]], ids[other]
+        if a != b:
+            problems.append(f"ids differ between {p0} and {p1}: {len(a - b)} only in the first "
+                            f"{sorted(a - b)[:max_report]}, {len(b - a)} only in the second {sorted(b - a)[:max_report]}")
+    if problems:
+        raise DataError("training data is not usable:\n  " + "\n  ".join(problems))

@@ -138,7 +138,9 @@ class PeftTaskMixin:
             if key not in pre:
                 continue
             mine, default = getattr(args, key, None), parser.get_default(key)
-            user_set = mine is not None and mine != default
+            user_set = mine != default
+            if user_set and getattr(args, "collect_stats", False):
+                continue  # statistics runs only use the frontend; their options stand
             if key in MERGED:
                 merged = dict(pre.get(key) or {})
                 merged.update(mine or {})

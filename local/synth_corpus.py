@@ -261,7 +261,7 @@ def draw_params(job: Job) -> Dict[str, float]:
         p.update(formant_ratio=c.formant_ratio * rng.uniform(0.95, 1.05),
                  pitch_median=c.pitch_median * rng.uniform(0.9, 1.1),
                  pitch_range=c.pitch_range * rng.uniform(0.85, 1.15),
-                 duration=c.duration * rng.uniform(0.95, 1.08))
+                 duration=c.duration * rng.uniform(0.95, 1.08), praat_seed=rng.randrange(1, 2 ** 31))
     return p
 
 
@@ -305,11 +305,16 @@ def _synth_raw(jobs: Sequence[Job], tmpdir: str) -> List[Tuple[np.ndarray, int]]
 
 
 def child_transform(audio: np.ndarray, sr: int, formant_ratio: float, pitch_median: float,
-                    pitch_range: float, duration: float) -> np.ndarray:
-    """Praat's Change gender: formants x ratio, new F0 median, pitch range and duration."""
-    import parselmouth
-    from parselmouth.praat import call
+                    pitch_range: float, duration: float, seed: int = 0) -> np.ndarray:
+    """Praat's Change gender: formants x ratio, new F0 median, pitch range and duration.
 
+    Praat's overlap-add resynthesis draws random numbers: its generator is seeded per call so
+    that the corpus is reproducible.
+    """
+    import parselmouth
+    from parselmouth.praat import call, run
+
+    run(f"random_initializeWithSeedUnsafelyButPredictably ({int(seed)})")
     snd = parselmouth.Sound(audio.astype(np.float64), sampling_frequency=sr)
     out = call(snd, "Change gender", 75, 600, formant_ratio, pitch_median, pitch_range, duration)
     return np.asarray(out.values[0], dtype=np.float32)
@@ -332,7 +337,7 @@ def render(jobs: Sequence[Job]) -> List[Tuple[str, float]]:
         p = job.params
         if job.profile is not None:
             audio = child_transform(audio, sr, p["formant_ratio"], p["pitch_median"], p["pitch_range"],
-                                    p["duration"])
+                                    p["duration"], seed=int(p["praat_seed"]))
         audio = resample(audio, sr)
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         if peak <= 0.0:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Stage 1 of the embedded recipe: synthesise the benchmark corpus (deterministic from --seed).
+# Source domain: adult US voices; child domain: the same kind of voices through Praat's
+# child transform; accent domain: Scottish / English-regional / Caribbean voices.
+set -euo pipefail
+size=1.0      # scale of every split (1.0: ~3 h of audio, ~80 s on 2 cores)
+seed=1
+nj=2
+mbrola=false  # add mbrola L2 voices (Debian contrib/non-free, must be installed)
+help_message="Usage: local/data.sh [--size 1.0] [--seed 1] [--nj 2] [--mbrola false]"
+. utils/parse_options.sh
+. ./path.sh
+
+stamp="data/.corpus_size${size}_seed${seed}_mbrola${mbrola}"
+if [ -f "${stamp}" ]; then
+    echo "local/data.sh: corpus already synthesised (${stamp}); delete it to rebuild"
+    exit 0
+fi
+opts=()
+[ "${mbrola}" = true ] && opts+=(--mbrola)
+"${python}" utils/synth_corpus.py --out data --wavdir downloads/wav --size "${size}" --seed "${seed}" \
+    --nj "${nj}" "${opts[@]+"${opts[@]}"}"
+rm -f data/.corpus_*
+touch "${stamp}"

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Decode data directories with stock ESPnet models (no espnet_peft import).
+
+One job decodes its share (``--job J --nj N``) of every ``--data_dir`` with every model
+(``--model_dir M --output_dir O`` pairs) in a single process, since the espnet2 import costs
+~20 s per process; sets whose ``<output_dir>/<set>/text`` exists are skipped. ``--merge`` then
+joins the shares into ``<output_dir>/<set>/text`` and ``decode_info.json`` (real-time factor).
+
+    decode.py --model_dir foundation --output_dir exp/base_decode \\
+              --model_dir exp/x/merged --output_dir exp/x/merged/decode \\
+              --data_dir dump/raw/child_test --data_dir dump/raw/source_test \\
+              --decode_config conf/decode.yaml --job 1 --nj 2
+    decode.py --merge (same pairs and sets) --nj 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def shard(keys, job: int, nj: int):
+    return [k for i, k in enumerate(sorted(keys)) if i % nj == job - 1]
+
+
+def read_scp(path: Path):
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            k, _, v = line.partition(" ")
+            out[k] = v.strip()
+    return out
+
+
+def load_model(model_dir: Path, task: str, opts: dict):
+    cfg, model = model_dir / "config.yaml", model_dir / "model.pth"
+    if not (cfg.is_file() and model.is_file()):
+        sys.exit(f"decode.py: {model_dir} must hold config.yaml and model.pth")
+    if task == "s2t":
+        from espnet2.bin.s2t_inference import Speech2Text
+
+        s2t = Speech2Text(s2t_train_config=str(cfg), s2t_model_file=str(model), device=opts.pop("device", "cpu"),
+                          **opts)
+        return lambda speech: s2t(speech)[0][3]  # text without special tokens
+    from espnet2.bin.asr_inference import Speech2Text
+
+    s2t = Speech2Text(asr_train_config=str(cfg), asr_model_file=str(model), device=opts.pop("device", "cpu"), **opts)
+    return lambda speech: s2t(speech)[0][0]
+
+
+def todo(out_dir: str, data_dirs):
+    return [Path(d) for d in data_dirs if not (Path(out_dir) / Path(d).name / "text").is_file()]
+
+
+def decode(args) -> None:
+    import soundfile
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    opts = yaml.safe_load(Path(args.decode_config).read_text()) if args.decode_config else {}
+    if args.device:
+        opts["device"] = args.device
+    for model_dir, out_dir in zip(args.model_dir, args.output_dir):
+        sets = todo(out_dir, args.data_dir)
+        if not sets:
+            continue
+        recognize = load_model(Path(model_dir), args.task, dict(opts))
+        for d in sets:
+            wav = read_scp(d / "wav.scp")
+            out = Path(out_dir) / d.name
+            out.mkdir(parents=True, exist_ok=True)
+            audio_s = 0.0
+            t0 = time.time()
+            with open(out / f"hyp.{args.job}", "w", encoding="utf-8") as fh:
+                for key in shard(wav, args.job, args.nj):
+                    speech, sr = soundfile.read(wav[key], dtype="float32", always_2d=True)
+                    speech = speech[:, 0]
+                    audio_s += len(speech) / sr
+                    with torch.no_grad():
+                        text = recognize(speech)
+                    fh.write(f"{key} {text}\n")
+            (out / f"info.{args.job}.json").write_text(json.dumps(
+                {"audio_seconds": audio_s, "decode_seconds": time.time() - t0}) + "\n")
+
+
+def merge(args) -> None:
+    for out_dir in args.output_dir:
+        for d in todo(out_dir, args.data_dir):
+            out = Path(out_dir) / d.name
+            hyps, audio, secs = {}, 0.0, 0.0
+            for j in range(1, args.nj + 1):
+                part = out / f"hyp.{j}"
+                if not part.is_file():
+                    sys.exit(f"decode.py: missing {part} (a decoding job failed?)")
+                for line in part.read_text(encoding="utf-8").splitlines():
+                    k, _, v = line.partition(" ")
+                    hyps[k] = v.strip()
+                info = json.loads((out / f"info.{j}.json").read_text())
+                audio += info["audio_seconds"]
+                secs += info["decode_seconds"]
+            keys = read_scp(d / "wav.scp")
+            if set(hyps) != set(keys):
+                sys.exit(f"decode.py: {out}: {len(set(keys) - set(hyps))} utterances were not decoded")
+            with open(out / "text", "w", encoding="utf-8") as fh:
+                for k in sorted(hyps):
+                    fh.write(f"{k} {hyps[k]}\n")
+            (out / "decode_info.json").write_text(json.dumps(
+                {"utterances": len(hyps), "audio_seconds": round(audio, 2), "decode_cpu_seconds": round(secs, 2),
+                 "rtf": round(secs / audio, 4) if audio else None}, indent=1) + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model_dir", action="append", default=[], help="a model (config.yaml + model.pth)")
+    ap.add_argument("--output_dir", action="append", required=True, help="one per --model_dir")
+    ap.add_argument("--data_dir", action="append", required=True)
+    ap.add_argument("--decode_config", default=None)
+    ap.add_argument("--task", choices=("asr", "s2t"), default="asr")
+    ap.add_argument("--job", type=int, default=1)
+    ap.add_argument("--nj", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--merge", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.merge and len(args.model_dir) != len(args.output_dir):
+        ap.error("give one --output_dir per --model_dir")
+    merge(args) if args.merge else decode(args)
+
+
+if __name__ == "__main__":
+    main()

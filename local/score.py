@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Score hypotheses against references: WER / CER with the normalisation documented in
+``espnet_peft.scoring`` (lower case, punctuation and <special> tokens removed).
+
+    score.py --ref dump/raw/child_test/text --hyp exp/x/decode/child_test/text --out result.json
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from espnet_peft.scoring import score_files  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ref", required=True, type=Path)
+    ap.add_argument("--hyp", required=True, type=Path)
+    ap.add_argument("--out", type=Path, default=None, help="write the result as JSON")
+    args = ap.parse_args(argv)
+    res = score_files(args.ref, args.hyp, args.out)
+    print(f"{args.hyp}: WER {res['wer']:.2f}% CER {res['cer']:.2f}% "
+          f"({res['utterances']} utterances, {res['words']} words)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

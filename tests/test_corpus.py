@@ -1,0 +1,133 @@
+"""The embedded benchmark's corpus builder (local/synth_corpus.py) and the data checks."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from espnet_peft.data import DataError, check_data_dir, validate_data_dir, validate_data_triplets
+
+from conftest import ROOT
+from espnet_fixtures import synth_module
+
+SIZES = {("source", "train"): 6, ("source", "dev"): 2, ("source", "test"): 2,
+         ("child", "train"): 3, ("child", "dev"): 1, ("child", "test"): 2,
+         ("accent", "train"): 3, ("accent", "dev"): 1, ("accent", "test"): 2}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    synth = synth_module()
+    stats = synth.build(root / "data", root / "wav", seed=5, nj=2, sizes=SIZES, vocab_size=3000)
+    return root, stats, synth
+
+
+def test_kaldi_dirs_are_valid(corpus):
+    root, stats, _ = corpus
+    for (domain, split), n in SIZES.items():
+        d = root / "data" / f"{domain}_{split}"
+        rep = validate_data_dir(d)  # raises on any problem
+        assert rep.utterances == n
+        for f in ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur"):
+            lines = (d / f).read_text().splitlines()
+            assert lines == sorted(lines), f"{d}/{f} is not sorted"
+        for line in (d / "wav.scp").read_text().splitlines():
+            info = soundfile.info(line.split(" ", 1)[1])
+            assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+        spk = dict(l.split() for l in (d / "utt2spk").read_text().splitlines())
+        assert all(u.startswith(s + "-") for u, s in spk.items())  # Kaldi: speaker-prefixed ids
+    assert json.loads((root / "data" / "corpus_stats.json").read_text())["_meta"]["seed"] == 5
+
+
+def test_splits_are_disjoint_and_in_vocabulary(corpus):
+    root, _, _ = corpus
+    texts = {}
+    for domain, split in SIZES:
+        lines = (root / "data" / f"{domain}_{split}" / "text").read_text().splitlines()
+        texts[(domain, split)] = {l.split(" ", 1)[1] for l in lines}
+    keys = list(texts)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            assert not texts[a] & texts[b], f"{a} and {b} share sentences"
+
+
+def test_deterministic_from_seed(tmp_path, corpus):
+    synth = corpus[2]
+    small = {k: (6 if k[1] == "train" else 1) for k in SIZES}  # one utterance per voice and engine
+    synth.build(tmp_path / "a", tmp_path / "wa", seed=9, nj=1, domains=["child"], sizes=small)
+    synth.build(tmp_path / "b", tmp_path / "wb", seed=9, nj=2, domains=["child"], sizes=small)
+    ta = (tmp_path / "a" / "child_train" / "text").read_text()
+    assert ta == (tmp_path / "b" / "child_train" / "text").read_text()
+    for line in (tmp_path / "a" / "child_train" / "wav.scp").read_text().splitlines():
+        utt, path = line.split()
+        other = tmp_path / "wb" / "child_train" / f"{utt}.wav"
+        assert np.array_equal(soundfile.read(path)[0], soundfile.read(other)[0])
+
+
+def _f0(audio, sr):
+    import parselmouth
+
+    pitch = parselmouth.Sound(audio.astype(np.float64), sampling_frequency=sr).to_pitch()
+    f = pitch.selected_array["frequency"]
+    return float(np.median(f[f > 0]))
+
+
+def test_child_transform_raises_measured_f0(corpus):
+    synth = corpus[2]
+    voice = synth.SOURCE_VOICES[1]  # flite rms, a male voice
+    job = synth.Job("x", "the children played in the garden all afternoon", voice, None, "", 0,
+                    {"rate": 1.0, "f0": voice.f0, "gain": 0.5})
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (adult, sr), = synth._synth_raw([job], tmp)
+    child = synth.child_transform(adult, sr, 1.25, 280.0, 1.3, 1.1)
+    f_adult, f_child = _f0(adult, sr), _f0(child, sr)
+    assert f_adult < 160 and f_child > 1.5 * f_adult, (f_adult, f_child)
+    assert len(child) > len(adult)  # slower, as the duration factor asks
+
+
+def test_missing_voice_is_reported_before_synthesis(corpus, monkeypatch):
+    synth = corpus[2]
+    bad = synth.Voice("nobody", "flite", "no_such_voice", 100.0, "flite")
+    monkeypatch.setattr(synth, "SOURCE_VOICES", (bad,))
+    with pytest.raises(synth.CorpusError, match="no_such_voice"):
+        synth.check_engines([bad])
+    monkeypatch.setattr(synth.shutil, "which", lambda name: None)
+    with pytest.raises(synth.CorpusError, match="apt-get install"):
+        synth.check_engines([bad])
+
+
+def test_corrupt_empty_and_mismatched_data_are_reported(corpus, tmp_path):
+    root, _, _ = corpus
+    d = tmp_path / "broken"
+    shutil.copytree(root / "data" / "source_test", d)
+    lines = (d / "wav.scp").read_text().splitlines()
+    first, second = lines[0].split(" ", 1)[1], lines[1].split(" ", 1)[1]
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF....not audio")
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    lines[0] = lines[0].split()[0] + f" {corrupt}"
+    lines[1] = lines[1].split()[0] + f" {empty}"
+    (d / "wav.scp").write_text("\n".join(lines) + "\nextra-utt /nowhere.wav\n")
+    rep = check_data_dir(d)
+    text = "\n".join(rep.problems)
+    assert "unreadable audio" in text and "empty audio" in text and "ids differ" in text
+    assert "/nowhere.wav" in text
+    with pytest.raises(DataError, match="not usable"):
+        validate_data_dir(d)
+    with pytest.raises(DataError, match="ids differ"):
+        validate_data_triplets([f"{d}/wav.scp,speech,sound", f"{d}/text,text,text"])
+
+
+def test_cli_reports_errors(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "local" / "check_data.py"), str(tmp_path / "nothing")],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "not found" in res.stderr

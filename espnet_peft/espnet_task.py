@@ -189,8 +189,15 @@ class PeftTaskMixin:
             cls.check_peft_args(args, parser)
         except PeftError as e:
             parser.error(str(e))
+        before = os.environ.get(TRAINING_ENV)
         os.environ[TRAINING_ENV] = "1"  # inherited by DDP worker processes
-        return super().main(args=args)
+        try:
+            return super().main(args=args)
+        finally:
+            if before is None:
+                os.environ.pop(TRAINING_ENV, None)
+            else:
+                os.environ[TRAINING_ENV] = before
 
     # ------------------------------------------------------------------ the model
     @classmethod
@@ -201,10 +208,17 @@ class PeftTaskMixin:
         peft_config = getattr(args, "peft_config", None)
         if not peft_config:
             return model
-        model_path, _ = resolve_pretrained(args.pretrained_model, getattr(args, "pretrained_config", None))
-        load_pretrained_weights(model, model_path)
-        config = PeftConfig.from_any(peft_config)
-        plan = apply_peft(model, config)
+        try:
+            model_path, _ = resolve_pretrained(args.pretrained_model, getattr(args, "pretrained_config", None))
+            load_pretrained_weights(model, model_path)
+            config = PeftConfig.from_any(peft_config)
+            plan = apply_peft(model, config)
+        except PeftError as e:
+            if os.environ.get(TRAINING_ENV) != "1":
+                raise
+            # a training run stops here, before any data is loaded: a clean message, no traceback
+            logging.error("espnet_peft: %s", e)
+            raise SystemExit(f"espnet_peft: error: {e}") from None
         logging.info("espnet_peft: pretrained weights loaded from %s", model_path)
         logging.info("espnet_peft plan (%s):\n%s", peft_config, plan)
         install_adapter_only_checkpointing(model)

@@ -53,6 +53,7 @@ expdir=exp                          # experiments live in ${expdir}/<tag>
 dumpdir=dump                        # formatted data
 results=RESULTS.md                  # stage 15 writes its block here
 recipe_name=""                      # for the report (default: the recipe directory name)
+prepare_only=false                  # sweeps: only the shared work (adaptation statistics, base decoding)
 
 help_message="Usage: $0 [options]   (every option above, e.g. --stage 10 --peft_config conf/peft/lora.yaml)
   --stage / --stop_stage N   stages to run (1-15)      --tag NAME   experiment name
@@ -133,6 +134,32 @@ score_sets() {
             --out "${dir}/${s}/result.json"
     done
 }
+
+# adaptation data options, and the statistics (shapes) of the adaptation sets, computed once
+peft_data_args=(--train_data_path_and_name_and_type "${dumpdir}/raw/${target_train_set}/wav.scp,speech,sound"
+                --train_data_path_and_name_and_type "${dumpdir}/raw/${target_train_set}/text,text,text"
+                --valid_data_path_and_name_and_type "${dumpdir}/raw/${target_valid_set}/wav.scp,speech,sound"
+                --valid_data_path_and_name_and_type "${dumpdir}/raw/${target_valid_set}/text,text,text")
+peft_stats="${expdir}/stats_${target_train_set}"
+peft_statistics() {
+    [ ! -f "${peft_stats}/train/speech_shape" ] || return 0
+    need_file "${foundation_dir}/model.pth" "foundation model"
+    ${train_cmd} "${peft_stats}/stats.log" "${python}" -m espnet_peft.bin.asr_train --collect_stats true \
+        --pretrained_model "${foundation_dir}/model.pth" --bpemodel "${foundation_dir}/bpe.model" \
+        --normalize none "${peft_data_args[@]}" \
+        --train_shape_file "${dumpdir}/raw/${target_train_set}/wav.scp" \
+        --valid_shape_file "${dumpdir}/raw/${target_valid_set}/wav.scp" \
+        --output_dir "${peft_stats}" --batch_type unsorted --batch_size 16 --ngpu 0
+}
+
+if [ "${prepare_only}" = true ]; then
+    log "preparing shared work: adaptation statistics, base-model decoding of every test set"
+    peft_statistics
+    decode_sets "${target_test_sets} ${source_test_sets}" "${foundation_dir}" "${base_decode}"
+    # shellcheck disable=SC2086
+    score_sets "${base_decode}" ${target_test_sets} ${source_test_sets}
+    exit 0
+fi
 
 # ---------------------------------------------------------------- 1: data preparation
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
@@ -240,25 +267,17 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     log "stage 10: PEFT adaptation ${exp} (${peft_config}); log: ${exp}/train.log"
     mkdir -p "${exp}"
     cp "${peft_config}" "${exp}/peft_config.source.yaml"
-    data_args=(--train_data_path_and_name_and_type "${dumpdir}/raw/${target_train_set}/wav.scp,speech,sound"
-               --train_data_path_and_name_and_type "${dumpdir}/raw/${target_train_set}/text,text,text"
-               --valid_data_path_and_name_and_type "${dumpdir}/raw/${target_valid_set}/wav.scp,speech,sound"
-               --valid_data_path_and_name_and_type "${dumpdir}/raw/${target_valid_set}/text,text,text")
-    peft_stats="${expdir}/stats_${target_train_set}"
-    if [ ! -f "${peft_stats}/train/speech_shape" ]; then
-        ${train_cmd} "${peft_stats}/stats.log" "${python}" -m espnet_peft.bin.asr_train --collect_stats true \
-            --pretrained_model "${foundation_dir}/model.pth" --bpemodel "${foundation_dir}/bpe.model" \
-            --normalize none "${data_args[@]}" \
-            --train_shape_file "${dumpdir}/raw/${target_train_set}/wav.scp" \
-            --valid_shape_file "${dumpdir}/raw/${target_valid_set}/wav.scp" \
-            --output_dir "${peft_stats}" --batch_type unsorted --batch_size 16 --ngpu 0
-    fi
-    start=$(date +%s)
+    peft_statistics
+    prev=0  # a resumed run adds to the time already spent
+    [ -f "${exp}/checkpoint.pth" ] && [ -f "${exp}/train_wall.json" ] && \
+        prev=$("${python}" -c "import json,sys; print(json.load(open(sys.argv[1]))['train_wall_seconds'])" \
+            "${exp}/train_wall.json")
+    start=$(( $(date +%s) - prev ))
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m espnet_peft.bin.asr_train \
         --config "${train_config}" --peft_config "${peft_config}" \
         --pretrained_model "${foundation_dir}/model.pth" --bpemodel "${foundation_dir}/bpe.model" \
-        "${data_args[@]}" \
+        "${peft_data_args[@]}" \
         --train_shape_file "${peft_stats}/train/speech_shape" --train_shape_file "${peft_stats}/train/text_shape" \
         --valid_shape_file "${peft_stats}/valid/speech_shape" --valid_shape_file "${peft_stats}/valid/text_shape" \
         --output_dir "${exp}" --ngpu "${ngpu}" --resume true ${peft_args}

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Run a budget sweep: every cell of a grid through recipe stages 10-15, then the report.
+
+    budget_sweep.py --grid conf/sweep/embedded.yaml --out exp/sweep_child \\
+        --run "./run.sh --target child" --cmd "utils/launch.py --backend local" --max_parallel 1
+
+* cells (method x budget x allocation variant, ``espnet_peft.sweep.expand``) get a PEFT config
+  each under ``<out>/configs``; a cell whose plan is impossible on the model (a budget below one
+  unit per module) is reported as infeasible, not run;
+* the shared work (adaptation statistics, base-model decoding) runs once, first;
+* every cell runs ``<run> --stage 10 --stop_stage 15`` (and stages 11-15 again per extra
+  interpolation alpha) as one job of the ``--cmd`` backend, ``--max_parallel`` at a time
+  (slurm: all at once); finished cells (their summary.json exists) are skipped, so a killed
+  sweep continues where it stopped;
+* ``<out>/sweep.md``, ``sweep.png``, ``sweep.json`` and ``--results`` hold the report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from espnet_peft.methods.base import PeftError  # noqa: E402
+from espnet_peft.sweep import expand, load_grid, write_report  # noqa: E402
+
+
+def merged_dir(expdir: Path, tag: str, alpha: float) -> Path:
+    return expdir / tag / ("merged" if alpha == 1.0 else f"merged_alpha{alpha:g}")
+
+
+def summary_path(expdir: Path, tag: str, alpha: float) -> Path:
+    return merged_dir(expdir, tag, alpha) / "summary.json"
+
+
+def feasibility(cells, model_config: Path):
+    """Plan every cell against the model; returns {cell name: reason} for impossible ones."""
+    from espnet_peft.bin.plan import build_plan
+
+    bad = {}
+    for c in cells:
+        cfg = Path("/tmp") / f"_sweep_{c.name}.yaml"
+        cfg.write_text(yaml.safe_dump(c.config))
+        try:
+            build_plan(str(cfg), model_config)
+        except PeftError as e:
+            bad[c.name] = f"infeasible: {str(e).split(':')[0]}"
+        finally:
+            cfg.unlink(missing_ok=True)
+    return bad
+
+
+def cell_command(run: str, cfg: Path, tag: str, alphas, results: Path) -> str:
+    parts = [f"{run} --stage 10 --stop_stage 15 --peft_config {shlex.quote(str(cfg))} --tag {shlex.quote(tag)} "
+             f"--results {shlex.quote(str(results))}"]
+    for a in alphas:
+        if a != 1.0:
+            parts.append(f"{run} --stage 11 --stop_stage 15 --peft_config {shlex.quote(str(cfg))} "
+                         f"--tag {shlex.quote(tag)} --alpha {a:g} --results {shlex.quote(str(results))}")
+    return " && ".join(parts)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grid", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path, help="sweep directory (configs, logs, report)")
+    ap.add_argument("--run", required=True, help="the recipe command that runs one experiment (run.sh ...)")
+    ap.add_argument("--cmd", default="utils/launch.py --backend local", help="job backend (cmd.sh's cuda_cmd)")
+    ap.add_argument("--max_parallel", type=int, default=1, help="cells at a time (slurm: 0 = all)")
+    ap.add_argument("--expdir", type=Path, default=Path("exp"))
+    ap.add_argument("--tag_prefix", default="")
+    ap.add_argument("--model_config", type=Path, default=Path("foundation/config.yaml"),
+                    help="the model the plans are checked against")
+    ap.add_argument("--results", type=Path, default=None, help="markdown file for the report (committed)")
+    ap.add_argument("--dry_run", action="store_true", help="print the cells and their commands only")
+    args = ap.parse_args(argv)
+
+    t0 = time.time()
+    grid = load_grid(args.grid)
+    try:
+        cells = expand(grid)
+    except PeftError as e:
+        print(f"budget_sweep.py: {e}", file=sys.stderr)
+        return 2
+    (args.out / "configs").mkdir(parents=True, exist_ok=True)
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)
+    status = feasibility(cells, args.model_config) if args.model_config.is_file() else {}
+    todo = []
+    for c in cells:
+        cfg = args.out / "configs" / f"{c.name}.yaml"
+        cfg.write_text(yaml.safe_dump(c.config, sort_keys=False))
+        tag = args.tag_prefix + c.name
+        done = all(summary_path(args.expdir, tag, a).is_file() for a in c.alphas)
+        state = status.get(c.name, "done" if done else "to run")
+        print(f"  {c.name:<48} alphas={','.join(f'{a:g}' for a in c.alphas):<22} {state}")
+        if c.name not in status and not done:
+            todo.append((c, cfg, tag))
+    print(f"budget_sweep.py: {len(cells)} cells, {len(todo)} to run, {len(status)} infeasible")
+    if args.dry_run:
+        for c, cfg, tag in todo:
+            print(cell_command(args.run, cfg, tag, c.alphas, args.out / "cells" / f"{c.name}.md"))
+        return 0
+
+    if todo:
+        subprocess.run(f"{args.run} --prepare_only true", shell=True, check=True)  # shared work, once
+
+    def run_cell(item):
+        c, cfg, tag = item
+        cmd = cell_command(args.run, cfg, tag, c.alphas, args.out / "cells" / f"{c.name}.md")
+        (args.out / "cells").mkdir(exist_ok=True)
+        log = args.out / "logs" / f"{c.name}.log"
+        rc = subprocess.call(f"{args.cmd} {shlex.quote(str(log))} {shlex.quote(cmd)}", shell=True)
+        return c.name, rc
+
+    workers = args.max_parallel if args.max_parallel > 0 else max(1, len(todo))
+    failed = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for name, rc in pool.map(run_cell, todo):
+            print(f"budget_sweep.py: cell {name}: {'done' if rc == 0 else f'FAILED (exit {rc})'}", flush=True)
+            if rc != 0:
+                failed.append(name)
+                status[name] = f"failed (see {args.out / 'logs' / (name + '.log')})"
+
+    summaries = []
+    for c in cells:
+        for a in c.alphas:
+            p = summary_path(args.expdir, args.tag_prefix + c.name, a)
+            if p.is_file():
+                s = json.loads(p.read_text())
+                s.update(cell=c.name, sweep_budget=c.budget, sweep_variant=c.variant)
+                summaries.append(s)
+    wall = time.time() - t0
+    header = (f"# Budget sweep `{args.grid}`\n\nCommand: `{' '.join(sys.argv)}`\n\n"
+              f"Sweep wall time (this invocation): {wall / 3600:.2f} h; cells: {len(cells)} "
+              f"({len(summaries)} results, {len(status)} infeasible or failed). "
+              f"`*`: on the Pareto front of (target WER, source WER). Plot: `{args.out / 'sweep.png'}`.\n")
+    paths = write_report(summaries, args.out, status, header=header)
+    if args.results:
+        args.results.write_text(paths["md"].read_text())
+    print(f"budget_sweep.py: report {paths['md']}, plot {paths['png']}, data {paths['json']}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""Performance benchmark: step time, peak memory, initialisation and merged-inference time of
+every method on real ESPnet models, against the frozen-base floor, each method's own FLOP
+lower bound, LoRA, and (when ``peft`` is installed) HF PEFT's LoRA and DoRA.
+
+    python -m espnet_peft.bin.bench --shapes embedded,owsm_base --budget 1% --out bench_cpu
+    python -m espnet_peft.bin.bench --shapes tiny --repeats 2 --out /tmp/bench   # smoke run
+
+Every (shape, method) runs in its own process (clean peak-memory readings); the driver writes
+``bench.json`` and ``bench.md`` (medians, ratios to the floor, to the method's own bound and to
+LoRA). Runs on the CPU, or on a GPU with ``--device cuda``; never needs one.
+
+Lower bounds (extra FLOPs over the frozen base, per adapted ``d_out x d_in`` matrix that sees
+``T`` tokens; the floor itself is a forward plus the backward through activations, measured with
+torch's FLOP counter on the same input):
+
+* LoRA / PiSSA, rank r: ``6 T r (d_in + d_out)`` (branch forward, its input gradient, dA and dB);
+* DoRA: LoRA's + ``2 d_out d_in r`` (the row norm of ``W + s B A`` through ``W A^T``) + ``4 T d_out``;
+* SSVD / SSVD-O, ``p = max(k_in, k_out)`` directions: the ``p x p`` gradient ``(G U_p)^T (X V_p)``,
+  ``4 T p (d_in + d_out) + 2 T p^2``, plus the cheaper of a low-rank forward ``2 T p (d_in + d_out)``
+  and one dense delta ``2 d_out d_in p``; at ``p = 0.4 min(d)`` on square layers this is about
+  1.5x the floor, because activations and output gradients must be projected onto ``p``
+  directions;
+* full fine-tuning: the weight gradients ``2 T d_out d_in`` of every linear layer.
+
+A method's bound in seconds is the measured floor time scaled by
+``(floor FLOPs + extra FLOPs) / floor FLOPs``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGETS = ["*attn.linear_q", "*attn.linear_k", "*attn.linear_v", "*attn.linear_out", "feed_forward*.w_1",
+           "feed_forward*.w_2", "channel_proj1.0", "channel_proj2", "merge_proj", "output_layer"]
+METHODS = ["floor", "full", "lora", "dora", "pissa", "ssvd", "ssvd_o", "ssvd_rebuild", "hf_lora", "hf_dora"]
+
+
+# --------------------------------------------------------------------------- models
+def build_model(shape: Dict, seed: int = 0):
+    """An ESPnetASRModel of the given shape, built from ESPnet's classes (random weights)."""
+    import torch
+    from espnet2.asr.ctc import CTC
+    from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+    from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
+    from espnet2.asr.espnet_model import ESPnetASRModel
+    from espnet2.asr.frontend.default import DefaultFrontend
+    from espnet2.layers.utterance_mvn import UtteranceMVN
+
+    torch.manual_seed(seed)
+    vocab = int(shape["vocab"])
+    frontend = DefaultFrontend(n_fft=512, win_length=400, hop_length=160, n_mels=80)
+    encoder = EBranchformerEncoder(input_size=80, **shape["encoder_conf"])
+    decoder = TransformerDecoder(vocab_size=vocab, encoder_output_size=encoder.output_size(), **shape["decoder_conf"])
+    ctc = CTC(odim=vocab, encoder_output_size=encoder.output_size())
+    tokens = ["<blank>", "<unk>"] + [f"t{i}" for i in range(vocab - 3)] + ["<sos/eos>"]
+    return ESPnetASRModel(vocab_size=vocab, token_list=tokens, frontend=frontend, specaug=None,
+                          normalize=UtteranceMVN(), preencoder=None, encoder=encoder, postencoder=None,
+                          decoder=decoder, ctc=ctc, joint_network=None, ctc_weight=0.3, lsm_weight=0.1)
+
+
+def batch(shape: Dict, n: int, seconds: float, device: str, seed: int = 1):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    samples = int(seconds * 16000)
+    speech = (torch.randn(n, samples, generator=g) * 0.1).to(device)
+    lens = torch.full((n,), samples, dtype=torch.long, device=device)
+    tl = max(2, int(seconds * 3))
+    text = torch.randint(3, int(shape["vocab"]) - 2, (n, tl), generator=g).to(device)
+    tlens = torch.full((n,), tl, dtype=torch.long, device=device)
+    return speech, lens, text, tlens
+
+
+# --------------------------------------------------------------------------- the rebuild reference
+def rebuild_ssvd(model, plan) -> None:
+    """Replace our SSVD layers by the rebuild-from-factors implementation of the same k (the
+    public ESPnet pull request's approach): each forward forms ``W' = W + U (M) V^T`` densely and
+    back-propagates through it."""
+    import torch
+    from torch import nn
+
+    from espnet_peft.methods.ssvd_o import SubspaceRotationLinear
+
+    class RebuildLinear(nn.Module):
+        def __init__(self, layer: SubspaceRotationLinear):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            w = self.layer.weight + self.layer.ssvd_U @ self.layer.core() @ self.layer.ssvd_V.t()
+            return nn.functional.linear(x, w, self.layer.bias)
+
+    for name, m in list(model.named_modules()):
+        if isinstance(m, SubspaceRotationLinear):
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr, RebuildLinear(m))
+
+
+def hf_inject(model, lora_plan, use_dora: bool) -> None:
+    """HF PEFT's LoRA / DoRA on the same modules with the same ranks as our plan."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    names = [r.name for r in lora_plan.rows]
+    ranks = {n: r.hyper["r"] for n, r in zip(names, lora_plan.rows)}
+    cfg = LoraConfig(target_modules=names, r=max(ranks.values()), lora_alpha=max(ranks.values()),
+                     rank_pattern={f"^{n}$": ranks[n] for n in names},
+                     alpha_pattern={f"^{n}$": ranks[n] for n in names}, use_dora=use_dora)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    inject_adapter_in_model(cfg, model)
+
+
+# --------------------------------------------------------------------------- one measurement
+def peak_memory_mb(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def worker(args) -> Dict:
+    import torch
+
+    import espnet_peft
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    shapes = yaml.safe_load(Path(args.shapes_file).read_text())
+    shape = shapes[args.shape]
+    method = args.method
+    device = args.device
+    model = build_model(shape).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    out = {"shape": args.shape, "method": method, "model_params": n_params, "device": device,
+           "threads": torch.get_num_threads()}
+    peft_method = {"ssvd_rebuild": "ssvd", "hf_lora": "lora", "hf_dora": "dora"}.get(method, method)
+    t0 = time.perf_counter()
+    plan = None
+    if method == "floor":
+        for p in model.parameters():
+            p.requires_grad_(False)
+    elif peft_method == "full":
+        plan = espnet_peft.apply_peft(model, {"method": "full", "target_modules": ["encoder", "decoder", "ctc"]})
+    else:
+        cfg = {"method": peft_method, "target_modules": TARGETS, "budget": args.budget}
+        if peft_method == "pissa":
+            cfg.update(svd=args.pissa_svd)
+        if peft_method in ("ssvd", "ssvd_o"):
+            cfg.update(svd=args.ssvd_svd)
+        if method.startswith("hf_"):
+            plan = espnet_peft.plan_peft(model, cfg)
+            hf_inject(model, plan, use_dora=method == "hf_dora")
+        else:
+            plan = espnet_peft.apply_peft(model, cfg)
+            if method == "ssvd_rebuild":
+                rebuild_ssvd(model, plan)
+    sync(device)
+    out["init_seconds"] = time.perf_counter() - t0
+    out["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if plan is not None:
+        out["plan"] = [r.as_dict() for r in plan.rows]
+    speech, lens, text, tlens = batch(shape, args.batch, args.seconds, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4) if params else None
+    model.train()
+
+    def step():
+        x = speech.clone().requires_grad_(True)  # the floor back-propagates through activations
+        loss, _, _ = model(x, lens, text, tlens)
+        loss.backward()
+        if opt is not None:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        sync(device)
+
+    if method == "floor":  # token counts per linear layer and the FLOPs of the floor step
+        from torch.utils.flop_counter import FlopCounterMode
+
+        tokens: Dict[str, int] = {}
+        hooks = [m.register_forward_hook(lambda m, i, o, n=n: tokens.__setitem__(n, tokens.get(n, 0) + i[0].numel() // i[0].shape[-1]))
+                 for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+        with FlopCounterMode(display=False) as fc:
+            step()
+        for h in hooks:
+            h.remove()
+        out["floor_flops"] = fc.get_total_flops()
+        out["tokens"] = tokens
+        out["linear_shapes"] = {n: list(m.weight.shape) for n, m in model.named_modules()
+                                if isinstance(m, torch.nn.Linear)}
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    out["step_seconds"] = times
+    out["step_median"] = statistics.median(times)
+    out["peak_memory_mb"] = peak_memory_mb(device)
+    # merged inference (forward only, no gradient) against the unadapted model's
+    if method in ("floor", "lora", "dora", "pissa", "ssvd", "ssvd_o"):
+        if method != "floor":
+            espnet_peft.merge_peft(model)
+        model.eval()
+        inf = []
+        with torch.no_grad():
+            for _ in range(max(2, args.repeats)):
+                t = time.perf_counter()
+                model(speech, lens, text, tlens)
+                sync(device)
+                inf.append(time.perf_counter() - t)
+        out["infer_median"] = statistics.median(inf)
+    return out
+
+
+# --------------------------------------------------------------------------- bounds and report
+def extra_flops(method: str, plan: Optional[List[Dict]], tokens: Dict[str, int], shapes: Dict[str, List[int]]) -> float:
+    if method == "floor":
+        return 0.0
+    if method == "full":
+        return float(sum(2 * tokens.get(n, 0) * s[0] * s[1] for n, s in shapes.items()))
+    total = 0.0
+    base = {"ssvd_rebuild": "ssvd", "hf_lora": "lora", "hf_dora": "dora"}.get(method, method)
+    for row in plan or []:
+        d_out, d_in = row["shape"]
+        t = tokens.get(row["name"], 0)
+        h = row["hyper"]
+        if base in ("lora", "pissa", "dora"):
+            r = h["r"]
+            total += 6 * t * r * (d_in + d_out)
+            if base == "dora":
+                total += 2 * d_out * d_in * r + 4 * t * d_out
+        elif base in ("ssvd", "ssvd_o"):
+            p = h.get("k", max(h.get("k_in", 0), h.get("k_out", 0)))
+            total += 4 * t * p * (d_in + d_out) + 2 * t * p * p + min(2 * t * p * (d_in + d_out), 2 * d_out * d_in * p)
+    return total
+
+
+def report(results: List[Dict], args) -> str:
+    by_shape: Dict[str, Dict[str, Dict]] = {}
+    for r in results:
+        by_shape.setdefault(r["shape"], {})[r["method"]] = r
+    lines = [f"# Benchmark ({time.strftime('%Y-%m-%d')})", "",
+             f"Command: `python -m espnet_peft.bin.bench {' '.join(args.argv)}`", "",
+             f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; medians of "
+             f"{args.repeats} steps after {args.warmup} warm-up; batch {args.batch} x {args.seconds:g} s; "
+             f"budget {args.budget}. Bound: the method's own FLOP lower bound (see the module docstring) in seconds.",
+             ""]
+    for shape, rows in by_shape.items():
+        floor = rows.get("floor")
+        if not floor:
+            continue
+        ff = floor["floor_flops"]
+        lora = rows.get("lora")
+        lines += [f"## {shape} ({floor['model_params'] / 1e6:.1f} M parameters)", "",
+                  "| method | trainable | step (s) | / floor | / own bound | / LoRA | peak mem (MB) | / floor | "
+                  "init (s) | merged infer / base |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for m in METHODS:
+            r = rows.get(m)
+            if r is None:
+                continue
+            if "error" in r:
+                lines.append(f"| {m} | | | | | | | | | {r['error'][:80]} |")
+                continue
+            bound = floor["step_median"] * (ff + extra_flops(m, r.get("plan"), floor["tokens"], floor["linear_shapes"])) / ff
+            r["bound_seconds"] = bound
+            lines.append(
+                f"| {m} | {r['trainable']:,} | {r['step_median']:.3f} | {r['step_median'] / floor['step_median']:.2f} | "
+                f"{r['step_median'] / bound:.2f} | "
+                f"{(r['step_median'] / lora['step_median']) if lora else float('nan'):.2f} | "
+                f"{r['peak_memory_mb']:.0f} | {r['peak_memory_mb'] / floor['peak_memory_mb']:.2f} | "
+                f"{r['init_seconds']:.2f} | "
+                f"{(r['infer_median'] / floor['infer_median']) if 'infer_median' in r and m != 'floor' else float('nan'):.2f} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default="embedded,owsm_base", help="comma-separated shapes of --shapes_file")
+    ap.add_argument("--shapes_file", default=str(ROOT / "conf" / "bench" / "shapes.yaml"))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--budget", default="1%")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=8.0, help="audio seconds per utterance")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pissa_svd", default="randomized")
+    ap.add_argument("--ssvd_svd", default="full")
+    ap.add_argument("--out", type=Path, default=Path("bench_out"))
+    ap.add_argument("--worker", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.argv = [a for a in argv]
+    if args.worker:
+        args.shape, args.method = args.worker
+        print("BENCH_RESULT " + json.dumps(worker(args)), flush=True)
+        return 0
+    try:
+        import peft  # noqa: F401
+
+        have_hf = True
+    except ImportError:
+        have_hf = False
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for shape in args.shapes.split(","):
+        for method in args.methods.split(","):
+            if method.startswith("hf_") and not have_hf:
+                continue
+            cmd = [sys.executable, "-m", "espnet_peft.bin.bench", "--worker", shape, method] + \
+                  [a for a in argv if a not in ("--worker",)]
+            t = time.time()
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            line = next((l for l in res.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
+            if res.returncode != 0 or line is None:
+                err = (res.stderr.strip().splitlines() or ["failed"])[-1]
+                results.append({"shape": shape, "method": method, "error": err})
+                print(f"bench: {shape} {method}: FAILED: {err}", flush=True)
+                continue
+            r = json.loads(line[len("BENCH_RESULT "):])
+            results.append(r)
+            print(f"bench: {shape} {method}: step {r['step_median']:.3f} s, peak {r['peak_memory_mb']:.0f} MB, "
+                  f"init {r['init_seconds']:.2f} s ({time.time() - t:.0f} s wall)", flush=True)
+    md = report(results, args)
+    (args.out / "bench.md").write_text(md)
+    (args.out / "bench.json").write_text(json.dumps({"argv": args.argv, "results": results}, indent=1) + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,10 @@
   ``segments``, ``cmd |`` pipes) is converted once into ``<dst>/audio/``;
 * with ``--filter true``, utterances shorter than ``--min_dur`` or longer than ``--max_dur``
   seconds, or with an empty transcript, are dropped and listed in ``<dst>/removed``;
-* ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur`` are written, sorted.
+* ``wav.scp``, ``text``, ``utt2spk``, ``spk2utt``, ``utt2dur`` are written, sorted;
+* with ``--owsm_prefix "<eng><asr><notimestamps>"`` (OWSM / S2T models), ``text`` gets that
+  prefix, ``text.ctc`` the plain transcript, ``text.prev`` ``<na>`` (unless the source has
+  one), and ``text.plain`` keeps the plain transcript for scoring.
 
 Problems (missing or unreadable audio, text / audio id mismatch) stop it with a list.
 """
@@ -50,7 +53,7 @@ def load_audio(entry: str, fs: int, seg: Optional[Tuple[float, float]] = None) -
 
 
 def format_dir(src: Path, dst: Path, fs: int = 16000, do_filter: bool = False, min_dur: float = 0.3,
-               max_dur: float = 30.0) -> Dict[str, int]:
+               max_dur: float = 30.0, owsm_prefix: str = "") -> Dict[str, int]:
     wav = read_table(src / "wav.scp")
     text = read_table(src / "text")
     spk = read_table(src / "utt2spk") if (src / "utt2spk").is_file() else {k: k for k in text}
@@ -118,6 +121,15 @@ def format_dir(src: Path, dst: Path, fs: int = 16000, do_filter: bool = False, m
             with open(dst / extra, "w") as fh:
                 for k in keys:
                     fh.write(f"{k} {table.get(k, '<na>')}\n")
+    if owsm_prefix:
+        prev = read_table(src / "text.prev") if (src / "text.prev").is_file() else {}
+        with open(dst / "text", "w") as t, open(dst / "text.ctc", "w") as c, open(dst / "text.prev", "w") as p, \
+                open(dst / "text.plain", "w") as plain:
+            for k in keys:
+                t.write(f"{k} {owsm_prefix} {text[k]}\n")
+                c.write(f"{k} {text[k]}\n")
+                p.write(f"{k} {prev.get(k, '<na>')}\n")
+                plain.write(f"{k} {text[k]}\n")
     (dst / "removed").write_text("".join(f"{r}\n" for r in removed))
     return {"kept": len(keys), "removed": len(removed)}
 
@@ -130,8 +142,9 @@ def main(argv=None) -> int:
     ap.add_argument("--filter", type=lambda s: s.lower() == "true", default=False)
     ap.add_argument("--min_dur", type=float, default=0.3)
     ap.add_argument("--max_dur", type=float, default=30.0)
+    ap.add_argument("--owsm_prefix", default="", help='e.g. "<eng><asr><notimestamps>" for S2T models')
     args = ap.parse_args(argv)
-    stats = format_dir(args.src, args.dst, args.fs, args.filter, args.min_dur, args.max_dur)
+    stats = format_dir(args.src, args.dst, args.fs, args.filter, args.min_dur, args.max_dur, args.owsm_prefix)
     print(f"format_data.py: {args.src} -> {args.dst}: {stats['kept']} utterances kept, {stats['removed']} removed")
     return 0
 

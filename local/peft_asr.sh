@@ -20,6 +20,9 @@ stage=1                 # first stage to run
 stop_stage=15           # last stage to run
 nj=2                    # parallel jobs for data preparation and decoding
 ngpu=0                  # GPUs for training (0: CPU)
+task=asr                # asr (espnet2 ASR models) or s2t (OWSM speech-to-text models)
+lang_sym="<eng>"        # s2t: language token of the data
+task_sym="<asr>"        # s2t: task token
 python=python3          # the interpreter of the venv (path.sh sets it)
 data_opts=""            # options passed to local/data.sh
 fs=16000                # sampling rate of the formatted audio
@@ -34,6 +37,8 @@ target_valid_set=""     # adaptation validation set
 target_test_sets=""     # target-domain test sets (stages 12-13)
 # the foundation (pretrained) model
 foundation_dir=foundation           # config.yaml + model.pth + bpe.model + tokens.txt
+foundation_source=""                # stage 6 without --pretrain: a model-zoo tag (e.g. espnet/owsm_v3.1_ebf_base,
+                                    # needs a network) or a local model directory, fetched into foundation_dir
 pretrain=false                      # true: (re)train the foundation model in stages 6-9
 foundation_config=conf/train_foundation.yaml
 foundation_exp=exp/foundation
@@ -66,17 +71,25 @@ help_message="Usage: $0 [options]   (every option above, e.g. --stage 10 --peft_
 . ./cmd.sh
 
 # ---------------------------------------------------------------- checks before compute
+case "${task}" in asr|s2t) ;; *) echo "$0: --task must be asr or s2t, got '${task}'" >&2; exit 1 ;; esac
 case "${stage}" in ''|*[!0-9]*) echo "$0: --stage must be a number 1-15, got '${stage}'" >&2; exit 1 ;; esac
 case "${stop_stage}" in ''|*[!0-9]*) echo "$0: --stop_stage must be a number 1-15, got '${stop_stage}'" >&2; exit 1 ;; esac
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 15 ] || [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 15 ]; then
     echo "$0: unknown stage: stages are 1-15 (got --stage ${stage} --stop_stage ${stop_stage})" >&2; exit 1
 fi
+if [ "${task}" = s2t ] && [ "${pretrain}" = true ]; then
+    echo "$0: --pretrain true trains ASR foundation models only; S2T (OWSM) models come from --foundation_source" >&2
+    exit 1
+fi
 if [ "${stage}" -gt "${stop_stage}" ]; then
     echo "$0: --stage ${stage} is after --stop_stage ${stop_stage}" >&2; exit 1
 fi
-for v in source_train_set source_valid_set source_test_sets target_train_set target_valid_set target_test_sets; do
+for v in source_test_sets target_train_set target_valid_set target_test_sets; do
     [ -n "${!v}" ] || { echo "$0: --${v} must be set (by run.sh)" >&2; exit 1; }
 done
+if [ "${pretrain}" = true ] && { [ -z "${source_train_set}" ] || [ -z "${source_valid_set}" ]; }; then
+    echo "$0: --pretrain true needs --source_train_set and --source_valid_set" >&2; exit 1
+fi
 need_file() { [ -f "$1" ] || { echo "$0: $2 not found: $1" >&2; exit 1; }; }
 [ "${stop_stage}" -lt 10 ] || [ "${stage}" -gt 10 ] || need_file "${train_config}" "--train_config"
 [ "${stop_stage}" -lt 12 ] || need_file "${decode_config}" "--decode_config"
@@ -104,6 +117,8 @@ merged="${exp}/merged"; [ "${alpha}" = "1.0" ] || merged="${exp}/merged_alpha${a
 base_decode="${expdir}/base_decode"
 all_sets="${source_train_set} ${source_valid_set} ${source_test_sets} ${target_train_set} ${target_valid_set} ${target_test_sets}"
 train_sets="${source_train_set} ${source_valid_set} ${target_train_set} ${target_valid_set}"
+owsm_prefix=""
+[ "${task}" = asr ] || owsm_prefix="${lang_sym}${task_sym}<notimestamps>"
 mkdir -p "${expdir}"
 
 # decode_sets "SETS" MODEL_DIR OUT_DIR [MODEL_DIR OUT_DIR ...]: every model decodes every set not
@@ -121,7 +136,8 @@ decode_sets() {
     mkdir -p "${pairs[1]}/log"
     log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${n} jobs)"
     ${decode_cmd} JOB=1:"${n}" "${pairs[1]}/log/decode.JOB.log" \
-        "${python}" utils/decode.py "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" --job JOB --nj "${n}"
+        "${python}" utils/decode.py --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" \
+        --job JOB --nj "${n}"
     "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --nj "${n}"
 }
 
@@ -130,21 +146,29 @@ score_sets() {
     local dir="$1"; shift
     local s
     for s in "$@"; do
-        "${python}" utils/score.py --ref "${dumpdir}/raw/${s}/text" --hyp "${dir}/${s}/text" \
+        ref="${dumpdir}/raw/${s}/text"
+        [ ! -f "${dumpdir}/raw/${s}/text.plain" ] || ref="${dumpdir}/raw/${s}/text.plain"
+        "${python}" utils/score.py --ref "${ref}" --hyp "${dir}/${s}/text" \
             --out "${dir}/${s}/result.json"
     done
 }
 
 # adaptation data options, and the statistics (shapes) of the adaptation sets, computed once
-peft_data_args=(--train_data_path_and_name_and_type "${dumpdir}/raw/${target_train_set}/wav.scp,speech,sound"
-                --train_data_path_and_name_and_type "${dumpdir}/raw/${target_train_set}/text,text,text"
-                --valid_data_path_and_name_and_type "${dumpdir}/raw/${target_valid_set}/wav.scp,speech,sound"
-                --valid_data_path_and_name_and_type "${dumpdir}/raw/${target_valid_set}/text,text,text")
+peft_data_args=()
+for _split in train valid; do
+    _set="${target_train_set}"; [ "${_split}" = train ] || _set="${target_valid_set}"
+    peft_data_args+=(--${_split}_data_path_and_name_and_type "${dumpdir}/raw/${_set}/wav.scp,speech,sound"
+                     --${_split}_data_path_and_name_and_type "${dumpdir}/raw/${_set}/text,text,text")
+    if [ "${task}" = s2t ]; then
+        peft_data_args+=(--${_split}_data_path_and_name_and_type "${dumpdir}/raw/${_set}/text.prev,text_prev,text"
+                         --${_split}_data_path_and_name_and_type "${dumpdir}/raw/${_set}/text.ctc,text_ctc,text")
+    fi
+done
 peft_stats="${expdir}/stats_${target_train_set}"
 peft_statistics() {
     [ ! -f "${peft_stats}/train/speech_shape" ] || return 0
     need_file "${foundation_dir}/model.pth" "foundation model"
-    ${train_cmd} "${peft_stats}/stats.log" "${python}" -m espnet_peft.bin.asr_train --collect_stats true \
+    ${train_cmd} "${peft_stats}/stats.log" "${python}" -m "espnet_peft.bin.${task}_train" --collect_stats true \
         --pretrained_model "${foundation_dir}/model.pth" --bpemodel "${foundation_dir}/bpe.model" \
         --normalize none "${peft_data_args[@]}" \
         --train_shape_file "${dumpdir}/raw/${target_train_set}/wav.scp" \
@@ -182,13 +206,13 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         f=false
         [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ] && [[ " ${train_sets} " == *" ${s} "* ]] && f=true
         "${python}" utils/format_data.py --fs "${fs}" --filter "${f}" --min_dur "${min_dur}" \
-            --max_dur "${max_dur}" "data/${s}" "${dumpdir}/raw/${s}"
+            --max_dur "${max_dur}" --owsm_prefix "${owsm_prefix}" "data/${s}" "${dumpdir}/raw/${s}"
     done
 elif [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     log "stage 4: filtering the training sets by length (${min_dur}-${max_dur} s)"
     for s in $(echo ${train_sets} | tr ' ' '\n' | sort -u); do
         "${python}" utils/format_data.py --fs "${fs}" --filter true --min_dur "${min_dur}" --max_dur "${max_dur}" \
-            "data/${s}" "${dumpdir}/raw/${s}"
+            --owsm_prefix "${owsm_prefix}" "data/${s}" "${dumpdir}/raw/${s}"
     done
 fi
 
@@ -258,7 +282,16 @@ if [ "${pretrain}" = true ]; then
         rm -rf "${base_decode}"  # base results of an older foundation model are stale
     fi
 elif [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 6 ]; then
-    log "stages 6-9: using the shipped foundation model ${foundation_dir} (--pretrain true retrains it)"
+    if [ -f "${foundation_dir}/model.pth" ]; then
+        log "stages 6-9: using the foundation model in ${foundation_dir} (--pretrain true retrains it)"
+    elif [ -n "${foundation_source}" ]; then
+        log "stage 6: fetching the foundation model ${foundation_source} into ${foundation_dir}"
+        "${python}" utils/fetch_foundation.py --source "${foundation_source}" --out "${foundation_dir}"
+    else
+        echo "$0: no foundation model in ${foundation_dir}: set --foundation_source (a model-zoo tag or a" \
+             "local model directory) or --pretrain true" >&2
+        exit 1
+    fi
 fi
 
 # ---------------------------------------------------------------- 10: PEFT adaptation
@@ -274,7 +307,7 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
             "${exp}/train_wall.json")
     start=$(( $(date +%s) - prev ))
     # shellcheck disable=SC2086
-    ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m espnet_peft.bin.asr_train \
+    ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m "espnet_peft.bin.${task}_train" \
         --config "${train_config}" --peft_config "${peft_config}" \
         --pretrained_model "${foundation_dir}/model.pth" --bpemodel "${foundation_dir}/bpe.model" \
         "${peft_data_args[@]}" \

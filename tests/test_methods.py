@@ -357,3 +357,30 @@ def test_merged_model_is_a_plain_copy(features):
     stock = ENCODERS["conformer"]()
     stock.load_state_dict(merged.state_dict())  # strict: the stock class loads it
     assert torch.allclose(encode(stock, *features), encode(wrapped, *features), atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(24, 40), (40, 24)])
+@pytest.mark.parametrize("directions", ["top", "tail"])
+def test_svd_modes_find_the_same_subspaces(shape, directions):
+    from espnet_peft.svd import principal_subspace
+
+    torch.manual_seed(1)
+    w = torch.randn(*shape) @ torch.diag(torch.linspace(2.0, 0.1, shape[1]))
+    u_ref, s_ref, v_ref = principal_subspace(w, 6, directions, "full")
+    modes = ["gram"] + (["randomized"] if directions == "top" else [])
+    for mode in modes:
+        u, s, v = principal_subspace(w, 6, directions, mode, niter=8)
+        tol = 1e-4 if mode == "gram" else 5e-2
+        assert torch.allclose(s, s_ref, atol=tol * s_ref[0]), mode
+        # same subspaces (projectors agree), sign-canonical bases agree column by column
+        assert torch.allclose(u @ u.t(), u_ref @ u_ref.t(), atol=tol), mode
+        assert torch.allclose(v @ v.t(), v_ref @ v_ref.t(), atol=tol), mode
+        assert torch.allclose(u.t() @ u, torch.eye(6), atol=1e-5)
+
+
+def test_gram_falls_back_on_rank_deficient_weights():
+    from espnet_peft.svd import principal_subspace
+
+    w = torch.randn(30, 3) @ torch.randn(3, 20)  # rank 3
+    u, s, v = principal_subspace(w, 5, "tail", "gram")
+    assert torch.all(torch.isfinite(u)) and torch.allclose(u.t() @ u, torch.eye(5), atol=1e-5)

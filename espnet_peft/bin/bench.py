@@ -309,7 +309,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pissa_svd", default="randomized")
-    ap.add_argument("--ssvd_svd", default="full")
+    ap.add_argument("--ssvd_svd", default="gram")
     ap.add_argument("--out", type=Path, default=Path("bench_out"))
     ap.add_argument("--worker", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

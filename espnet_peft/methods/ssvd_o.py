@@ -128,8 +128,8 @@ class SubspaceRotationLinear(AdaptedLinear):
             raise PeftError(f"rotation must be one of {ROTATIONS}, got {rotation_kind!r}")
         if forward_path not in FORWARD_PATHS:
             raise PeftError(f"forward must be one of {FORWARD_PATHS}, got {forward_path!r}")
-        if directions == "tail" and svd != "full":
-            raise PeftError("directions: tail needs svd: full (a randomized SVD finds dominant directions)")
+        if directions == "tail" and svd == "randomized":
+            raise PeftError("directions: tail needs svd: full or gram (a randomized SVD finds dominant directions)")
         self.k_in, self.k_out, self.p = k_in, k_out, max(k_in, k_out)
         self.directions, self.rotation_kind, self.forward_path = directions, rotation_kind, forward_path
         self.svd_mode, self.svd_niter, self.seed = svd, svd_niter, seed
@@ -216,7 +216,7 @@ class SSVDO(Method):
     name = "ssvd_o"
     hyper_keys = ("k_in", "k_out")
     summary = "inner + outer Cayley rotations of the singular subspaces and a singular-value shift"
-    options = {"directions": "top", "rotation": "cayley", "forward": "auto", "svd": "full",
+    options = {"directions": "top", "rotation": "cayley", "forward": "auto", "svd": "gram",
                "svd_niter": 4, "seed": 0, "inner": 0.5}
 
     def count(self, shape, hyper: Hyper, opts) -> int:
@@ -286,7 +286,7 @@ class SSVDO(Method):
     def layer_kwargs(self, hyper: Hyper, opts: Mapping[str, Any]) -> dict:
         return dict(k_in=hyper["k_in"], k_out=hyper["k_out"], directions=opts.get("directions", "top"),
                     rotation_kind=opts.get("rotation", "cayley"), forward_path=opts.get("forward", "auto"),
-                    svd=opts.get("svd", "full"), svd_niter=int(opts.get("svd_niter", 4)),
+                    svd=opts.get("svd", "gram"), svd_niter=int(opts.get("svd_niter", 4)),
                     seed=int(opts.get("seed", 0)))
 
     def build(self, module, hyper, opts):

@@ -17,7 +17,7 @@ from torch import nn
 from .inject import get_plan
 from .methods import get_method
 from .methods.base import fingerprints_match
-from .state import FINGERPRINT, peft_state_dict
+from .state import FINGERPRINT, SCHEDULE, peft_state_dict
 
 
 def adapter_keys(model: nn.Module) -> Dict[str, None]:
@@ -28,6 +28,8 @@ def adapter_keys(model: nn.Module) -> Dict[str, None]:
     for row in plan.rows:
         keys.update({f"{row.name}.{k}": None for k in method.trainable_state(modules[row.name])})
         keys[f"{row.name}.{FINGERPRINT}"] = None
+    if getattr(model, "peft_schedule", None) is not None:
+        keys[f"{SCHEDULE}.batches"] = None
     return keys
 
 

@@ -17,6 +17,7 @@ Keys (see ``conf/peft/*.yaml`` for examples)::
     allow_skip: false              # modules too small for one unit are skipped, not an error
     init: eager                    # or lazy: initialise each wrapper at its first use
     freeze_norm_stats: true        # frozen BatchNorm layers keep their running statistics
+    schedule: {frozen_encoder_steps: 500}   # Speech-FT stage 1: the head trains alone at first
     + method options (alpha, rslora, dropout, directions, rotation, forward, svd, svd_niter, seed)
 """
 from __future__ import annotations
@@ -30,9 +31,10 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .methods import REGISTRY, get_method
 from .methods.base import PeftError
+from .schedule import parse_schedule
 
 COMMON_KEYS = ("method", "target_modules", "exclude_modules", "budget", "allocation", "overrides",
-               "allow_skip", "init", "freeze_norm_stats")
+               "allow_skip", "init", "freeze_norm_stats", "schedule")
 HYPER_ALIASES = {"rank": "r"}
 ALLOCATION_KEYS = ("weights", "inner", "within", "depth", "groups")
 
@@ -96,6 +98,7 @@ class PeftConfig:
     allow_skip: bool = False
     init: str = "eager"
     freeze_norm_stats: bool = True
+    schedule: Dict[str, Any] = field(default_factory=dict)
     raw: Dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------------ parsing
@@ -183,7 +186,8 @@ class PeftConfig:
                   exclude_modules=list(excludes), budget=parse_budget(data.get("budget")), hyper=hyper,
                   options=options, allocation=allocation, overrides=dict(overrides),
                   allow_skip=bool(data.get("allow_skip", False)), init=init,
-                  freeze_norm_stats=bool(data.get("freeze_norm_stats", True)), raw=copy.deepcopy(data))
+                  freeze_norm_stats=bool(data.get("freeze_norm_stats", True)),
+                  schedule=parse_schedule(data.get("schedule")), raw=copy.deepcopy(data))
         if cfg.budget is not None and hyper:
             raise PeftError(f"give either a budget or explicit hyperparameters ({', '.join(hyper)}), not both")
         if cfg.budget is None and not hyper and method.budgeted:

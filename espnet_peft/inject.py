@@ -12,6 +12,7 @@ from .config import PeftConfig
 from .methods import get_method
 from .methods.base import Method, PeftError, fingerprint
 from .names import matches
+from .schedule import FreezeSchedule
 
 
 def count_params(model: nn.Module) -> int:
@@ -102,6 +103,10 @@ def apply_peft(model: nn.Module, config: Any) -> Plan:
     cfg = PeftConfig.from_any(config)
     method = get_method(cfg.method)
     plan = plan_peft(model, cfg)
+    prefix = cfg.schedule.get("frozen_prefix")
+    if cfg.schedule.get("frozen_encoder_steps") and not any(
+            r.name == prefix or r.name.startswith(prefix + ".") for r in plan.rows):
+        raise PeftError(f"schedule: the plan adapts nothing under {prefix!r}, so there is nothing to hold back")
     modules = dict(model.named_modules())
     for row in plan.rows:
         plan.fingerprints[row.name] = tuple(fingerprint(p) for p in modules[row.name].parameters())
@@ -114,6 +119,9 @@ def apply_peft(model: nn.Module, config: Any) -> Plan:
     trainable = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
     if trainable != plan.total:  # an internal invariant: what trains is what was planned
         raise RuntimeError(f"trainable parameters ({trainable:,}) differ from the plan ({plan.total:,})")
+    if cfg.schedule.get("frozen_encoder_steps"):
+        model.peft_schedule = FreezeSchedule(cfg.schedule["frozen_encoder_steps"], cfg.schedule["frozen_prefix"])
+        model.peft_schedule.attach(model)
     model.peft_plan = plan
     return plan
 

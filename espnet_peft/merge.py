@@ -25,6 +25,10 @@ def merge_peft(model: nn.Module) -> nn.Module:
     for row in plan.rows:
         _set_module(base, row.name, method.merge(modules[row.name]))
     release_norm_statistics(base)
+    schedule = getattr(base, "peft_schedule", None)
+    if schedule is not None:
+        schedule.detach_from(base)
+        del base.peft_schedule
     for p in base.parameters():
         p.requires_grad_(True)
     del base.peft_plan

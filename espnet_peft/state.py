@@ -18,6 +18,7 @@ from .methods import get_method
 from .methods.base import PeftError, fingerprints_match
 
 FINGERPRINT = "peft_base_fingerprint"
+SCHEDULE = "peft_schedule"
 
 
 def _fingerprint_tensor(fps) -> torch.Tensor:
@@ -35,6 +36,9 @@ def peft_state_dict(model: nn.Module, clone: bool = True) -> Dict[str, torch.Ten
         for k, v in method.trainable_state(modules[row.name]).items():
             state[f"{row.name}.{k}"] = v.detach().clone() if clone else v.detach()
         state[f"{row.name}.{FINGERPRINT}"] = _fingerprint_tensor(plan.fingerprints[row.name])
+    schedule = getattr(base, "peft_schedule", None)
+    if schedule is not None:
+        state[f"{SCHEDULE}.batches"] = schedule.batches.detach().clone()
     return state
 
 
@@ -54,6 +58,11 @@ def load_peft_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
     per_module: Dict[str, Dict[str, torch.Tensor]] = {r.name: {} for r in plan.rows}
     foreign = []
     names = sorted(per_module, key=len, reverse=True)
+    schedule_state = {k: v for k, v in state.items() if k.startswith(SCHEDULE + ".")}
+    state = {k: v for k, v in state.items() if not k.startswith(SCHEDULE + ".")}
+    schedule = getattr(base, "peft_schedule", None)
+    if schedule is not None and schedule_state:
+        schedule.load_state_dict({k[len(SCHEDULE) + 1:]: v for k, v in schedule_state.items()})
     for key, value in state.items():
         owner = next((n for n in names if key.startswith(n + ".")), None)
         if owner is None:

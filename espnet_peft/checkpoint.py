@@ -22,11 +22,10 @@ from .state import FINGERPRINT, SCHEDULE, peft_state_dict
 
 def adapter_keys(model: nn.Module) -> Dict[str, None]:
     plan = get_plan(model)
-    method = get_method(plan.method)
     modules = dict(model.named_modules())
     keys: Dict[str, None] = {}
     for row in plan.rows:
-        keys.update({f"{row.name}.{k}": None for k in method.trainable_state(modules[row.name])})
+        keys.update({f"{row.name}.{k}": None for k in get_method(row.method).trainable_state(modules[row.name])})
         keys[f"{row.name}.{FINGERPRINT}"] = None
     if getattr(model, "peft_schedule", None) is not None:
         keys[f"{SCHEDULE}.batches"] = None

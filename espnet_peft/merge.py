@@ -20,10 +20,9 @@ def merge_peft(model: nn.Module) -> nn.Module:
     """
     base = getattr(model, "module", model)
     plan = get_plan(base)
-    method = get_method(plan.method)
     modules = dict(base.named_modules())
     for row in plan.rows:
-        _set_module(base, row.name, method.merge(modules[row.name]))
+        _set_module(base, row.name, get_method(row.method).merge(modules[row.name]))
     release_norm_statistics(base)
     schedule = getattr(base, "peft_schedule", None)
     if schedule is not None:

@@ -29,11 +29,10 @@ def peft_state_dict(model: nn.Module, clone: bool = True) -> Dict[str, torch.Ten
     """The trainable adapter state of ``model`` (detached; cloned unless ``clone=False``)."""
     plan = get_plan(model)
     base = getattr(model, "module", model)
-    method = get_method(plan.method)
     modules = dict(base.named_modules())
     state: Dict[str, torch.Tensor] = {}
     for row in plan.rows:
-        for k, v in method.trainable_state(modules[row.name]).items():
+        for k, v in get_method(row.method).trainable_state(modules[row.name]).items():
             state[f"{row.name}.{k}"] = v.detach().clone() if clone else v.detach()
         state[f"{row.name}.{FINGERPRINT}"] = _fingerprint_tensor(plan.fingerprints[row.name])
     schedule = getattr(base, "peft_schedule", None)
@@ -53,7 +52,6 @@ def load_peft_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
     """Load an adapter-only state onto ``model`` (already wrapped with the same config)."""
     plan = get_plan(model)
     base = getattr(model, "module", model)
-    method = get_method(plan.method)
     modules = dict(base.named_modules())
     per_module: Dict[str, Dict[str, torch.Tensor]] = {r.name: {} for r in plan.rows}
     foreign = []
@@ -87,5 +85,6 @@ def load_peft_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
     if mismatched:
         raise PeftError(f"the adapter was trained on another base model: the pretrained weights of "
                         f"{len(mismatched)} of {len(per_module)} adapted module(s) differ, e.g. {mismatched[:3]}")
+    rows = {r.name: r for r in plan.rows}
     for name, sub in per_module.items():
-        method.load_trainable_state(modules[name], sub)
+        get_method(rows[name].method).load_trainable_state(modules[name], sub)

@@ -36,6 +36,8 @@ from .schedule import parse_schedule
 COMMON_KEYS = ("method", "target_modules", "exclude_modules", "budget", "allocation", "overrides",
                "allow_skip", "init", "freeze_norm_stats", "schedule")
 HYPER_ALIASES = {"rank": "r"}
+#: explicit-size keys of the built-in methods (dropped when a budget replaces them)
+HYPER_KEYS = ("r", "rank", "k", "k_in", "k_out", "head_blocks")
 ALLOCATION_KEYS = ("weights", "inner", "within", "depth", "groups")
 
 
@@ -158,7 +160,7 @@ class PeftConfig:
         excludes = data.get("exclude_modules") or []
         if isinstance(excludes, str):
             excludes = [excludes]
-        hyper = {HYPER_ALIASES.get(k, k): data[k] for k in ("r", "rank", "k", "k_in", "k_out")
+        hyper = {HYPER_ALIASES.get(k, k): data[k] for k in HYPER_KEYS + tuple(method.hyper_keys)
                  if k in data and data[k] is not None}
         options = {k: copy.deepcopy(v) for k, v in method.options.items()}
         options.update({k: data[k] for k in method.options if k in data})

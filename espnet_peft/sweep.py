@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
+from .config import HYPER_KEYS
 from .methods import REGISTRY
 from .methods.base import PeftError
 
@@ -103,7 +104,7 @@ def _expand_block(block: Mapping[str, Any], configs: Mapping[str, str], root: Pa
                 name = method
                 if budget is not None:
                     cfg["budget"] = budget
-                    for k in ("r", "rank", "k", "k_in", "k_out"):
+                    for k in HYPER_KEYS:
                         cfg.pop(k, None)
                     name += f"_b{_slug(budget)}"
                 if variant:

@@ -101,7 +101,7 @@ if [ -n "${budget}" ]; then  # a copy of the PEFT config with this budget (expli
     name="$(basename "${peft_config}" .yaml)_b$(echo "${budget}" | tr -d ' ' | sed 's/%/pct/')"
     mkdir -p "${expdir}/peft_configs"
     "${python}" -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); c['budget'] = sys.argv[2]; \
-[c.pop(k, None) for k in ('r', 'rank', 'k', 'k_in', 'k_out')]; yaml.safe_dump(c, open(sys.argv[3], 'w'), sort_keys=False)" \
+[c.pop(k, None) for k in ('r', 'rank', 'k', 'k_in', 'k_out', 'head_blocks')]; yaml.safe_dump(c, open(sys.argv[3], 'w'), sort_keys=False)" \
         "${peft_config}" "${budget}" "${expdir}/peft_configs/${name}.yaml"
     peft_config="${expdir}/peft_configs/${name}.yaml"
 fi

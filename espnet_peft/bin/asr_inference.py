@@ -8,6 +8,9 @@ from espnet_peft.tasks.asr import PeftASRTask
 
 
 def main(cmd=None):
+    from espnet_peft.methods.hff import register_with_espnet
+
+    register_with_espnet()
     stock.ASRTask = PeftASRTask  # build_model_from_file now rebuilds the wrapped model
     stock.main(cmd)
 

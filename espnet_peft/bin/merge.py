@@ -24,6 +24,7 @@ from ..checkpoint import full_state_dict, remove_adapter_only_checkpointing
 from ..espnet_task import load_state_file, load_yaml, resolve_pretrained
 from ..inject import get_plan
 from ..merge import interpolate_state, merge_peft
+from ..methods import get_method
 from ..methods.base import PeftError
 from ..state import load_peft_state_dict
 from ._common import PEFT_ARGS, setup_logging, stock_task, task_of
@@ -78,6 +79,8 @@ def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alp
         state = interpolate_state(load_state_file(pre_path), state, alpha)
     output_dir.mkdir(parents=True, exist_ok=True)
     stock_cfg = {k: v for k, v in cfg.items() if k not in PEFT_ARGS}
+    for row in plan.rows:  # methods whose merged form is not the original architecture (HFF)
+        stock_cfg = get_method(row.method).export_config(stock_cfg, row, plan.config.options)
     with open(output_dir / "config.yaml", "w", encoding="utf-8") as fh:
         yaml.safe_dump(stock_cfg, fh, sort_keys=False, allow_unicode=True)
     torch.save(state, output_dir / "model.pth")

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import PeftConfig
+from ..config import HYPER_KEYS, PeftConfig
 from ..espnet_task import load_yaml
 from ..inject import plan_peft
 from ..methods.base import PeftError
@@ -42,11 +42,11 @@ def build_plan(peft_config, model_config: Path, token_list=None, budget=None, me
     base = PeftConfig.from_any(peft_config).to_dict()
     if method:
         base["method"] = method
-        for k in ("rank", "r", "k", "k_in", "k_out"):
+        for k in HYPER_KEYS:
             base.pop(k, None)
     if budget is not None:
         base["budget"] = budget
-        for k in ("rank", "r", "k", "k_in", "k_out"):
+        for k in HYPER_KEYS:
             base.pop(k, None)
     stock = stock_task(task_of(cfg, task).__name__)
     parser = stock.get_parser()

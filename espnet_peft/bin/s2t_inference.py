@@ -8,6 +8,9 @@ from espnet_peft.tasks.s2t import PeftS2TTask
 
 
 def main(cmd=None):
+    from espnet_peft.methods.hff import register_with_espnet
+
+    register_with_espnet()
     stock.S2TTask = PeftS2TTask  # build_model_from_file now rebuilds the wrapped model
     stock.main(cmd)
 

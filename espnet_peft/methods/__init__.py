@@ -6,6 +6,7 @@ from typing import Dict
 from .base import AdaptedLinear, Method, PeftError, iter_adapted
 from .dora import DoRA, DoRALinear
 from .full import Full
+from .hff import HFF, HFFEncoder
 from .lora import LoRA, LoRALinear
 from .pissa import PiSSA, PiSSALinear
 from .ssvd import SSVD
@@ -21,7 +22,7 @@ def register(method: Method) -> Method:
     return method
 
 
-for _m in (LoRA(), DoRA(), PiSSA(), SSVD(), SSVDO(), Full()):
+for _m in (LoRA(), DoRA(), PiSSA(), SSVD(), SSVDO(), Full(), HFF()):
     register(_m)
 
 
@@ -32,5 +33,5 @@ def get_method(name: str) -> Method:
         raise PeftError(f"unknown method {name!r}; known methods: {', '.join(REGISTRY)}") from None
 
 
-__all__ = ["AdaptedLinear", "DoRALinear", "LoRALinear", "Method", "PeftError", "PiSSALinear",
+__all__ = ["AdaptedLinear", "DoRALinear", "HFFEncoder", "LoRALinear", "Method", "PeftError", "PiSSALinear",
            "REGISTRY", "SubspaceRotationLinear", "get_method", "iter_adapted", "register"]

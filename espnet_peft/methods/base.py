@@ -115,6 +115,10 @@ class Method:
         """The plain module that replaces the wrapper in a merged model."""
         return module.merge()
 
+    def export_config(self, config: dict, row, opts: Mapping[str, Any]) -> dict:
+        """The ESPnet config of a merged model (methods whose merge changes the architecture)."""
+        return config
+
     def trainable_state(self, module: nn.Module) -> Dict[str, torch.Tensor]:
         """The tensors (local names) that an adapter-only checkpoint must hold for this module."""
         return module.adapter_state()

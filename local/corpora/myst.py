@@ -12,17 +12,22 @@ per student turn; roughly 45 % of the turns are transcribed. Layout (sources: ES
                                                                                    /<utt>.trn
     e.g. data/test/002116/myst_002116_2014-02-27_09-29-01_LS_1.1/myst_002116_2014-02-27_09-29-01_LS_1.1_001.flac
 
-``--corpus`` may be ``<MYST>``, ``<MYST>/myst_child_conv_speech`` or its ``data/`` directory;
-``.wav`` audio (after a flac-to-wav conversion) is accepted too.
+``--corpus`` may be ``<MYST>``, ``<MYST>/myst_child_conv_speech`` or its ``data/`` directory (the
+Boulder Learning release's ``corpora/myst/data/<partition>/<student>/<session>/`` is found too);
+``.wav`` audio (after a flac-to-wav conversion) is accepted as well.
 
 Sets: the corpus's own partition (speaker-disjoint): ``train`` -> ``myst_train``, ``development``
 -> ``myst_dev``, ``test`` -> ``myst_test``. Speaker = ``myst_<student>``; utterance id = the file
 stem (it starts with the speaker id). ``--split_lists DIR`` keeps only the utterance ids listed in
 ``DIR/{train,dev,test}.list`` (e.g. ESPnet's Whisper-filtered ``egs2/myst/asr1/conf/file_list``).
 
-Cleaning (``clean_transcript``), in this order. Marker conventions from the LDC transcription
-practice the corpus follows and from the markers other public MyST preparations handle (ESPnet
-``egs2/myst/asr1/local/text_preprocess.py``, Kid-Whisper, Common-Voice-style MyST filters):
+Cleaning (``clean_transcript``), in this order. Marker conventions: the LDC transcription symbols
+(http://projects.ldc.upenn.edu/Corpus_Cookbook/transcription/symbols.html: ``absolu-`` partial
+word, ``+word`` mispronounced, ``*word`` made-up word, ``{breath}`` speaker noise, ``[text]``
+background, ``((text))`` best guess, ``(( ))`` unintelligible) and the markers found in MyST
+transcripts by other public preparations (ESPnet ``egs2/myst/asr1/local/text_preprocess.py``,
+Kid-Whisper's filtering, a Common-Voice-style MyST filter listing ``<NO_SIGNAL>``, ``<DISCARD>``,
+``<SIDE_SPEECH>``, ``<INDISCERNIBLE>``, ``(*)`` ...):
 
 1. The ``.trn`` lines are joined; angle-bracket tags are canonicalised (case, inner spaces and
    hyphens: ``<NO_ SIGNAL>``, ``< NO SIGNAL >`` and ``<no-signal>`` all read ``<no_signal>``).
@@ -36,7 +41,7 @@ practice the corpus follows and from the markers other public MyST preparations 
      keeps the rest (as ESPnet and Kid-Whisper do).
 3. Removed with their content: every other ``<...>`` tag (``<laugh>``, ``<breath>``, ``<noise>``,
    ``<side_speech>``, ``<silence>``, ``<cough>``, ``<sneeze>``, ``<whisper>``, ...), ``[...]``
-   and ``{...}`` annotations, ``+...+`` spans, and single-parenthesis spans ``(...)``.
+   and ``{...}`` annotations, ``+word+`` spans, and single-parenthesis spans ``(...)``.
    ``((words))`` (the transcriber's best guess at a difficult stretch) keeps ``words``.
 4. ``*`` marks are deleted (the word stays).
 5. Partial words and false starts: tokens ending in ``-`` (``th-``, ``sci-``) or starting with
@@ -91,6 +96,9 @@ def clean_transcript(raw: str, drop_unintelligible: bool = True, drop_fillers: b
         return None, "untranscribed (empty .trn)"
     tags = [_canon_tag(m) for m in _TAG.findall(text)]
     # malformed tags: an unclosed "<NO_SIGNAL" or an unopened "SILENCE>" token
+    tail = re.search(r"<([^<>]*)$", text)
+    if tail:
+        tags.append(_canon_tag(tail.group(1)))
     stray = [w for w in _TAG.sub(" ", text).split() if "<" in w or ">" in w]
     tags += [_canon_tag(w.strip("<>")) for w in stray]
     if "discard" in tags:
@@ -104,10 +112,11 @@ def clean_transcript(raw: str, drop_unintelligible: bool = True, drop_fillers: b
             return None, "unintelligible speech ([indiscernible])"
     # 3. tags and annotations
     text = _TAG.sub(" ", text)
+    text = re.sub(r"<[^<>]*$", " ", text)
     text = " ".join(w for w in text.split() if "<" not in w and ">" not in w)
     text = re.sub(r"\[[^\]]*\]", " ", text)
     text = re.sub(r"\{[^}]*\}", " ", text)
-    text = re.sub(r"\+[^+]*\+", " ", text)
+    text = re.sub(r"\+[^+\s]+\+", " ", text)
     text = re.sub(r"\(\(([^()]*)\)\)", r" \1 ", text)  # ((best guess)) keeps the words
     while re.search(r"\([^()]*\)", text):
         text = re.sub(r"\([^()]*\)", " ", text)
@@ -131,8 +140,13 @@ def clean_transcript(raw: str, drop_unintelligible: bool = True, drop_fillers: b
 
 
 def find_data_dir(corpus_root: Path) -> Path:
+    """The directory holding train/development/test: ``root``, ``root/data`` or a ``data/`` up to three
+    levels below (``myst_child_conv_speech/data`` of the LDC release, ``corpora/myst/data`` of the
+    Boulder Learning release)."""
     root = Path(corpus_root)
-    for cand in (root, root / "data", root / "myst_child_conv_speech" / "data", root / "myst_child_conv_speech"):
+    cands = [root, root / "data", root / "myst_child_conv_speech" / "data", root / "myst" / "data"]
+    cands += sorted(root.glob("*/data")) + sorted(root.glob("*/*/data")) if root.is_dir() else []
+    for cand in cands:
         if any((cand / p).is_dir() for p in PARTITIONS):
             return cand
     raise FileNotFoundError(

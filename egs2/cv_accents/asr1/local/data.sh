@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Stage 1 of the Common Voice accents recipe: Kaldi data directories (wav.scp, text, utt2spk, spk2utt,
+# utt2dur)
+#   data/cv_<accent>_test                        one test set per target accent (official test.tsv)
+#   data/cv_accents_dev                          official dev.tsv clips of the target accents
+#   data/cv_accents_train                        validated.tsv clips of the target accents, minus every
+#                                                dev/test speaker and dev/test sentence
+#   data/librispeech_test_{clean,other}          forgetting sets (adult read speech, mostly US)
+# Corpus locations come from db.sh. The accent choice, cleaning and split rules are documented in
+# utils/corpora/common_voice.py and utils/corpora/librispeech.py; what was dropped and why is listed
+# in data/local/{common_voice,librispeech}/.
+set -euo pipefail
+
+accents="indian scottish southern_african"  # target accents (see README.md for the registry)
+train_source=validated      # validated (minus dev/test speakers) or train (the official train.tsv)
+max_per_speaker=0           # cap on training clips per speaker (0: none)
+max_dur=30                  # drop utterances longer than this (s; OWSM's 30 s window; 0: keep all)
+mp3_cmd=""                  # MP3 decoder template with {path} when libsndfile cannot read MP3
+librispeech_sets="test-clean test-other"    # forgetting sets ("" to skip LibriSpeech)
+force=false                 # redo the preparation even if data/ is up to date
+help_message="Usage: local/data.sh [--accents 'indian scottish southern_african'] [--train_source validated|train]
+                     [--max_per_speaker 0] [--max_dur 30] [--mp3_cmd 'CMD {path} |']
+                     [--librispeech_sets 'test-clean test-other'] [--force false]"
+
+. utils/parse_options.sh
+if [ $# -ne 0 ]; then
+    echo "${help_message}" >&2
+    exit 1
+fi
+. ./db.sh
+. ./path.sh
+python="${python:-python3}"
+
+if [ -z "${COMMONVOICE}" ]; then
+    echo "local/data.sh: COMMONVOICE is not set: edit db.sh (COMMONVOICE=/path/to/cv-corpus-<version>/en;" \
+         "see README.md)" >&2
+    exit 1
+fi
+if [ -n "${librispeech_sets}" ] && [ -z "${LIBRISPEECH}" ]; then
+    echo "local/data.sh: LIBRISPEECH is not set: edit db.sh (LIBRISPEECH=/path/containing/LibriSpeech/test-clean)" \
+         "or pass --librispeech_sets ''" >&2
+    exit 1
+fi
+
+mkdir -p data
+stamp=data/.prepared_cv_accents
+settings="COMMONVOICE=${COMMONVOICE} LIBRISPEECH=${LIBRISPEECH} accents=${accents} train_source=${train_source} max_per_speaker=${max_per_speaker} max_dur=${max_dur} mp3_cmd=${mp3_cmd} librispeech_sets=${librispeech_sets}"
+if [ "${force}" = false ] && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${settings}" ]; then
+    echo "local/data.sh: data/ already prepared with these settings (${stamp}); --force true to redo"
+    exit 0
+fi
+rm -f "${stamp}"
+
+# shellcheck disable=SC2206
+opts=(--accents ${accents} --train_source "${train_source}" --max_per_speaker "${max_per_speaker}"
+      --max_dur "${max_dur}")
+[ -n "${mp3_cmd}" ] && opts+=(--mp3_cmd "${mp3_cmd}")
+"${python}" utils/corpora/common_voice.py --corpus "${COMMONVOICE}" --out data "${opts[@]}"
+
+if [ -n "${librispeech_sets}" ]; then
+    # shellcheck disable=SC2086
+    "${python}" utils/corpora/librispeech.py --corpus "${LIBRISPEECH}" --out data --max_dur "${max_dur}" \
+        --sets ${librispeech_sets}
+fi
+echo "${settings}" > "${stamp}"

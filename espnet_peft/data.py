@@ -77,22 +77,35 @@ def check_data_dir(path: PathLike, sample_rate: Optional[int] = 16000, need_text
     except DataError as e:
         rep.problems.append(str(e))
         return rep
-    rep.utterances = len(wav)
+    utts = set(wav)
+    if (d / "segments").is_file():  # utterances are segments of the recordings in wav.scp
+        try:
+            segs = read_table(d / "segments")
+        except DataError as e:
+            rep.problems.append(str(e))
+            return rep
+        orphans = sorted(k for k, v in segs.items() if v.split()[0] not in wav)
+        if orphans:
+            rep.problems.append(f"{d}/segments: {len(orphans)} segment(s) of recordings missing from wav.scp, "
+                                f"e.g. {orphans[:max_report]}")
+        utts = set(segs)
+    rep.utterances = len(utts)
     if not wav:
         rep.problems.append(f"{d}/wav.scp is empty")
     if need_text:
-        only_wav = sorted(set(wav) - set(text))
-        only_text = sorted(set(text) - set(wav))
+        source = "segments" if (d / "segments").is_file() else "wav.scp"
+        only_wav = sorted(utts - set(text))
+        only_text = sorted(set(text) - utts)
         if only_wav or only_text:
-            rep.problems.append(f"{d}: text and wav.scp ids differ: {len(only_wav)} only in wav.scp "
+            rep.problems.append(f"{d}: text and {source} ids differ: {len(only_wav)} only in {source} "
                                 f"{only_wav[:max_report]}, {len(only_text)} only in text {only_text[:max_report]}")
         empty = [k for k, v in text.items() if not v]
         if empty:
             rep.problems.append(f"{d}/text: {len(empty)} empty transcript(s), e.g. {empty[:max_report]}")
     if (d / "utt2spk").is_file():
         spk = read_table(d / "utt2spk")
-        if set(spk) != set(wav):
-            rep.problems.append(f"{d}: utt2spk ids differ from wav.scp ids")
+        if set(spk) != utts:
+            rep.problems.append(f"{d}: utt2spk ids differ from the utterance ids")
     if check_audio:
         bad: List[str] = []
         rates = {}

@@ -229,10 +229,14 @@ input_sentence_size=100000000, minloglevel=2)" "${bpedir}/train.txt" "${nbpe}" "
         "${python}" -m espnet2.bin.tokenize_text --token_type bpe --input "${bpedir}/train.txt" \
             --output "${bpedir}/tokens.txt" --bpemodel "${bpedir}/bpe.model" --field 1- --cleaner none \
             --write_vocabulary true --add_symbol '<blank>:0' --add_symbol '<unk>:1' --add_symbol '<sos/eos>:-1'
-    else
-        need_file "${foundation_dir}/model.pth" "foundation model (run with --pretrain true to train it)"
+    elif [ -f "${foundation_dir}/model.pth" ]; then
         need_file "${foundation_dir}/bpe.model" "the foundation model's BPE model"
         log "stage 5: reusing the foundation model's tokenizer (${foundation_dir}/bpe.model)"
+    elif [ -n "${foundation_source}" ]; then
+        log "stage 5: the tokenizer comes with the foundation model, fetched at stage 6"
+    else
+        echo "$0: no foundation model in ${foundation_dir}: set --foundation_source or --pretrain true" >&2
+        exit 1
     fi
 fi
 

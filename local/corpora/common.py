@@ -258,8 +258,12 @@ def write_kaldi_dir(out: Path, utterances: Iterable[Utterance]) -> int:
                 raise ValueError(f"recording {u.rec!r} has two different audio entries")
         else:
             recordings[u.utt] = u.audio
-    out.mkdir(parents=True, exist_ok=True)
     keys = _c_sorted(utts)
+    runs = [utts[k].spk for i, k in enumerate(keys) if i == 0 or utts[keys[i - 1]].spk != utts[k].spk]
+    if runs != _c_sorted(set(runs)):
+        raise ValueError("sorting by utterance id does not group and sort the speakers (Kaldi requirement); "
+                         "use speaker ids of equal length or a separator that sorts first")
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "wav.scp", "w", encoding="utf-8") as fh:
         for rec in _c_sorted(recordings):
             fh.write(f"{rec} {recordings[rec]}\n")

@@ -7,8 +7,8 @@ train/dev set of the same accents, speaker-disjoint from every test and dev spea
 
 Corpus: Mozilla Common Voice, English (CC0-1.0; https://commonvoice.mozilla.org/datasets): read
 sentences recorded in the browser, MP3 (48 kHz in recent releases), crowd-validated. Layout of a
-release (sources: the release tarballs' README, ESPnet ``egs2/commonvoice/asr1/local/data_prep.pl``,
-the Hugging Face ``common_voice`` loaders)::
+release (sources: ESPnet ``egs2/commonvoice/asr1/local/data.sh``, the Hugging Face
+``common_voice`` loaders and dataset cards, CommonAccent's preparation of CV 11)::
 
     cv-corpus-<version>-<date>/en/clips/<path>.mp3
     cv-corpus-<version>-<date>/en/{validated,train,dev,test,invalidated,other}.tsv
@@ -43,8 +43,10 @@ Sets:
   target accent, EXCLUDING every clip of a speaker (``client_id``) who appears anywhere in
   ``dev.tsv`` or ``test.tsv`` (any accent) and every clip whose normalised sentence is in the
   prepared dev or test sets. Train, dev and test are therefore speaker-disjoint (checked before
-  writing) and the test sentences are unseen in training. ``--max_per_speaker N`` caps the train
-  clips of one speaker (Common Voice has speakers with thousands of clips).
+  writing) and the test sentences are unseen in training. (ESPnet's ``egs2/commonvoice`` trains
+  on validated minus the dev/test *clips*, which keeps dev/test speakers in training; not done
+  here.) ``--max_per_speaker N`` caps the train clips of one speaker (Common Voice has speakers
+  with thousands of clips).
 
 Cleaning: ``sentence`` through the project normaliser (lower case, punctuation except apostrophes
 removed, typographic apostrophes unified); dropped: empty text, missing clip files, clips
@@ -282,4 +284,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, ValueError) as err:  # a wrong corpus path or option: one clear line
+        sys.exit(f"{Path(__file__).name}: {err}")

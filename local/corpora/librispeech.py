@@ -115,4 +115,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, ValueError) as err:  # a wrong corpus path or option: one clear line
+        sys.exit(f"{Path(__file__).name}: {err}")

@@ -3,9 +3,9 @@
 
     myst.py --corpus /path/to/MyST --out data [--drop_unintelligible true] [--drop_fillers true]
 
-Corpus: LDC2021S05 (and the same tree in the CC BY-NC-SA release from Boulder Learning): ~470 h of
+Corpus: LDC2021S05 (and the same tree in Boulder Learning's free research release): ~470 h of
 conversations between 1,371 US 3rd-5th graders and a virtual science tutor, 16 kHz FLAC, one file
-per student turn; roughly 45 % of the turns are transcribed. Layout (sources: ESPnet
+per student turn; 227,567 turns in 10,496 sessions, 102,433 (45 %) of them transcribed. Layout (sources: ESPnet
 ``egs2/myst/asr1/README.md`` and ``local/prepare_data.py``, the LDC catalogue page)::
 
     <MYST>/myst_child_conv_speech/data/{train,development,test}/<student>/<session>/<utt>.flac
@@ -105,11 +105,11 @@ def clean_transcript(raw: str, drop_unintelligible: bool = True, drop_fillers: b
         return None, "marked <discard>"
     if drop_unintelligible:
         if any(_is_unintelligible_tag(t) for t in tags):
-            return None, "unintelligible or missing speech (<no_signal>/<inaudible>/...)"
+            return None, "unintelligible or missing speech: <no_signal>/<inaudible>/<indiscernible>/<unclear>"
         if re.search(r"\(\(\s*\)\)|\(\s*\*\s*\)", text):
-            return None, "unintelligible speech ((()) or (*))"
+            return None, "unintelligible speech: (( )) or (*)"
         if re.search(r"\[\s*(indiscernible|inaudible|unintelligible)[^\]]*\]", text, re.IGNORECASE):
-            return None, "unintelligible speech ([indiscernible])"
+            return None, "unintelligible speech: [indiscernible]"
     # 3. tags and annotations
     text = _TAG.sub(" ", text)
     text = re.sub(r"<[^<>]*$", " ", text)
@@ -140,7 +140,7 @@ def clean_transcript(raw: str, drop_unintelligible: bool = True, drop_fillers: b
 
 
 def find_data_dir(corpus_root: Path) -> Path:
-    """The directory holding train/development/test: ``root``, ``root/data`` or a ``data/`` up to three
+    """The directory holding train/development/test: ``root``, ``root/data`` or a ``data/`` up to two
     levels below (``myst_child_conv_speech/data`` of the LDC release, ``corpora/myst/data`` of the
     Boulder Learning release)."""
     root = Path(corpus_root)
@@ -227,4 +227,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, ValueError) as err:  # a wrong corpus path or option: one clear line
+        sys.exit(f"{Path(__file__).name}: {err}")

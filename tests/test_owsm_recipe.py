@@ -96,7 +96,7 @@ def test_myst_owsm_recipe_end_to_end(tmp_path):
         assert (found / f).exists(), f
     cfg = yaml.safe_load((found / "config.yaml").read_text())
     assert (recipe / cfg["normalize_conf"]["stats_file"]).is_file() and (recipe / cfg["bpemodel"]).is_file()
-    exp = recipe / "exp" / f"myst_{zoo.name}_peft_toy"
+    exp = recipe / "exp" / f"myst_{zoo.name}_peft_toy"  # tag: <recipe>_<model>_<peft config>
     summary = json.loads((exp / "merged" / "summary.json").read_text())
     assert summary["target_test_sets"] == ["myst_test"]
     assert summary["source_test_sets"] == ["librispeech_test_clean", "librispeech_test_other"]

@@ -384,3 +384,13 @@ def test_gram_falls_back_on_rank_deficient_weights():
     w = torch.randn(30, 3) @ torch.randn(3, 20)  # rank 3
     u, s, v = principal_subspace(w, 5, "tail", "gram")
     assert torch.all(torch.isfinite(u)) and torch.allclose(u.t() @ u, torch.eye(5), atol=1e-5)
+
+
+def test_dora_norm_cache_follows_weight_writes():
+    base = _linear(5)
+    m = espnet_peft.get_method("dora").wrap(base, {"r": 2}, {})
+    x = torch.randn(3, 40)
+    m(x)
+    new = torch.randn_like(m.weight)
+    m.load_state_dict({**m.state_dict(), "weight": new})  # an in-place write into the frozen tensor
+    assert torch.allclose(m.row_norm(), new.norm(dim=1), atol=1e-5)

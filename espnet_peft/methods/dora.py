@@ -12,8 +12,9 @@ class DoRALinear(LoRALinear):
 
     ``n`` is computed without forming ``W + s B A``:
     ``n^2 = ||W||^2_row + 2 s rowsum((W A^T) * B) + s^2 rowsum((B (A A^T)) * B)``,
-    which costs ``2 d_out d_in r`` and no dense temporary. ``||W||_row`` is recomputed each time
-    (``d_out d_in``, no cache that could go stale if weights are loaded after wrapping).
+    which costs ``2 d_out d_in r`` and no dense temporary. ``||W||^2_row`` is cached and
+    recomputed whenever the frozen tensor changes (its version counter moves on any in-place
+    write, e.g. ``load_state_dict``), so loading weights after wrapping cannot leave it stale.
     """
 
     def __init__(self, base: nn.Linear, r: int, **kwargs):
@@ -24,6 +25,13 @@ class DoRALinear(LoRALinear):
     def init_from_weight(self) -> None:
         self.lora_magnitude.copy_(torch.linalg.vector_norm(self.weight.float(), dim=1).to(self.weight.dtype))
 
+    def weight_sq_norm(self) -> torch.Tensor:
+        key = (self.weight.data_ptr(), self.weight._version, self.weight.device, self.weight.dtype)
+        if getattr(self, "_sq_key", None) != key:
+            self._sq = torch.linalg.vector_norm(self.weight.detach().float(), dim=1).pow(2)
+            self._sq_key = key
+        return self._sq
+
     def row_norm(self) -> torch.Tensor:
         """``||W + s B A||_row`` (no gradient), without a dense ``d_out x d_in`` temporary."""
         with torch.no_grad():
@@ -31,7 +39,7 @@ class DoRALinear(LoRALinear):
             w = self.weight.float()
             cross = ((w @ a.t()) * b).sum(1)
             quad = ((b @ (a @ a.t())) * b).sum(1)
-            sq = torch.linalg.vector_norm(w, dim=1).pow(2) + 2 * s * cross + s * s * quad
+            sq = self.weight_sq_norm() + 2 * s * cross + s * s * quad
             return sq.clamp_min(0).sqrt().to(self.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,170 @@
+"""Budget sweeps: grid expansion, the report (table, plot, Pareto front), and the driver's
+skip-finished / resume / infeasible handling with a stand-in for run.sh."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from espnet_peft import PeftError
+from espnet_peft.sweep import expand, load_grid, pareto_front, sweep_rows, write_report
+
+from conftest import ROOT
+
+
+def grid_file(tmp_path, grid):
+    p = tmp_path / "grid.yaml"
+    p.write_text(yaml.safe_dump(grid))
+    return p
+
+
+CONFIGS = {m: f"conf/peft/{m}.yaml" for m in ("lora", "dora", "pissa", "ssvd", "ssvd_o", "full")}
+
+
+def test_shipped_grids_expand():
+    cells = expand(load_grid(ROOT / "conf" / "sweep" / "embedded.yaml"), root=ROOT)
+    names = [c.name for c in cells]
+    assert len(names) == len(set(names)) == 20
+    assert "ssvd_o_b4pct_inner0.25" in names and "ssvd_b4pct_directionstail" in names and "full" in names
+    by = {c.name: c for c in cells}
+    assert by["ssvd_o_b4pct_inner0.25"].config["allocation"]["inner"] == 0.25
+    assert by["lora_b1pct"].config["budget"] == "1%" and "rank" not in by["lora_b1pct"].config
+    assert by["full"].alphas == [0.0, 0.25, 0.5, 0.75, 1.0] and by["lora_b4pct"].alphas == [1.0]
+    full = expand(load_grid(ROOT / "conf" / "sweep" / "full_grid.yaml"), root=ROOT)
+    assert len(full) == 4 * (3 + 3 + 3 + 5 + 8) + 1
+
+
+def test_grid_errors(tmp_path):
+    with pytest.raises(PeftError, match="unknown method"):
+        expand({"methods": ["lorra"], "configs": CONFIGS}, root=ROOT)
+    with pytest.raises(PeftError, match="no base config"):
+        expand({"methods": ["lora"], "configs": {}}, root=ROOT)
+    with pytest.raises(PeftError, match="interpolation names cells"):
+        expand({"methods": ["lora"], "configs": CONFIGS, "budgets": ["1%"],
+                "interpolation": {"cells": ["nope"], "alphas": [0.5]}}, root=ROOT)
+    with pytest.raises(PeftError, match="unknown grid key"):
+        load_grid(grid_file(tmp_path, {"methods": ["lora"], "budget": ["1%"]}))
+
+
+def test_pareto_front():
+    pts = [(10, 5), (8, 6), (9, 4), (12, 3), (11, 7), (8, 6)]
+    front = pareto_front(pts)
+    assert {pts[i] for i in front} == {(8, 6), (9, 4), (12, 3)}
+    assert 4 not in front  # (11, 7) is dominated by (10, 5)
+
+
+def summary(tag, method, tgt, src, frac=0.01, alpha=1.0):
+    return {"tag": tag, "method": method, "alpha": alpha, "trainable_params": int(frac * 1e6), "fraction": frac,
+            "target_test_sets": ["child_test"], "source_test_sets": ["source_test"],
+            "base": {"child_test": {"wer": 40.0}, "source_test": {"wer": 8.0}},
+            "adapted": {"child_test": {"wer": tgt}, "source_test": {"wer": src}}, "train_wall_seconds": 60}
+
+
+def test_report_table_plot_json(tmp_path):
+    sums = [summary("lora_b1", "lora", 20.0, 9.0), summary("ssvd_o_b1", "ssvd_o", 18.0, 8.5),
+            summary("full", "full", 10.0, 14.0, frac=1.0), summary("pissa_b1", "pissa", 21.0, 10.0)]
+    paths = write_report(sums, tmp_path / "rep", {"dora_b1": "infeasible: budget too small"}, header="# sweep")
+    md = paths["md"].read_text()
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert rows["ssvd_o_b1"].rstrip().endswith("* |") and rows["full"].rstrip().endswith("* |")
+    assert not rows["pissa_b1"].rstrip().endswith("* |")  # dominated by ssvd_o_b1 on both axes
+    assert "infeasible" in rows["dora_b1"]
+    data = json.loads(paths["json"].read_text())
+    r = {x["cell"]: x for x in data["rows"]}
+    assert r["ssvd_o_b1"]["gain_recovered"] == pytest.approx((40 - 18) / (40 - 10))
+    assert r["lora_b1"]["forgetting"] == pytest.approx(1.0)
+    png = paths["png"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+FAKE_RUN = r'''#!/usr/bin/env bash
+# stands in for run.sh: records its calls, writes the summary stage 15 would write
+set -euo pipefail
+echo "$*" >> "$CALLS"
+stage=1; alpha=1.0; tag=""; cfg=""; prepare_only=false
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2;; --alpha) alpha=$2; shift 2;; --tag) tag=$2; shift 2;;
+    --peft_config) cfg=$2; shift 2;; --prepare_only) prepare_only=$2; shift 2;; *) shift;;
+  esac
+done
+[ "$prepare_only" = true ] && exit 0
+[ -n "${FAIL_TAG:-}" ] && [ "$tag" = "$FAIL_TAG" ] && exit 3
+dir=exp/$tag/merged; [ "$alpha" = 1.0 ] || dir=exp/$tag/merged_alpha$alpha
+mkdir -p "$dir"
+method=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['method'])" "$cfg")
+python3 - "$dir/summary.json" "$tag" "$method" "$alpha" <<'PY'
+import json, sys
+p, tag, method, alpha = sys.argv[1:]
+a = float(alpha)
+json.dump({"tag": tag, "method": method, "alpha": a, "trainable_params": 1000, "fraction": 0.01,
+           "target_test_sets": ["child_test"], "source_test_sets": ["source_test"],
+           "base": {"child_test": {"wer": 40.0}, "source_test": {"wer": 8.0}},
+           "adapted": {"child_test": {"wer": 40 - 20 * a}, "source_test": {"wer": 8 + 4 * a}}}, open(p, "w"))
+PY
+'''
+
+
+def test_driver_skips_finished_cells_and_resumes(tmp_path):
+    rec = tmp_path / "recipe"
+    (rec / "conf" / "peft").mkdir(parents=True)
+    for m in ("lora", "ssvd", "full"):
+        (rec / "conf" / "peft" / f"{m}.yaml").write_text((ROOT / "conf" / "peft" / f"{m}.yaml").read_text())
+    (rec / "run.sh").write_text(FAKE_RUN)
+    grid = grid_file(rec, {"configs": {m: f"conf/peft/{m}.yaml" for m in ("lora", "ssvd", "full")},
+                           "methods": ["lora", "ssvd", "full"], "budgets": ["1%"],
+                           "interpolation": {"cells": ["full"], "alphas": [0, 0.5]}})
+    env = dict(os.environ, CALLS=str(tmp_path / "calls.txt"), FAIL_TAG="t_ssvd_b1pct")
+    cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out", "exp/sweep",
+           "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'} --backend local",
+           "--tag_prefix", "t_", "--max_parallel", "2", "--model_config", "none.yaml", "--results", "RESULTS_sweep.md"]
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 1  # one cell failed ...
+    assert "cell t_ssvd_b1pct" not in res.stdout and "ssvd_b1pct: FAILED" in res.stdout
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert sum("--prepare_only true" in c for c in calls) == 1
+    assert any("--alpha 0.5" in c for c in calls) and any("--alpha 0 " in c + " " for c in calls)
+    md = (rec / "RESULTS_sweep.md").read_text()
+    assert "lora_b1pct" in md and "failed" in md  # ... and the report says so
+    # the sweep is run again (say after a kill): finished cells are skipped, the failed one retried
+    (tmp_path / "calls.txt").write_text("")
+    env.pop("FAIL_TAG")
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    tagged = [c for c in calls if "--tag" in c]
+    assert tagged and all("t_ssvd_b1pct" in c for c in tagged)
+    data = json.loads((rec / "exp" / "sweep" / "sweep.json").read_text())
+    cells = {(r["cell"], r.get("alpha")) for r in data["rows"] if r["status"] == "done"}
+    assert cells == {("lora_b1pct", 1.0), ("ssvd_b1pct", 1.0), ("full", 0.0), ("full", 0.5), ("full", 1.0)}
+    res = subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True)
+    assert "0 to run" in res.stdout
+
+
+def test_driver_reports_infeasible_budgets(tmp_path):
+    from conftest import TINY_ASR_CONFIG
+
+    rec = tmp_path / "recipe"
+    (rec / "conf" / "peft").mkdir(parents=True)
+    for m in ("lora", "ssvd"):
+        (rec / "conf" / "peft" / f"{m}.yaml").write_text((ROOT / "conf" / "peft" / f"{m}.yaml").read_text())
+    (rec / "run.sh").write_text(FAKE_RUN)
+    model_cfg = dict(TINY_ASR_CONFIG, token_list=["<blank>", "<unk>"] + list("abcdefgh ") + ["<sos/eos>"])
+    (rec / "model.yaml").write_text(yaml.safe_dump(model_cfg))
+    grid = grid_file(rec, {"configs": {"lora": "conf/peft/lora.yaml", "ssvd": "conf/peft/ssvd.yaml"},
+                           "methods": ["lora", "ssvd"], "budgets": ["2%"]})
+    env = dict(os.environ, CALLS=str(tmp_path / "calls.txt"))
+    res = subprocess.run([sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out",
+                          "exp/sweep", "--run", "bash run.sh", "--model_config", "model.yaml",
+                          "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'}"],
+                         cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "1 infeasible" in res.stdout
+    rows = {r["cell"]: r for r in json.loads((rec / "exp" / "sweep" / "sweep.json").read_text())["rows"]}
+    assert rows["lora_b2pct"]["status"].startswith("infeasible: budget")
+    assert rows["ssvd_b2pct"]["status"] == "done"

@@ -4,6 +4,7 @@ A grid (``conf/sweep/*.yaml``)::
 
     methods: [lora, dora, pissa, ssvd, ssvd_o, full]
     configs: {lora: conf/peft/lora.yaml, ...}     # the base PEFT config of each method
+                                                  # ({config: FILE, name: LABEL} renames its cells)
     budgets: ["0.5%", "1%", "2%", "4%"]           # for every budgeted method
     allocations:                                   # extra variants; each is a partial PEFT config
       ssvd_o: [{allocation: {inner: 0.0}}, {allocation: {inner: 0.25}}, ...]
@@ -88,20 +89,21 @@ def _expand_block(block: Mapping[str, Any], configs: Mapping[str, str], root: Pa
     allocations = block.get("allocations") or {}
     cells: List[Cell] = []
     for method in methods:
-        path = configs.get(method)
-        if path is None:
+        entry = configs.get(method)
+        if entry is None:
             raise PeftError(f"the grid gives no base config for {method!r} (configs: {{{method}: FILE}})")
+        path, label = (entry.get("config"), entry.get("name", method)) if isinstance(entry, Mapping) else (entry, method)
         base = yaml.safe_load((root / path).read_text())
         if base.get("method") != method:
             raise PeftError(f"{path} is a {base.get('method')!r} config, the grid uses it for {method!r}")
         if not REGISTRY[method].budgeted:
-            cells.append(Cell(method, method, None, {}, base))
+            cells.append(Cell(label, method, None, {}, base))
             continue
         variants = list(allocations.get(method, [])) + list(allocations.get("*", [])) or [{}]
         for budget in budgets or [None]:
             for variant in variants:
                 cfg = deep_update(base, variant)
-                name = method
+                name = label
                 if budget is not None:
                     cfg["budget"] = budget
                     for k in HYPER_KEYS:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Decode data directories with stock ESPnet models (no espnet_peft import).
+"""Decode data directories with stock ESPnet models (no espnet_peft import, except to register
+the encoder of HFF models, the one method whose merged model is not a stock architecture).
 
 One job decodes its share (``--job J --nj N``) of every ``--data_dir`` with every model
 (``--model_dir M --output_dir O`` pairs) in a single process, since the espnet2 import costs
@@ -40,6 +41,12 @@ def load_model(model_dir: Path, task: str, opts: dict):
     cfg, model = model_dir / "config.yaml", model_dir / "model.pth"
     if not (cfg.is_file() and model.is_file()):
         sys.exit(f"decode.py: {model_dir} must hold config.yaml and model.pth")
+    if yaml.safe_load(cfg.read_text()).get("encoder") == "espnet_peft_hff":
+        # the one non-stock architecture: an HFF model's encoder is registered by espnet_peft
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from espnet_peft.methods.hff import register_with_espnet
+
+        register_with_espnet()
     if task == "s2t":
         from espnet2.bin.s2t_inference import Speech2Text
 

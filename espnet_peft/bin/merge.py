@@ -25,7 +25,7 @@ from ..espnet_task import load_state_file, load_yaml, resolve_pretrained
 from ..inject import get_plan
 from ..merge import interpolate_state, merge_peft
 from ..methods import get_method
-from ..methods.base import PeftError
+from ..methods.base import AdaptedLinear, PeftError
 from ..state import load_peft_state_dict
 from ._common import PEFT_ARGS, setup_logging, stock_task, task_of
 
@@ -90,9 +90,8 @@ def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alp
     if verify:
         stock = stock_task(task_cls.__name__)
         merged, _ = stock.build_model_from_file(output_dir / "config.yaml", output_dir / "model.pth", "cpu")
-        if type(merged).__module__.startswith("espnet_peft") or any(
-                type(m).__module__.startswith("espnet_peft") for m in merged.modules()):
-            raise RuntimeError("the merged model still contains espnet_peft modules")
+        if any(isinstance(m, AdaptedLinear) for m in merged.modules()):
+            raise RuntimeError("the merged model still contains PEFT wrappers")
         if reference is not None:
             err = float((_probe(merged) - reference).abs().max())
             info["verify_max_abs_diff"] = err

@@ -115,8 +115,11 @@ fi
 exp="${expdir}/${tag}"
 merged="${exp}/merged"; [ "${alpha}" = "1.0" ] || merged="${exp}/merged_alpha${alpha}"
 base_decode="${expdir}/base_decode"
-all_sets="${source_train_set} ${source_valid_set} ${source_test_sets} ${target_train_set} ${target_valid_set} ${target_test_sets}"
-train_sets="${source_train_set} ${source_valid_set} ${target_train_set} ${target_valid_set}"
+# the source training sets matter only when the foundation model is (re)trained here
+pre_sets=""
+[ "${pretrain}" = false ] || pre_sets="${source_train_set} ${source_valid_set}"
+all_sets="${pre_sets} ${source_test_sets} ${target_train_set} ${target_valid_set} ${target_test_sets}"
+train_sets="${pre_sets} ${target_train_set} ${target_valid_set}"
 owsm_prefix=""
 [ "${task}" = asr ] || owsm_prefix="${lang_sym}${task_sym}<notimestamps>"
 mkdir -p "${expdir}"

@@ -8,7 +8,8 @@ Everything is synthesised offline from Debian packages and is deterministic from
   word of a dev/test sentence also occurs in the source training text, so the domain gap
   is acoustic, not lexical;
 * source domain: adult US voices (flite slt / rms / kal16, festival ked / kal diphones,
-  espeak-ng en-us) with per-utterance speaking-rate and pitch variation;
+  espeak-ng en-us) with per-utterance speaking-rate and pitch variation; each training sentence
+  is read by ``--source_readings`` (default 3) different voices;
 * child domain: the same kind of adult voices through Praat's "Change gender" (formant
   ratio, F0 median, pitch range and duration randomised per utterance, per child profile);
 * accent domain: voices and accents absent from the source: flite awb (Scottish English
@@ -357,19 +358,21 @@ def _render_safe(jobs: Sequence[Job]):
 
 
 # --------------------------------------------------------------------------- corpus
-def plan_jobs(texts: Dict[Tuple[str, str], List[str]], wavdir: Path, seed: int,
-              mbrola: bool = False) -> Dict[Tuple[str, str], List[Job]]:
+def plan_jobs(texts: Dict[Tuple[str, str], List[str]], wavdir: Path, seed: int, mbrola: bool = False,
+              readings: Optional[Dict[Tuple[str, str], int]] = None) -> Dict[Tuple[str, str], List[Job]]:
+    """One job per (sentence, reading); reading r of sentence i is spoken by voice ``i + 2 r``."""
     jobs: Dict[Tuple[str, str], List[Job]] = {}
     for (domain, split), sents in sorted(texts.items()):
         speakers = domain_speakers(domain, mbrola)
         lst = []
         for i, text in enumerate(sents):
-            voice, profile = speakers[i % len(speakers)]
-            spk = speaker_id(voice, profile)
-            utt = f"{spk}-{domain}_{split}_{i:05d}"
-            job = Job(utt, text, voice, profile, str(wavdir / f"{domain}_{split}" / f"{utt}.wav"), seed)
-            job.params = draw_params(job)
-            lst.append(job)
+            for r in range((readings or {}).get((domain, split), 1)):
+                voice, profile = speakers[(i + 2 * r) % len(speakers)]
+                spk = speaker_id(voice, profile)
+                utt = f"{spk}-{domain}_{split}_{i:05d}" + (f"r{r}" if r else "")
+                job = Job(utt, text, voice, profile, str(wavdir / f"{domain}_{split}" / f"{utt}.wav"), seed)
+                job.params = draw_params(job)
+                lst.append(job)
         jobs[(domain, split)] = sorted(lst, key=lambda j: j.utt_id)
     return jobs
 
@@ -394,8 +397,14 @@ def write_data_dir(d: Path, jobs: Sequence[Job], durations: Dict[str, float]) ->
 
 def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2,
           domains: Sequence[str] = DOMAINS, vocab_size: int = 3000, mbrola: bool = False,
-          sizes: Optional[Dict[Tuple[str, str], int]] = None) -> Dict[str, dict]:
-    """Synthesise the corpus; returns per-data-dir statistics (also written as JSON)."""
+          sizes: Optional[Dict[Tuple[str, str], int]] = None, source_readings: int = 1,
+          skip: Sequence[str] = ()) -> Dict[str, dict]:
+    """Synthesise the corpus; returns per-data-dir statistics (also written as JSON).
+
+    ``source_readings``: how many voices read each source training sentence (more acoustic
+    variety at the same text); ``skip``: data dirs (``source_train``...) not to synthesise; the
+    text split is the same either way.
+    """
     for d in domains:
         if d not in DOMAINS:
             raise CorpusError(f"unknown domain {d!r}; expected some of {DOMAINS}")
@@ -406,8 +415,8 @@ def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2
         raise CorpusError(f"every split needs at least one utterance: {all_sizes}")
     texts = split_text(wordnet_sentences(), all_sizes, seed, vocab_size)
     src_vocab = {w for s in texts[("source", "train")] for w in s.split()}
-    texts = {k: v for k, v in texts.items() if k[0] in domains}
-    jobs = plan_jobs(texts, wavdir, seed, mbrola)
+    texts = {k: v for k, v in texts.items() if k[0] in domains and f"{k[0]}_{k[1]}" not in set(skip)}
+    jobs = plan_jobs(texts, wavdir, seed, mbrola, readings={("source", "train"): max(1, int(source_readings))})
     flat = sorted((j for lst in jobs.values() for j in lst), key=lambda j: (j.voice.engine, j.utt_id))
     batches = [flat[i:i + 24] for i in range(0, len(flat), 24)]
     t0 = time.time()
@@ -434,7 +443,7 @@ def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2
                        "words": len(words),
                        "oov_rate_vs_source_train": round(sum(w not in src_vocab for w in words) / len(words), 4)}
     stats["_meta"] = {"seed": seed, "size": size, "vocab_size": vocab_size, "mbrola": mbrola,
-                      "synthesis_seconds": round(time.time() - t0, 1), "nj": nj}
+                      "source_readings": source_readings, "synthesis_seconds": round(time.time() - t0, 1), "nj": nj}
     (out / "corpus_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
 
@@ -449,11 +458,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--domains", default=",".join(DOMAINS))
     ap.add_argument("--vocab_size", type=int, default=3000)
     ap.add_argument("--mbrola", action="store_true", help="add mbrola L2 voices (contrib/non-free)")
+    ap.add_argument("--source_readings", type=int, default=3, help="voices reading each source training sentence")
+    ap.add_argument("--skip", default="", help="data dirs not to synthesise, e.g. source_train,source_dev")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         stats = build(args.out, args.wavdir, args.seed, args.size, args.nj,
-                      [d for d in args.domains.split(",") if d], args.vocab_size, args.mbrola)
+                      [d for d in args.domains.split(",") if d], args.vocab_size, args.mbrola,
+                      source_readings=args.source_readings, skip=[s for s in args.skip.split(",") if s])
     except CorpusError as e:
         print(f"synth_corpus: error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ cd "$(dirname "$0")"
 
 target=child    # child | accent
 size=1.0        # corpus scale (local/data.sh --size)
+pretrain=false  # passed on; the source training sets are only synthesised when it is true
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -19,6 +20,7 @@ while [ $# -gt 0 ]; do
         --target=*) target="${1#*=}"; shift ;;
         --size) size="$2"; shift 2 ;;
         --size=*) size="${1#*=}"; shift ;;
+        --pretrain) pretrain="$2"; args+=("$1" "$2"); shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
 done
@@ -31,7 +33,7 @@ export ESPNET_PEFT_RUN_CMD="egs2/embedded/asr1/run.sh --target ${target}${args[*
 utils/peft_asr.sh \
     --source_train_set source_train --source_valid_set source_dev --source_test_sets source_test \
     --target_train_set "${target}_train" --target_valid_set "${target}_dev" --target_test_sets "${target}_test" \
-    --data_opts "--size ${size}" --foundation_dir foundation --foundation_config conf/train_foundation.yaml \
+    --data_opts "--size ${size} --source_train ${pretrain}" --foundation_dir foundation --foundation_config conf/train_foundation.yaml \
     --peft_config conf/peft/ssvd_o.yaml --train_config conf/train_peft.yaml --decode_config conf/decode.yaml \
     --tag_prefix "${target}_" --nbpe 300 --recipe_name embedded \
     "${args[@]+"${args[@]}"}"

@@ -7,17 +7,19 @@ size=1.0      # scale of every split (1.0: ~3 h of audio, ~80 s on 2 cores)
 seed=1
 nj=2
 mbrola=false  # add mbrola L2 voices (Debian contrib/non-free, must be installed)
-help_message="Usage: local/data.sh [--size 1.0] [--seed 1] [--nj 2] [--mbrola false]"
+source_train=true   # synthesise the source training / dev sets (only the foundation model's training needs them)
+help_message="Usage: local/data.sh [--size 1.0] [--seed 1] [--nj 2] [--mbrola false] [--source_train true]"
 . utils/parse_options.sh
 . ./path.sh
 
-stamp="data/.corpus_size${size}_seed${seed}_mbrola${mbrola}"
+stamp="data/.corpus_size${size}_seed${seed}_mbrola${mbrola}_source${source_train}"
 if [ -f "${stamp}" ]; then
     echo "local/data.sh: corpus already synthesised (${stamp}); delete it to rebuild"
     exit 0
 fi
 opts=()
 [ "${mbrola}" = true ] && opts+=(--mbrola)
+[ "${source_train}" = true ] || opts+=(--skip source_train,source_dev)
 "${python}" utils/synth_corpus.py --out data --wavdir downloads/wav --size "${size}" --seed "${seed}" \
     --nj "${nj}" "${opts[@]+"${opts[@]}"}"
 rm -f data/.corpus_*

@@ -53,6 +53,10 @@ class PlanRow:
     method: str
     hyper: Dict[str, int]
     params: int
+    #: method options of this row when they are not the plan's (adapters nested in another method)
+    options: Optional[Dict[str, Any]] = None
+    #: the module's name before wrapping, when wrapping another module moves it (nested adapters)
+    origin: Optional[str] = None
 
     def as_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "group": self.group, "method": self.method,
@@ -184,8 +188,12 @@ def resolve_budget(budget, model_params: int) -> Optional[int]:
     return int(budget)
 
 
-def plan_modules(targets: Sequence[Tuple[str, nn.Module]], cfg: PeftConfig, model_params: int) -> Plan:
-    """Turn matched modules and a config into a :class:`Plan` (no model is changed)."""
+def plan_modules(targets: Sequence[Tuple[str, nn.Module]], cfg: PeftConfig, model_params: int,
+                 reserved: int = 0) -> Plan:
+    """Turn matched modules and a config into a :class:`Plan` (no model is changed).
+
+    ``reserved`` parameters of the budget are already spoken for (nested adapters).
+    """
     method: Method = get_method(cfg.method)
     opts = cfg.options
     rows: List[Optional[PlanRow]] = [None] * len(targets)
@@ -209,6 +217,10 @@ def plan_modules(targets: Sequence[Tuple[str, nn.Module]], cfg: PeftConfig, mode
             raise PeftError(f"override for {name!r} must be a mapping of hyperparameters or 'skip', got {ov!r}")
 
     budget = resolve_budget(cfg.budget, model_params)
+    if budget is not None and reserved:
+        if reserved >= budget:
+            raise PeftError(f"the nested adapters alone need {reserved:,} parameters, over the budget of {budget:,}")
+        budget -= reserved
     if budget is None:
         for i in free:
             hyper = method.explicit(shapes[i], cfg.hyper, opts)
@@ -218,7 +230,7 @@ def plan_modules(targets: Sequence[Tuple[str, nn.Module]], cfg: PeftConfig, mode
         _allocate(method, opts, cfg, targets, shapes, groups, free, rows, skipped, budget)
 
     plan = Plan(method=method.name, rows=[r for r in rows if r is not None], model_params=model_params,
-                budget=budget, skipped=skipped, config=cfg)
+                budget=None if budget is None else budget + reserved, skipped=skipped, config=cfg)
     if not plan.rows:
         raise PeftError("the plan adapts no module (every target was skipped or had zero weight)")
     if budget is not None and plan.total > budget:

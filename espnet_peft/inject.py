@@ -7,11 +7,11 @@ from typing import Any, List, Tuple
 import torch
 from torch import nn
 
-from .budget import Plan, plan_modules
+from .budget import Plan, PlanRow, plan_modules
 from .config import PeftConfig
 from .methods import get_method
 from .methods.base import Method, PeftError, fingerprint
-from .names import matches
+from .names import block_index, matches
 from .schedule import FreezeSchedule
 
 
@@ -85,12 +85,41 @@ def release_norm_statistics(model: nn.Module) -> None:
             m._peft_frozen_stats = False
 
 
+def nested_rows(targets, cfg: PeftConfig, method: Method) -> List[PlanRow]:
+    """Rows of adapters that a wrapping method carries inside the module it wraps (HFF's
+    ``adapters``), named as they will be after wrapping. Explicit sizes only."""
+    spec = cfg.options.get("adapters") if method.inner_attr else None
+    if not spec:
+        return []
+    spec = dict(spec)
+    from_block = int(spec.pop("from_block", 0))
+    sub = PeftConfig.from_dict(spec)
+    sub_method = get_method(sub.method)
+    if sub.budget is not None or not sub_method.budgeted or sub_method.inner_attr:
+        raise PeftError(f"{method.name} adapters take a matrix method with explicit sizes (rank, k, ...), "
+                        f"got {sub.method!r}" + (" with a budget" if sub.budget is not None else ""))
+    rows: List[PlanRow] = []
+    for name, module in targets:
+        found = [(n, m) for n, m in find_targets(module, sub, sub_method)
+                 if (block_index(n) if block_index(n) is not None else -1) >= from_block]
+        if not found:
+            raise PeftError(f"{method.name} adapters: no {sub.target_modules} module in blocks >= {from_block}")
+        for r in plan_modules(found, sub, count_params(module)).rows:
+            r.origin, r.name = f"{name}.{r.name}", f"{name}.{method.inner_attr}.{r.name}"
+            r.options = sub.options
+            rows.append(r)
+    return rows
+
+
 def plan_peft(model: nn.Module, config: Any) -> Plan:
     """The plan :func:`apply_peft` would carry out, without changing the model."""
     cfg = PeftConfig.from_any(config)
     method = get_method(cfg.method)
     targets = find_targets(model, cfg, method)
-    return plan_modules(targets, cfg, count_params(model))
+    inner = nested_rows(targets, cfg, method)
+    plan = plan_modules(targets, cfg, count_params(model), reserved=sum(r.params for r in inner))
+    plan.rows += inner
+    return plan
 
 
 def apply_peft(model: nn.Module, config: Any) -> Plan:
@@ -101,7 +130,6 @@ def apply_peft(model: nn.Module, config: Any) -> Plan:
     if getattr(model, "peft_plan", None) is not None:
         raise PeftError("this model already has PEFT applied (merge_peft it first)")
     cfg = PeftConfig.from_any(config)
-    method = get_method(cfg.method)
     plan = plan_peft(model, cfg)
     prefix = cfg.schedule.get("frozen_prefix")
     if cfg.schedule.get("frozen_encoder_steps") and not any(
@@ -109,11 +137,12 @@ def apply_peft(model: nn.Module, config: Any) -> Plan:
         raise PeftError(f"schedule: the plan adapts nothing under {prefix!r}, so there is nothing to hold back")
     modules = dict(model.named_modules())
     for row in plan.rows:
-        plan.fingerprints[row.name] = tuple(fingerprint(p) for p in modules[row.name].parameters())
+        plan.fingerprints[row.name] = tuple(fingerprint(p) for p in modules[row.origin or row.name].parameters())
     for p in model.parameters():
         p.requires_grad_(False)
-    for row in plan.rows:
-        _set_module(model, row.name, method.wrap(modules[row.name], row.hyper, cfg.options))
+    for row in plan.rows:  # outer wrappers first: nested rows are named inside them
+        module = model.get_submodule(row.name)
+        _set_module(model, row.name, get_method(row.method).wrap(module, row.hyper, row.options or cfg.options))
     if cfg.freeze_norm_stats:
         freeze_norm_statistics(model)
     trainable = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())

@@ -89,3 +89,47 @@ def test_state_round_trip_and_stock_rebuild():
     espnet_peft.merge_peft(model)
     stock.load_state_dict(model.state_dict())
     assert torch.allclose(_probe(stock), want, atol=1e-5)
+
+
+def test_adapters_on_upper_blocks_only():
+    from espnet_peft.methods import LoRALinear
+
+    model = make_asr_model()
+    cfg = {"method": "hff", "target_modules": ["encoder"], "head_blocks": 1,
+           "adapters": {"method": "lora", "rank": 2, "target_modules": ["attn.linear_q", "attn.linear_v"],
+                        "from_block": 1}}
+    plan = espnet_peft.apply_peft(model, cfg)
+    names = [r.name for r in plan.rows]
+    assert names[0] == "encoder" and set(names[1:]) == {"encoder.encoder.encoders.1.attn.linear_q",
+                                                        "encoder.encoder.encoders.1.attn.linear_v"}
+    assert isinstance(model.encoder.encoder.encoders[1].attn.linear_q, LoRALinear)
+    assert not isinstance(model.encoder.encoder.encoders[0].attn.linear_q, LoRALinear)
+    assert plan.total == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    inner = model.encoder.encoder
+    with torch.no_grad():
+        for m in (inner.encoders[1].attn.linear_q, inner.encoders[1].attn.linear_v):
+            m.lora_B.normal_()
+    model.train()
+    loss, _, _ = model(*batch())
+    loss.backward()
+    lora = inner.encoders[1].attn.linear_q
+    assert lora.lora_A.grad is not None and lora.lora_A.grad.abs().sum() > 0  # gradient reaches block 1 ...
+    assert all(p.grad is None for p in inner.encoders[0].parameters())      # ... and stops there
+    # budget: the head is solved from what the adapters leave
+    budgeted = espnet_peft.plan_peft(make_asr_model(), dict(cfg, head_blocks=None, budget=plan.total + 100))
+    assert budgeted.total <= plan.total + 100 and len(budgeted.rows) == 3
+    # state round trip and merge: the adapters fold into the inner encoder's weights
+    state = espnet_peft.peft_state_dict(model)
+    fresh = make_asr_model()
+    espnet_peft.apply_peft(fresh, cfg)
+    espnet_peft.load_peft_state_dict(fresh, state)
+    from espnet_peft.bin.merge import _probe
+
+    want = _probe(model)
+    assert torch.allclose(_probe(fresh), want, atol=1e-5)
+    espnet_peft.merge_peft(fresh)
+    assert not any(isinstance(m, LoRALinear) for m in fresh.modules())
+    assert torch.allclose(_probe(fresh), want, atol=1e-4)
+    with pytest.raises(PeftError, match="explicit sizes"):
+        espnet_peft.plan_peft(make_asr_model(), dict(cfg, adapters={"method": "lora", "budget": 100,
+                                                                    "target_modules": ["attn.linear_q"]}))

@@ -56,6 +56,9 @@ class Method:
     budgeted: bool = True
     #: one-line description for plan headers and docs
     summary: str = ""
+    #: for methods whose wrapper contains the original module (HFF): the attribute holding it;
+    #: such methods accept nested ``adapters`` inside that module
+    inner_attr: Optional[str] = None
 
     # --- what it applies to --------------------------------------------------------------
     def supports(self, module: nn.Module) -> bool:

@@ -10,7 +10,10 @@ runs under ``torch.no_grad()``, which is where HFF's speed and memory saving com
 Config (``method: hff``, ``target_modules: [encoder]``): ``head_blocks`` (or a ``budget``,
 solved into the number of head blocks), ``fuse_blocks`` (block indices, default all),
 ``groups`` (default 3), ``head_units`` (feed-forward width, default 2 d), ``head_heads``
-(attention heads, default the encoder's), ``dropout``. The result is not a plain ESPnet
+(attention heads, default the encoder's), ``dropout``, and ``adapters`` (optional: a matrix
+method with explicit sizes on the upper blocks of the frozen encoder, e.g.
+``{method: lora, rank: 4, target_modules: [attn.linear_q, attn.linear_v], from_block: 4}``;
+gradient then flows from block ``from_block`` up, never below it). The result is not a plain ESPnet
 encoder: ``HFFEncoder`` is registered in ESPnet's encoder choices as ``espnet_peft_hff`` when
 ``espnet_peft.methods.hff`` is imported (``espnet_peft.bin.asr_inference`` does that).
 """
@@ -32,6 +35,10 @@ def _block_tensor(out):
     """The hidden states in an ESPnet encoder block's output ((x, mask) or ((x, pos), mask))."""
     x = out[0] if isinstance(out, (tuple, list)) else out
     return x[0] if isinstance(x, (tuple, list)) else x
+
+
+def _enable_grad(module, args) -> None:
+    torch.set_grad_enabled(True)  # a pre-hook must return None (a value would replace the inputs)
 
 
 def split_groups(n: int, groups: int) -> List[int]:
@@ -82,7 +89,7 @@ class HFFEncoder(AbsEncoder):
 
     def __init__(self, encoder: nn.Module, fuse_blocks: Optional[Sequence[int]] = None, groups: int = 3,
                  head_blocks: int = 1, head_units: Optional[int] = None, head_heads: Optional[int] = None,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, grad_from_block: Optional[int] = None):
         super().__init__()
         n = len(encoder.encoders)
         fuse = list(range(n)) if fuse_blocks in (None, "all") else [int(i) for i in fuse_blocks]
@@ -95,6 +102,9 @@ class HFFEncoder(AbsEncoder):
             raise PeftError(f"hff: head_heads={heads} does not divide the encoder size {d}")
         self.encoder = encoder
         self.fuse_blocks = sorted(fuse)
+        if grad_from_block is not None and not 0 <= grad_from_block < n:
+            raise PeftError(f"hff: adapters.from_block must lie in [0, {n}), got {grad_from_block}")
+        self.grad_from_block = grad_from_block  # blocks from here on carry adapters: they run with gradient
         self.hyper = {"head_blocks": head_blocks}
         for p in encoder.parameters():
             p.requires_grad_(False)
@@ -118,8 +128,11 @@ class HFFEncoder(AbsEncoder):
         captured = {}
         hooks = [self.encoder.encoders[i].register_forward_hook(
             lambda m, a, o, i=i: captured.__setitem__(i, _block_tensor(o))) for i in self.fuse_blocks]
+        if self.grad_from_block is not None and torch.is_grad_enabled():
+            # nested adapters: gradient resumes at the first adapted block, never below it
+            hooks.append(self.encoder.encoders[self.grad_from_block].register_forward_pre_hook(_enable_grad))
         try:
-            with torch.no_grad():  # nothing back-propagates through the frozen encoder
+            with torch.no_grad():  # nothing back-propagates through the frozen encoder (below adapters)
                 kw = {"ctc": ctc} if ctc is not None else {}
                 out, olens, states = self.encoder(xs_pad, ilens, prev_states, **kw)
         finally:
@@ -152,7 +165,9 @@ class HFF(Method):
     name = "hff"
     hyper_keys = ("head_blocks",)
     summary = "frozen encoder (no gradient), hierarchical fusion of block outputs, small trainable head"
-    options = {"fuse_blocks": None, "groups": 3, "head_units": None, "head_heads": None, "dropout": 0.1}
+    options = {"fuse_blocks": None, "groups": 3, "head_units": None, "head_heads": None, "dropout": 0.1,
+               "adapters": None}
+    inner_attr = "encoder"
 
     def supports(self, module: nn.Module) -> bool:
         return hasattr(module, "encoders") and hasattr(module, "output_size") and not isinstance(module, HFFEncoder)
@@ -196,8 +211,10 @@ class HFF(Method):
         return None
 
     def build(self, module, hyper, opts):
+        adapters = opts.get("adapters") or None
         return HFFEncoder(module, opts.get("fuse_blocks"), int(opts.get("groups", 3)), hyper["head_blocks"],
-                          opts.get("head_units"), opts.get("head_heads"), float(opts.get("dropout", 0.1)))
+                          opts.get("head_units"), opts.get("head_heads"), float(opts.get("dropout", 0.1)),
+                          grad_from_block=int(adapters.get("from_block", 0)) if adapters else None)
 
     def merge(self, module):
         return module  # the head stays: HFF models are exported with the registered encoder
@@ -208,7 +225,7 @@ class HFF(Method):
         out = dict(config)
         out["encoder_conf"] = {"inner": config["encoder"], "inner_conf": dict(config.get("encoder_conf") or {}),
                                "head_blocks": row.hyper["head_blocks"],
-                               **{k: opts.get(k, v) for k, v in self.options.items()}}
+                               **{k: opts.get(k, v) for k, v in self.options.items() if k != "adapters"}}
         out["encoder"] = "espnet_peft_hff"
         return out
 

@@ -253,3 +253,21 @@ def test_full_method_trains_targets_only():
     state = espnet_peft.peft_state_dict(m)
     assert set(k for k in state if not k.endswith("peft_base_fingerprint")) == \
         {f"encoder.{k}" for k in m.encoder.state_dict()}
+
+
+def test_plan_cli(tmp_path, capsys):
+    from conftest import TINY_ASR_CONFIG
+    from espnet_peft.bin.plan import main
+
+    cfg = dict(TINY_ASR_CONFIG, token_list=["<blank>", "<unk>"] + list("abcdefgh ") + ["<sos/eos>"])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rc = main(["--peft_config", str(ROOT / "conf" / "peft" / "ssvd_o.yaml"), "--model_config",
+               str(tmp_path / "config.yaml"), "--budget", "10%", "--json", str(tmp_path / "plan.json")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "total trainable" in out and "encoder.encoders.0.attn.linear_q" in out
+    import json
+
+    assert json.loads((tmp_path / "plan.json").read_text())["method"] == "ssvd_o"
+    rc = main(["--peft_config", str(ROOT / "conf" / "peft" / "lora.yaml"), "--model_config",
+               str(tmp_path / "config.yaml")])  # 1% of a 67 k model: below one rank per module
+    assert rc == 2 and "too small for lora" in capsys.readouterr().err

@@ -90,6 +90,13 @@ done
 if [ "${pretrain}" = true ] && { [ -z "${source_train_set}" ] || [ -z "${source_valid_set}" ]; }; then
     echo "$0: --pretrain true needs --source_train_set and --source_valid_set" >&2; exit 1
 fi
+wall_start() {  # start time for train_wall.json; a resumed run adds to the time already spent
+    local prev=0
+    [ -f "$1/checkpoint.pth" ] && [ -f "$1/train_wall.json" ] && \
+        prev=$("${python}" -c "import json,sys; print(json.load(open(sys.argv[1]))['train_wall_seconds'])" \
+            "$1/train_wall.json")
+    echo $(( $(date +%s) - prev ))
+}
 need_file() { [ -f "$1" ] || { echo "$0: $2 not found: $1" >&2; exit 1; }; }
 [ "${stop_stage}" -lt 10 ] || [ "${stage}" -gt 10 ] || need_file "${train_config}" "--train_config"
 [ "${stop_stage}" -lt 12 ] || need_file "${decode_config}" "--decode_config"
@@ -264,7 +271,7 @@ if [ "${pretrain}" = true ]; then
     if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
         log "stage 7: training the foundation model (${foundation_exp}); log: ${foundation_exp}/train.log"
         mkdir -p "${foundation_exp}"
-        start=$(date +%s)
+        start=$(wall_start "${foundation_exp}")
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" "${foundation_exp}/train.log" "${python}" -m espnet2.bin.asr_train \
             --config "${foundation_config}" "${tok_args[@]}" "${data_args[@]}" \
@@ -308,11 +315,7 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     mkdir -p "${exp}"
     cp "${peft_config}" "${exp}/peft_config.source.yaml"
     peft_statistics
-    prev=0  # a resumed run adds to the time already spent
-    [ -f "${exp}/checkpoint.pth" ] && [ -f "${exp}/train_wall.json" ] && \
-        prev=$("${python}" -c "import json,sys; print(json.load(open(sys.argv[1]))['train_wall_seconds'])" \
-            "${exp}/train_wall.json")
-    start=$(( $(date +%s) - prev ))
+    start=$(wall_start "${exp}")
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m "espnet_peft.bin.${task}_train" \
         --config "${train_config}" --peft_config "${peft_config}" \

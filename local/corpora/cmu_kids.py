@@ -172,9 +172,7 @@ def prepare(corpus_root: Path, out_dir: Path, text_source: str = "prompt", bins:
             continue
         rate = float(header.get("sample_rate", 0) or 0)
         dur = int(header.get("sample_count", 0) or 0) / rate if rate > 0 else 0.0
-        problem = common.duration_problem(dur, min_dur, max_dur)
-        if problem:
-            log.drop(name, utt, problem)
+        if log.rejects(name, utt, common.duration_problem(dur, min_dur, max_dur)):
             continue
         if common.sphere_is_compressed(header):
             if not sph2pipe:
@@ -205,7 +203,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, ValueError) as err:  # a wrong corpus path or option: one clear line
-        sys.exit(f"{Path(__file__).name}: {err}")
+    common.run_cli(main, __file__)

@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import json
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,6 +321,12 @@ class PrepLog:
     def drop(self, set_name: str, utt: str, reason: str) -> None:
         self.removed.setdefault(set_name, []).append((utt, reason))
 
+    def rejects(self, set_name: str, utt: str, problem: Optional[str]) -> bool:
+        """Drop ``utt`` when there is a ``problem`` (a reason); True when it was dropped."""
+        if problem:
+            self.drop(set_name, utt, problem)
+        return bool(problem)
+
     def reasons(self, set_name: Optional[str] = None) -> Dict[str, int]:
         counts: Dict[str, int] = {}
         sets = [set_name] if set_name else list(self.removed)
@@ -384,3 +391,11 @@ def str2bool(value: str) -> bool:
 def print_counts(corpus: str, counts: Mapping[str, int], out_dir: Path) -> None:
     for name in sorted(counts):
         print(f"{corpus}: {Path(out_dir) / name}: {counts[name]} utterances")
+
+
+def run_cli(main, script: str) -> None:
+    """Run a preparation script's ``main``; a wrong corpus path or option ends in one clear line."""
+    try:
+        sys.exit(main())
+    except (FileNotFoundError, ValueError) as err:
+        sys.exit(f"{Path(script).name}: {err}")

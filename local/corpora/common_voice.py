@@ -189,9 +189,7 @@ def prepare(corpus_root: Path, out_dir: Path, accents: Sequence[str] = DEFAULT_A
             except Exception as e:
                 log.drop(set_name, utt, f"unreadable audio ({e})")
                 return None
-        problem = common.duration_problem(dur, min_dur, max_dur)
-        if problem:
-            log.drop(set_name, utt, problem)
+        if log.rejects(set_name, utt, common.duration_problem(dur, min_dur, max_dur)):
             return None
         entry = str(audio.resolve())
         if mp3_cmd is not None:
@@ -284,7 +282,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, ValueError) as err:  # a wrong corpus path or option: one clear line
-        sys.exit(f"{Path(__file__).name}: {err}")
+    common.run_cli(main, __file__)

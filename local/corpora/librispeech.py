@@ -90,9 +90,7 @@ def prepare(corpus_root: Path, out_dir: Path, sets: Sequence[str] = DEFAULT_SETS
                     log.drop(name, utt, "empty transcript")
                     continue
                 dur = common.audio_duration(path)
-                problem = common.duration_problem(dur, min_dur, max_dur)
-                if problem:
-                    log.drop(name, utt, problem)
+                if log.rejects(name, utt, common.duration_problem(dur, min_dur, max_dur)):
                     continue
                 spk = utt.split("-")[0]
                 utts.append(common.Utterance(utt=utt, spk=spk, audio=str(path.resolve()), text=text,
@@ -115,7 +113,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, ValueError) as err:  # a wrong corpus path or option: one clear line
-        sys.exit(f"{Path(__file__).name}: {err}")
+    common.run_cli(main, __file__)

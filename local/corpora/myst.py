@@ -199,9 +199,7 @@ def prepare(corpus_root: Path, out_dir: Path, drop_unintelligible: bool = True, 
             except Exception as e:  # unreadable audio
                 log.drop(name, utt, f"unreadable audio ({e})")
                 continue
-            problem = common.duration_problem(dur, min_dur, max_dur)
-            if problem:
-                log.drop(name, utt, problem)
+            if log.rejects(name, utt, common.duration_problem(dur, min_dur, max_dur)):
                 continue
             utts.append(common.Utterance(utt=utt, spk=spk, audio=str(audio.resolve()), text=text, duration=dur))
         sets[name] = utts
@@ -227,7 +225,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, ValueError) as err:  # a wrong corpus path or option: one clear line
-        sys.exit(f"{Path(__file__).name}: {err}")
+    common.run_cli(main, __file__)

@@ -205,9 +205,7 @@ def prepare(corpus_root: Path, out_dir: Path, subsets: Sequence[str] = ("scripte
                 log.drop(name, utt, "empty after cleaning")
                 continue
             dur = common.audio_duration(wav)
-            problem = common.duration_problem(dur, min_dur, max_dur)
-            if problem:
-                log.drop(name, utt, problem)
+            if log.rejects(name, utt, common.duration_problem(dur, min_dur, max_dur)):
                 continue
             sets[name].append(common.Utterance(utt=utt, spk=spk, audio=str(wav.resolve()), text=text, duration=dur))
 
@@ -247,9 +245,7 @@ def prepare(corpus_root: Path, out_dir: Path, subsets: Sequence[str] = ("scripte
                 if text is None:
                     log.drop(name, utt, "empty after cleaning")
                     continue
-                problem = common.duration_problem(rec_dur, min_dur, spont_max_dur)
-                if problem:
-                    log.drop(name, utt, problem)
+                if log.rejects(name, utt, common.duration_problem(rec_dur, min_dur, spont_max_dur)):
                     continue
                 sets[name].append(common.Utterance(utt=utt, spk=spk, audio=str(wav.resolve()), text=text,
                                                    duration=rec_dur))
@@ -265,9 +261,7 @@ def prepare(corpus_root: Path, out_dir: Path, subsets: Sequence[str] = ("scripte
                 if text is None:
                     log.drop(name, seg_id, "empty after cleaning")
                     continue
-                problem = common.duration_problem(end - start, min_dur, max_dur)
-                if problem:
-                    log.drop(name, seg_id, problem)
+                if log.rejects(name, seg_id, common.duration_problem(end - start, min_dur, max_dur)):
                     continue
                 sets[name].append(common.Utterance(utt=seg_id, spk=spk, audio=str(wav.resolve()), text=text,
                                                    duration=round(end - start, 3), rec=utt, start=start, end=end))
@@ -298,7 +292,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (FileNotFoundError, ValueError) as err:  # a wrong corpus path or option: one clear line
-        sys.exit(f"{Path(__file__).name}: {err}")
+    common.run_cli(main, __file__)

@@ -26,34 +26,18 @@ fi
 . ./db.sh
 . ./path.sh
 python="${python:-python3}"
+. utils/corpora/prepare.sh
 
-if [ -z "${CMU_KIDS}" ]; then
-    echo "local/data.sh: CMU_KIDS is not set: edit db.sh (CMU_KIDS=/path/to/cmu_kids, LDC97S63; see README.md)" >&2
-    exit 1
-fi
-if [ -n "${librispeech_sets}" ] && [ -z "${LIBRISPEECH}" ]; then
-    echo "local/data.sh: LIBRISPEECH is not set: edit db.sh (LIBRISPEECH=/path/containing/LibriSpeech/test-clean)" \
-         "or pass --librispeech_sets ''" >&2
-    exit 1
-fi
+require_db_var CMU_KIDS "/path/to/cmu_kids, LDC97S63"
+require_librispeech
 
-mkdir -p data
-stamp=data/.prepared_cmu_kids
-settings="CMU_KIDS=${CMU_KIDS} LIBRISPEECH=${LIBRISPEECH} text_source=${text_source} bins=${bins} max_dur=${max_dur} split_lists=${split_lists} librispeech_sets=${librispeech_sets}"
-if [ "${force}" = false ] && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${settings}" ]; then
-    echo "local/data.sh: data/ already prepared with these settings (${stamp}); --force true to redo"
-    exit 0
-fi
-rm -f "${stamp}"
+skip_if_prepared cmu_kids \
+    "CMU_KIDS=${CMU_KIDS} LIBRISPEECH=${LIBRISPEECH} text_source=${text_source} bins=${bins} max_dur=${max_dur} split_lists=${split_lists} librispeech_sets=${librispeech_sets}"
 
 # shellcheck disable=SC2206
 opts=(--text_source "${text_source}" --bins ${bins} --max_dur "${max_dur}")
 [ -n "${split_lists}" ] && opts+=(--split_lists "${split_lists}")
 "${python}" utils/corpora/cmu_kids.py --corpus "${CMU_KIDS}" --out data "${opts[@]}"
 
-if [ -n "${librispeech_sets}" ]; then
-    # shellcheck disable=SC2086
-    "${python}" utils/corpora/librispeech.py --corpus "${LIBRISPEECH}" --out data --max_dur "${max_dur}" \
-        --sets ${librispeech_sets}
-fi
-echo "${settings}" > "${stamp}"
+prepare_librispeech
+mark_prepared

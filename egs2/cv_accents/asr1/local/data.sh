@@ -30,26 +30,13 @@ fi
 . ./db.sh
 . ./path.sh
 python="${python:-python3}"
+. utils/corpora/prepare.sh
 
-if [ -z "${COMMONVOICE}" ]; then
-    echo "local/data.sh: COMMONVOICE is not set: edit db.sh (COMMONVOICE=/path/to/cv-corpus-<version>/en;" \
-         "see README.md)" >&2
-    exit 1
-fi
-if [ -n "${librispeech_sets}" ] && [ -z "${LIBRISPEECH}" ]; then
-    echo "local/data.sh: LIBRISPEECH is not set: edit db.sh (LIBRISPEECH=/path/containing/LibriSpeech/test-clean)" \
-         "or pass --librispeech_sets ''" >&2
-    exit 1
-fi
+require_db_var COMMONVOICE "/path/to/cv-corpus-<version>/en"
+require_librispeech
 
-mkdir -p data
-stamp=data/.prepared_cv_accents
-settings="COMMONVOICE=${COMMONVOICE} LIBRISPEECH=${LIBRISPEECH} accents=${accents} train_source=${train_source} max_per_speaker=${max_per_speaker} max_dur=${max_dur} mp3_cmd=${mp3_cmd} librispeech_sets=${librispeech_sets}"
-if [ "${force}" = false ] && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${settings}" ]; then
-    echo "local/data.sh: data/ already prepared with these settings (${stamp}); --force true to redo"
-    exit 0
-fi
-rm -f "${stamp}"
+skip_if_prepared cv_accents \
+    "COMMONVOICE=${COMMONVOICE} LIBRISPEECH=${LIBRISPEECH} accents=${accents} train_source=${train_source} max_per_speaker=${max_per_speaker} max_dur=${max_dur} mp3_cmd=${mp3_cmd} librispeech_sets=${librispeech_sets}"
 
 # shellcheck disable=SC2206
 opts=(--accents ${accents} --train_source "${train_source}" --max_per_speaker "${max_per_speaker}"
@@ -57,9 +44,5 @@ opts=(--accents ${accents} --train_source "${train_source}" --max_per_speaker "$
 [ -n "${mp3_cmd}" ] && opts+=(--mp3_cmd "${mp3_cmd}")
 "${python}" utils/corpora/common_voice.py --corpus "${COMMONVOICE}" --out data "${opts[@]}"
 
-if [ -n "${librispeech_sets}" ]; then
-    # shellcheck disable=SC2086
-    "${python}" utils/corpora/librispeech.py --corpus "${LIBRISPEECH}" --out data --max_dur "${max_dur}" \
-        --sets ${librispeech_sets}
-fi
-echo "${settings}" > "${stamp}"
+prepare_librispeech
+mark_prepared

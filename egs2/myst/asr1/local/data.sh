@@ -24,34 +24,17 @@ fi
 . ./db.sh
 . ./path.sh
 python="${python:-python3}"
+. utils/corpora/prepare.sh
 
-if [ -z "${MYST}" ]; then
-    echo "local/data.sh: MYST is not set: edit db.sh (MYST=/path/to/the MyST corpus, LDC2021S05 or the" \
-         "Boulder Learning release; see README.md)" >&2
-    exit 1
-fi
-if [ -n "${librispeech_sets}" ] && [ -z "${LIBRISPEECH}" ]; then
-    echo "local/data.sh: LIBRISPEECH is not set: edit db.sh (LIBRISPEECH=/path/containing/LibriSpeech/test-clean)" \
-         "or pass --librispeech_sets ''" >&2
-    exit 1
-fi
+require_db_var MYST "/path/to/the MyST corpus, LDC2021S05 or the Boulder Learning release"
+require_librispeech
 
-mkdir -p data
-stamp=data/.prepared_myst
-settings="MYST=${MYST} LIBRISPEECH=${LIBRISPEECH} max_dur=${max_dur} drop_unintelligible=${drop_unintelligible} drop_fillers=${drop_fillers} split_lists=${split_lists} librispeech_sets=${librispeech_sets}"
-if [ "${force}" = false ] && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${settings}" ]; then
-    echo "local/data.sh: data/ already prepared with these settings (${stamp}); --force true to redo"
-    exit 0
-fi
-rm -f "${stamp}"
+skip_if_prepared myst \
+    "MYST=${MYST} LIBRISPEECH=${LIBRISPEECH} max_dur=${max_dur} drop_unintelligible=${drop_unintelligible} drop_fillers=${drop_fillers} split_lists=${split_lists} librispeech_sets=${librispeech_sets}"
 
 opts=(--max_dur "${max_dur}" --drop_unintelligible "${drop_unintelligible}" --drop_fillers "${drop_fillers}")
 [ -n "${split_lists}" ] && opts+=(--split_lists "${split_lists}")
 "${python}" utils/corpora/myst.py --corpus "${MYST}" --out data "${opts[@]}"
 
-if [ -n "${librispeech_sets}" ]; then
-    # shellcheck disable=SC2086
-    "${python}" utils/corpora/librispeech.py --corpus "${LIBRISPEECH}" --out data --max_dur "${max_dur}" \
-        --sets ${librispeech_sets}
-fi
-echo "${settings}" > "${stamp}"
+prepare_librispeech
+mark_prepared

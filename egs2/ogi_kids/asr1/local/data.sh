@@ -30,26 +30,13 @@ fi
 . ./db.sh
 . ./path.sh
 python="${python:-python3}"
+. utils/corpora/prepare.sh
 
-if [ -z "${OGI_KIDS}" ]; then
-    echo "local/data.sh: OGI_KIDS is not set: edit db.sh (OGI_KIDS=/path/to/cslu_kids, LDC2007S18, the directory" \
-         "with docs/ and speech/; see README.md)" >&2
-    exit 1
-fi
-if [ -n "${librispeech_sets}" ] && [ -z "${LIBRISPEECH}" ]; then
-    echo "local/data.sh: LIBRISPEECH is not set: edit db.sh (LIBRISPEECH=/path/containing/LibriSpeech/test-clean)" \
-         "or pass --librispeech_sets ''" >&2
-    exit 1
-fi
+require_db_var OGI_KIDS "/path/to/cslu_kids, LDC2007S18, the directory with docs/ and speech/"
+require_librispeech
 
-mkdir -p data
-stamp=data/.prepared_ogi_kids
-settings="OGI_KIDS=${OGI_KIDS} LIBRISPEECH=${LIBRISPEECH} subsets=${subsets} max_dur=${max_dur} verify_labels=${verify_labels} require_verification=${require_verification} drop_fillers=${drop_fillers} spont_max_dur=${spont_max_dur} spont_segments=${spont_segments} split_lists=${split_lists} librispeech_sets=${librispeech_sets}"
-if [ "${force}" = false ] && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${settings}" ]; then
-    echo "local/data.sh: data/ already prepared with these settings (${stamp}); --force true to redo"
-    exit 0
-fi
-rm -f "${stamp}"
+skip_if_prepared ogi_kids \
+    "OGI_KIDS=${OGI_KIDS} LIBRISPEECH=${LIBRISPEECH} subsets=${subsets} max_dur=${max_dur} verify_labels=${verify_labels} require_verification=${require_verification} drop_fillers=${drop_fillers} spont_max_dur=${spont_max_dur} spont_segments=${spont_segments} split_lists=${split_lists} librispeech_sets=${librispeech_sets}"
 
 # shellcheck disable=SC2206
 opts=(--subsets ${subsets} --max_dur "${max_dur}" --verify_labels ${verify_labels}
@@ -58,9 +45,5 @@ opts=(--subsets ${subsets} --max_dur "${max_dur}" --verify_labels ${verify_label
 [ -n "${split_lists}" ] && opts+=(--split_lists "${split_lists}")
 "${python}" utils/corpora/ogi_kids.py --corpus "${OGI_KIDS}" --out data "${opts[@]}"
 
-if [ -n "${librispeech_sets}" ]; then
-    # shellcheck disable=SC2086
-    "${python}" utils/corpora/librispeech.py --corpus "${LIBRISPEECH}" --out data --max_dur "${max_dur}" \
-        --sets ${librispeech_sets}
-fi
-echo "${settings}" > "${stamp}"
+prepare_librispeech
+mark_prepared

@@ -1,0 +1,61 @@
+"""The performance benchmark (espnet_peft.bin.bench): the FLOP bounds it divides by, and a smoke
+run at the tiny shape (the real measurements are a benchmark with committed results, not a test)."""
+import json
+import subprocess
+import sys
+
+from espnet_peft.bin import bench
+
+
+def test_extra_flops_follow_the_contract():
+    t, d, r = 2000, 1024, 32
+    shapes = {"l": [d, d]}
+    tokens = {"l": t}
+    floor = 4 * t * d * d  # forward plus the activation gradient (methods.md rule 6)
+    lora = bench.extra_flops("lora", [{"name": "l", "shape": [d, d], "hyper": {"r": r}}], tokens, shapes)
+    assert lora == 6 * t * r * 2 * d
+    assert 1.08 < (floor + lora) / floor < 1.11  # "LoRA about 1.1x the floor at r=32, d=1024"
+    dora = bench.extra_flops("dora", [{"name": "l", "shape": [d, d], "hyper": {"r": r}}], tokens, shapes)
+    assert dora == lora + 2 * d * d * r + 4 * t * d
+    k = int(0.4 * d)
+    ssvd = bench.extra_flops("ssvd", [{"name": "l", "shape": [d, d], "hyper": {"k": k}}], tokens, shapes)
+    # k x k gradient from projections, plus the cheaper of the low-rank forward and one dense delta
+    assert ssvd == 4 * t * k * 2 * d + 2 * t * k * k + min(2 * t * k * 2 * d, 2 * d * d * k)
+    # SSVD-O: the larger of the two rotations sets the projection width
+    ssvd_o = bench.extra_flops("ssvd_o", [{"name": "l", "shape": [d, d], "hyper": {"k_in": k, "k_out": 8}}],
+                               tokens, shapes)
+    assert ssvd_o == ssvd
+    assert bench.extra_flops("ssvd_rebuild", [{"name": "l", "shape": [d, d], "hyper": {"k": k}}],
+                             tokens, shapes) == ssvd  # same arithmetic bound, different implementation
+    assert bench.extra_flops("full", None, tokens, shapes) == 2 * t * d * d
+    assert bench.extra_flops("floor", None, tokens, shapes) == 0
+    assert bench.extra_flops("hff", None, tokens, shapes) == 0
+
+
+def test_bench_smoke_run(tmp_path):
+    methods = ["floor", "lora", "ssvd_o", "ssvd_rebuild", "full"]
+    res = subprocess.run(
+        [sys.executable, "-m", "espnet_peft.bin.bench", "--shapes", "tiny", "--methods", ",".join(methods),
+         "--budget", "10%", "--repeats", "1", "--warmup", "0", "--seconds", "2", "--threads", "1",
+         "--out", str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    data = json.loads((tmp_path / "bench.json").read_text())
+    rows = {r["method"]: r for r in data["results"]}
+    assert set(rows) == set(methods)
+    for m, r in rows.items():
+        assert "error" not in r, (m, r.get("error"))
+        assert r["step_median"] > 0 and r["peak_memory_mb"] > 0
+    assert rows["floor"]["trainable"] == 0 and rows["floor"]["floor_flops"] > 0
+    assert rows["full"]["trainable"] == rows["full"]["model_params"]
+    # matched budget: every PEFT method trains what its plan says, within 10% of the model
+    for m in ("lora", "ssvd_o", "ssvd_rebuild"):
+        planned = sum(p["params"] for p in rows[m]["plan"])
+        assert rows[m]["trainable"] == planned
+        assert 0 < planned <= 0.1 * rows[m]["model_params"]
+    assert {p["method"] for p in rows["ssvd_rebuild"]["plan"]} == {"ssvd"}
+    # merged inference is measured for the mergeable methods
+    assert "infer_median" in rows["lora"] and "infer_median" in rows["ssvd_o"]
+    md = (tmp_path / "bench.md").read_text()
+    for m in methods:
+        assert f"| {m} |" in md
+    assert "/ own bound" in md and "## tiny" in md

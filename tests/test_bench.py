@@ -59,3 +59,14 @@ def test_bench_smoke_run(tmp_path):
     for m in methods:
         assert f"| {m} |" in md
     assert "/ own bound" in md and "## tiny" in md
+
+
+def test_bench_init_only(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "espnet_peft.bin.bench", "--shapes", "tiny", "--methods", "pissa",
+         "--budget", "10%", "--pissa_svd", "full", "--threads", "1", "--init_only", "--out", str(tmp_path)],
+        capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert row["init_seconds"] > 0 and row["trainable"] > 0 and "step_median" not in row
+    assert "## tiny: initialisation" in (tmp_path / "bench.md").read_text()

@@ -186,6 +186,9 @@ def worker(args) -> Dict:
     out["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if plan is not None:
         out["plan"] = [r.as_dict() for r in plan.rows]
+    if args.init_only:  # initialisation cost only (SVD full vs randomized vs Gram at large shapes)
+        out["peak_memory_mb"] = peak_memory_mb(device)
+        return out
     speech, lens, text, tlens = batch(shape, args.batch, args.seconds, device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4) if params else None
@@ -274,6 +277,16 @@ def report(results: List[Dict], args) -> str:
              f"budget {args.budget}. Bound: the method's own FLOP lower bound (see the module docstring) in seconds.",
              ""]
     for shape, rows in by_shape.items():
+        if args.init_only:
+            lines += [f"## {shape}: initialisation", "", "| method | trainable | init (s) | peak mem (MB) |",
+                      "|---|---:|---:|---:|"]
+            for m in METHODS:
+                r = rows.get(m)
+                if r is not None:
+                    lines.append(f"| {m} | {r['error'][:80]} | | |" if "error" in r else
+                                 f"| {m} | {r['trainable']:,} | {r['init_seconds']:.2f} | {r['peak_memory_mb']:.0f} |")
+            lines.append("")
+            continue
         floor = rows.get("floor")
         if not floor:
             continue
@@ -318,6 +331,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pissa_svd", default="randomized")
     ap.add_argument("--ssvd_svd", default="gram")
+    ap.add_argument("--init_only", action="store_true",
+                    help="measure initialisation (and trainable parameters) only, no training steps")
     ap.add_argument("--out", type=Path, default=Path("bench_out"))
     ap.add_argument("--worker", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -350,7 +365,8 @@ def main(argv=None) -> int:
                 continue
             r = json.loads(line[len("BENCH_RESULT "):])
             results.append(r)
-            print(f"bench: {shape} {method}: step {r['step_median']:.3f} s, peak {r['peak_memory_mb']:.0f} MB, "
+            step = f"step {r['step_median']:.3f} s, " if "step_median" in r else ""
+            print(f"bench: {shape} {method}: {step}peak {r['peak_memory_mb']:.0f} MB, "
                   f"init {r['init_seconds']:.2f} s ({time.time() - t:.0f} s wall)", flush=True)
     md = report(results, args)
     (args.out / "bench.md").write_text(md)

@@ -314,6 +314,7 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     log "stage 10: PEFT adaptation ${exp} (${peft_config}); log: ${exp}/train.log"
     mkdir -p "${exp}"
     cp "${peft_config}" "${exp}/peft_config.source.yaml"
+    echo "${ESPNET_PEFT_RUN_CMD:-}" > "${exp}/command.txt"  # the report cites the training command
     peft_statistics
     start=$(wall_start "${exp}")
     # shellcheck disable=SC2086

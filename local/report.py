@@ -52,9 +52,17 @@ def collect(args) -> dict:
         "epochs": train_cfg.get("max_epoch"), "train_wall_seconds": wall.get("train_wall_seconds"),
         "source_test_sets": src, "target_test_sets": tgt, "base": scores["base"], "adapted": scores["adapted"],
         "learning_forgetting": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in lf.items()},
-        "command": os.environ.get("ESPNET_PEFT_RUN_CMD", ""), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": training_command(exp), "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
+
+
+def training_command(exp: Path) -> str:
+    """The command that trained the experiment (stage 10 keeps it), not a later re-run of the report."""
+    kept = exp / "command.txt"
+    if kept.is_file() and kept.read_text().strip():
+        return kept.read_text().strip()
+    return os.environ.get("ESPNET_PEFT_RUN_CMD", "")
 
 
 def fmt(x, nd=2):

@@ -97,6 +97,12 @@ wall_start() {  # start time for train_wall.json; a resumed run adds to the time
             "$1/train_wall.json")
     echo $(( $(date +%s) - prev ))
 }
+keep_log() {  # a resumed training run keeps the earlier log as <log>.1, <log>.2, ...
+    [ -s "$1" ] || return 0
+    local n=1
+    while [ -e "$1.${n}" ]; do n=$((n + 1)); done
+    mv "$1" "$1.${n}"
+}
 need_file() { [ -f "$1" ] || { echo "$0: $2 not found: $1" >&2; exit 1; }; }
 [ "${stop_stage}" -lt 10 ] || [ "${stage}" -gt 10 ] || need_file "${train_config}" "--train_config"
 [ "${stop_stage}" -lt 12 ] || need_file "${decode_config}" "--decode_config"
@@ -272,6 +278,7 @@ if [ "${pretrain}" = true ]; then
         log "stage 7: training the foundation model (${foundation_exp}); log: ${foundation_exp}/train.log"
         mkdir -p "${foundation_exp}"
         start=$(wall_start "${foundation_exp}")
+        keep_log "${foundation_exp}/train.log"
         # shellcheck disable=SC2086
         ${cuda_cmd} --gpu "${ngpu}" "${foundation_exp}/train.log" "${python}" -m espnet2.bin.asr_train \
             --config "${foundation_config}" "${tok_args[@]}" "${data_args[@]}" \
@@ -317,6 +324,7 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     echo "${ESPNET_PEFT_RUN_CMD:-}" > "${exp}/command.txt"  # the report cites the training command
     peft_statistics
     start=$(wall_start "${exp}")
+    keep_log "${exp}/train.log"
     # shellcheck disable=SC2086
     ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m "espnet_peft.bin.${task}_train" \
         --config "${train_config}" --peft_config "${peft_config}" \

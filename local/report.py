@@ -60,9 +60,8 @@ def collect(args) -> dict:
 def training_command(exp: Path) -> str:
     """The command that trained the experiment (stage 10 keeps it), not a later re-run of the report."""
     kept = exp / "command.txt"
-    if kept.is_file() and kept.read_text().strip():
-        return kept.read_text().strip()
-    return os.environ.get("ESPNET_PEFT_RUN_CMD", "")
+    command = kept.read_text().strip() if kept.is_file() else ""
+    return command or os.environ.get("ESPNET_PEFT_RUN_CMD", "")
 
 
 def fmt(x, nd=2):

@@ -168,7 +168,6 @@ class AdaptedLinear(nn.Module):
         if self.bias is not None:
             self.bias.requires_grad_(False)
         self.hyper = dict(hyper)
-        self.base_fingerprint: Tuple[float, ...] = ()
         self._initialized = False
 
     # -- initialisation ------------------------------------------------------------------------
@@ -180,7 +179,6 @@ class AdaptedLinear(nn.Module):
         into the wrapped model after wrapping (ESPnet's ``--init_param``) are the ones used.
         """
         with torch.no_grad():
-            self.base_fingerprint = fingerprint(self.weight)
             self.init_from_weight()
         self._initialized = True
 

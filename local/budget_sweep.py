@@ -58,8 +58,13 @@ def feasibility(cells, model_config: Path):
 
 
 def cell_command(run: str, cfg: Path, tag: str, alphas, results: Path) -> str:
-    parts = [f"{run} --stage 10 --stop_stage 15 --peft_config {shlex.quote(str(cfg))} --tag {shlex.quote(tag)} "
-             f"--results {shlex.quote(str(results))}"]
+    """Training and the alpha = 1 evaluation when alpha 1 is among ``alphas`` (the ones still to
+    do), then stages 11-15 for every other alpha; a trained cell that only lacks interpolation
+    points (another grid ran it, or a kill came between them) is not trained again."""
+    parts = []
+    if 1.0 in alphas:
+        parts.append(f"{run} --stage 10 --stop_stage 15 --peft_config {shlex.quote(str(cfg))} "
+                     f"--tag {shlex.quote(tag)} --results {shlex.quote(str(results))}")
     for a in alphas:
         if a != 1.0:
             parts.append(f"{run} --stage 11 --stop_stage 15 --peft_config {shlex.quote(str(cfg))} "
@@ -97,23 +102,24 @@ def main(argv=None) -> int:
         cfg = args.out / "configs" / f"{c.name}.yaml"
         cfg.write_text(yaml.safe_dump(c.config, sort_keys=False))
         tag = args.tag_prefix + c.name
-        done = all(summary_path(args.expdir, tag, a).is_file() for a in c.alphas)
-        state = status.get(c.name, "done" if done else "to run")
+        missing = [a for a in c.alphas if not summary_path(args.expdir, tag, a).is_file()]
+        state = status.get(c.name, "to run" if len(missing) == len(c.alphas) else
+                           f"alphas {','.join(f'{a:g}' for a in missing)} to run" if missing else "done")
         print(f"  {c.name:<48} alphas={','.join(f'{a:g}' for a in c.alphas):<22} {state}")
-        if c.name not in status and not done:
-            todo.append((c, cfg, tag))
+        if c.name not in status and missing:
+            todo.append((c, cfg, tag, missing))
     print(f"budget_sweep.py: {len(cells)} cells, {len(todo)} to run, {len(status)} infeasible")
     if args.dry_run:
-        for c, cfg, tag in todo:
-            print(cell_command(args.run, cfg, tag, c.alphas, args.out / "cells" / f"{c.name}.md"))
+        for c, cfg, tag, missing in todo:
+            print(cell_command(args.run, cfg, tag, missing, args.out / "cells" / f"{c.name}.md"))
         return 0
 
     if todo:
         subprocess.run(f"{args.run} --prepare_only true", shell=True, check=True)  # shared work, once
 
     def run_cell(item):
-        c, cfg, tag = item
-        cmd = cell_command(args.run, cfg, tag, c.alphas, args.out / "cells" / f"{c.name}.md")
+        c, cfg, tag, missing = item
+        cmd = cell_command(args.run, cfg, tag, missing, args.out / "cells" / f"{c.name}.md")
         (args.out / "cells").mkdir(exist_ok=True)
         log = args.out / "logs" / f"{c.name}.log"
         rc = subprocess.call(f"{args.cmd} {shlex.quote(str(log))} {shlex.quote(cmd)}", shell=True)

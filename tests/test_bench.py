@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from espnet_peft.bin import bench
 
 
@@ -70,3 +72,18 @@ def test_bench_init_only(tmp_path):
     (row,) = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert row["init_seconds"] > 0 and row["trainable"] > 0 and "step_median" not in row
     assert "## tiny: initialisation" in (tmp_path / "bench.md").read_text()
+
+
+@pytest.mark.parametrize("sample", [False, True], ids=["kernel_peak", "sampled"])
+def test_step_peak_memory_leaves_out_what_came_before(sample):
+    """Training memory is the peak inside the measured block: a larger allocation freed before it
+    (an initialisation's SVD workspace, say) must not be charged, one made inside it must be."""
+    import torch
+
+    before = torch.ones(300 * 2 ** 20 // 4)  # 300 MB, touched, then freed
+    del before
+    with bench.StepPeakMemory("cpu", sample=sample) as mem:
+        base = mem._status_mb("VmRSS")
+        inside = torch.ones(80 * 2 ** 20 // 4)  # 80 MB, alive at the block's end
+    assert mem.how == ("sampled" if sample else "vmhwm")
+    assert base + 60 < mem.peak_mb < base + 200, (base, mem.peak_mb, mem.how)

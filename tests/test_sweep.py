@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,13 @@ def test_driver_skips_finished_cells_and_resumes(tmp_path):
     assert cells == {("lora_b1pct", 1.0), ("ssvd_b1pct", 1.0), ("full", 0.0), ("full", 0.5), ("full", 1.0)}
     res = subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True)
     assert "0 to run" in res.stdout
+    # a trained cell that lacks one interpolation point (killed between them) only evaluates it
+    shutil.rmtree(rec / "exp" / "t_full" / "merged_alpha0.5")
+    (tmp_path / "calls.txt").write_text("")
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    calls = [c for c in (tmp_path / "calls.txt").read_text().splitlines() if "--tag" in c]
+    assert len(calls) == 1 and "--alpha 0.5" in calls[0] and "--stage 11" in calls[0], calls
 
 
 def test_driver_reports_infeasible_budgets(tmp_path):

@@ -6,7 +6,7 @@ lower bound, LoRA, and (when ``peft`` is installed) HF PEFT's LoRA and DoRA.
     python -m espnet_peft.bin.bench --shapes embedded,owsm_base --budget 1% --out bench_cpu
     python -m espnet_peft.bin.bench --shapes tiny --repeats 2 --out /tmp/bench   # smoke run
 
-Every (shape, method) runs in its own process (clean peak-memory readings); the driver writes
+Every (shape, method) runs in its own process (clean memory readings); the driver writes
 ``bench.json`` and ``bench.md`` (medians, ratios to the floor, to the method's own bound and to
 LoRA). Runs on the CPU, or on a GPU with ``--device cuda``; never needs one.
 
@@ -131,11 +131,76 @@ def hf_inject(model, lora_plan, use_dora: bool) -> None:
 
 # --------------------------------------------------------------------------- one measurement
 def peak_memory_mb(device: str) -> float:
+    """The process's peak so far: allocated GPU memory, or the CPU's peak resident set."""
     import torch
 
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class StepPeakMemory:
+    """Peak memory of the code run inside the ``with`` block only, so that what initialisation
+    needed (an SVD's workspace, say) is not charged to training. On a GPU: the allocator's peak
+    after a reset. On Linux: the kernel's peak resident set (``VmHWM``) after resetting it through
+    ``/proc/self/clear_refs``; where that is refused, a thread samples the resident set every
+    ``interval`` seconds (torch releases the GIL in its kernels, and large tensors are mapped and
+    unmapped individually, so the samples follow the live tensors)."""
+
+    def __init__(self, device: str, interval: float = 0.0005, sample: bool = False):
+        self.device, self.interval, self.sample, self.peak_mb, self.how = device, interval, sample, 0.0, ""
+
+    @staticmethod
+    def _status_mb(key: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+        raise OSError(f"{key} not in /proc/self/status")
+
+    def __enter__(self):
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.how = "cuda"
+            return self
+        if not self.sample:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+                self.how = "vmhwm"
+                return self
+            except OSError:
+                pass
+        try:
+            self.peak_mb = self._status_mb("VmRSS")
+        except OSError:
+            self.how = "process"  # no procfs: the process's peak, initialisation included
+            return self
+        import threading
+
+        self.how = "sampled"
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.is_set():
+                self.peak_mb = max(self.peak_mb, self._status_mb("VmRSS"))
+                time.sleep(self.interval)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.how == "vmhwm":
+            self.peak_mb = self._status_mb("VmHWM")
+        elif self.how == "sampled":
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = max(self.peak_mb, self._status_mb("VmRSS"))
+        else:
+            self.peak_mb = peak_memory_mb(self.device)
+        return False
 
 
 def sync(device: str) -> None:
@@ -189,8 +254,9 @@ def worker(args) -> Dict:
     out["trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if plan is not None:
         out["plan"] = [r.as_dict() for r in plan.rows]
+    out["init_peak_memory_mb"] = peak_memory_mb(device)  # the process's peak up to here
     if args.init_only:  # initialisation cost only (SVD full vs randomized vs Gram at large shapes)
-        out["peak_memory_mb"] = peak_memory_mb(device)
+        out["peak_memory_mb"] = out["init_peak_memory_mb"]
         return out
     speech, lens, text, tlens = batch(shape, args.batch, args.seconds, device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -220,16 +286,17 @@ def worker(args) -> Dict:
         out["tokens"] = tokens
         out["linear_shapes"] = {n: list(m.weight.shape) for n, m in model.named_modules()
                                 if isinstance(m, torch.nn.Linear)}
-    for _ in range(args.warmup):
-        step()
     times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+    with StepPeakMemory(device) as mem:  # training memory: steps only, initialisation left out
+        for _ in range(args.warmup):
+            step()
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
     out["step_seconds"] = times
     out["step_median"] = statistics.median(times)
-    out["peak_memory_mb"] = peak_memory_mb(device)
+    out["peak_memory_mb"], out["peak_memory_how"] = mem.peak_mb, mem.how
     # merged inference (forward only, no gradient) against the unadapted model's
     if method in ("floor", "lora", "dora", "pissa", "ssvd", "ssvd_o"):
         if method != "floor":
@@ -277,7 +344,10 @@ def report(results: List[Dict], args) -> str:
              f"Command: `python -m espnet_peft.bin.bench {' '.join(args.argv)}`", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; medians of "
              f"{args.repeats} steps after {args.warmup} warm-up; batch {args.batch} x {args.seconds:g} s; "
-             f"budget {args.budget}. Bound: the method's own FLOP lower bound (see the module docstring) in seconds.",
+             f"budget {args.budget}. Bound: the method's own FLOP lower bound (see the module docstring) in seconds. "
+             f"Train peak mem: the peak over the warm-up and timed steps only (the kernel's peak resident set reset "
+             f"after initialisation, or the GPU allocator's peak); init peak mem: the process's peak through "
+             f"building the model and initialising the method.",
              ""]
     for shape, rows in by_shape.items():
         if args.init_only:
@@ -297,14 +367,15 @@ def report(results: List[Dict], args) -> str:
         lora = rows.get("lora")
         lora = lora if lora and "error" not in lora else None  # a failed LoRA run leaves the column empty
         lines += [f"## {shape} ({floor['model_params'] / 1e6:.1f} M parameters)", "",
-                  "| method | trainable | step (s) | / floor | / own bound | / LoRA | peak mem (MB) | / floor | "
-                  "init (s) | merged infer / base |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| method | trainable | step (s) | / floor | / own bound | / LoRA | train peak mem (MB) | / floor | "
+                  "init (s) | init peak mem (MB) | merged infer / base |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for m in METHODS:
             r = rows.get(m)
             if r is None:
                 continue
             if "error" in r:
-                lines.append(f"| {m} | | | | | | | | | {r['error'][:80]} |")
+                lines.append(f"| {m} | | | | | | | | | | {r['error'][:80]} |")
                 continue
             bound = floor["step_median"] * (ff + extra_flops(m, r.get("plan"), floor["tokens"], floor["linear_shapes"])) / ff
             r["bound_seconds"] = bound
@@ -313,7 +384,7 @@ def report(results: List[Dict], args) -> str:
                 f"{'-' if m == 'hff' else format(r['step_median'] / bound, '.2f')} | "
                 f"{(r['step_median'] / lora['step_median']) if lora else float('nan'):.2f} | "
                 f"{r['peak_memory_mb']:.0f} | {r['peak_memory_mb'] / floor['peak_memory_mb']:.2f} | "
-                f"{r['init_seconds']:.2f} | "
+                f"{r['init_seconds']:.2f} | {r.get('init_peak_memory_mb', float('nan')):.0f} | "
                 f"{(r['infer_median'] / floor['infer_median']) if 'infer_median' in r and m != 'floor' else float('nan'):.2f} |")
         lines.append("")
     return "\n".join(lines) + "\n"

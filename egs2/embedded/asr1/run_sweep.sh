@@ -2,7 +2,8 @@
 # Budget sweep of the embedded benchmark: every cell of a grid (method x budget x allocation)
 # through stages 10-15 at matched budgets, then the learning / forgetting report.
 #
-#   ./run_sweep.sh --target child                        # conf/sweep/embedded.yaml, one cell at a time
+#   ./run_sweep.sh --target child                        # conf/sweep/embedded.yaml, one cell at a time:
+#                                                        # exp/sweep_embedded_child, RESULTS_sweep_embedded_child.md
 #   ./run_sweep.sh --target accent --max_parallel 2
 #   cmd_backend=slurm ./run_sweep.sh --max_parallel 0    # every cell as its own Slurm job
 #   ./run_sweep.sh --dry_run true                        # list the cells and their commands
@@ -21,9 +22,11 @@ help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N]
 case "${target}" in child|accent) ;; *) echo "$0: --target must be child or accent" >&2; exit 1 ;; esac
 [ -f "${grid}" ] || { echo "$0: grid not found: ${grid}" >&2; exit 1; }
 
+# one directory and one RESULTS file per grid and target: exp/sweep_<grid name>_<target>
+sweep="$(basename "${grid}" .yaml)_${target}"
 opts=()
 [ "${dry_run}" = true ] && opts+=(--dry_run)
-"${python}" utils/budget_sweep.py --grid "${grid}" --out "exp/sweep_${target}" \
+"${python}" utils/budget_sweep.py --grid "${grid}" --out "exp/sweep_${sweep}" \
     --run "./run.sh --target ${target} ${run_args}" --cmd "${cuda_cmd}" --max_parallel "${max_parallel}" \
     --tag_prefix "${target}_" --model_config foundation/config.yaml \
-    --results "RESULTS_sweep_${target}.md" "${opts[@]+"${opts[@]}"}"
+    --results "RESULTS_sweep_${sweep}.md" "${opts[@]+"${opts[@]}"}"

@@ -229,6 +229,15 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source: str
         sizes = [30 + 220 * math.sqrt((r.get("fraction") or fmax) / fmax) for r in rs]
         ax.scatter([r["target_wer"] for r in rs], [r["source_wer"] for r in rs], s=sizes, marker=m, alpha=0.7,
                    label=method, edgecolors="black", linewidths=0.5)
+    # interpolation curves (one cell, several alphas) joined and labelled by alpha; cells by name
+    for cell in sorted({r["cell"] for r in done}):
+        rs = sorted((r for r in done if r["cell"] == cell), key=lambda r: r["alpha"])
+        if len(rs) > 1:
+            ax.plot([r["target_wer"] for r in rs], [r["source_wer"] for r in rs], ":", lw=0.8, c="grey")
+        for r in rs:
+            text = cell if r["alpha"] == 1.0 else f"\u03b1={r['alpha']:g}"
+            ax.annotate(text, (r["target_wer"], r["source_wer"]), xytext=(4, 4), textcoords="offset points",
+                        fontsize=6, color="dimgrey")
     if done:
         base = done[0]
         ax.scatter([base["base_target_wer"]], [base["base_source_wer"]], marker="x", s=120, c="red",

@@ -12,13 +12,15 @@
   interpolation alpha) as one job of the ``--cmd`` backend, ``--max_parallel`` at a time
   (slurm: all at once); finished cells (their summary.json exists) are skipped, so a killed
   sweep continues where it stopped;
-* ``<out>/sweep.md``, ``sweep.png``, ``sweep.json`` and ``--results`` hold the report.
+* ``<out>/sweep.md``, ``sweep.png``, ``sweep.json`` hold the report, and ``--results`` (with its
+  ``.png`` and ``.json`` beside it) the copy that is committed.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -85,6 +87,7 @@ def main(argv=None) -> int:
                     help="the model the plans are checked against")
     ap.add_argument("--results", type=Path, default=None, help="markdown file for the report (committed)")
     ap.add_argument("--dry_run", action="store_true", help="print the cells and their commands only")
+    ap.add_argument("--command", default=None, help="the command line the report cites (default: this one)")
     args = ap.parse_args(argv)
 
     t0 = time.time()
@@ -143,13 +146,26 @@ def main(argv=None) -> int:
                 s.update(cell=c.name, sweep_budget=c.budget, sweep_variant=c.variant)
                 summaries.append(s)
     wall = time.time() - t0
-    header = (f"# Budget sweep `{args.grid}`\n\nCommand: `{' '.join(sys.argv)}`\n\n"
-              f"Sweep wall time (this invocation): {wall / 3600:.2f} h; cells: {len(cells)} "
+    # a resumed sweep adds its invocations up: the report gives the total and this one's share
+    runs_file = args.out / "invocations.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
+    runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)), "seconds": round(wall, 1),
+                 "cells_run": len(todo)})
+    runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+    total = sum(r["seconds"] for r in runs)
+    # the committed copies sit beside --results: <results>.md, <results>.png, <results>.json
+    plot = args.results.with_suffix(".png") if args.results else args.out / "sweep.png"
+    header = (f"# Budget sweep `{args.grid}`\n\nCommand: `{args.command or ' '.join(sys.argv)}`\n\n"
+              f"Sweep wall time: {total / 3600:.2f} h over {len(runs)} invocation(s) (this one: {wall / 3600:.2f} h, "
+              f"{len(todo)} cells run); cells: {len(cells)} "
               f"({len(summaries)} results, {len(status)} infeasible or failed). "
-              f"`*`: on the Pareto front of (target WER, source WER). Plot: `{args.out / 'sweep.png'}`.\n")
+              f"`*`: on the Pareto front of (target WER, source WER). Plot: [`{plot.name}`]({plot.name}); every "
+              f"number: `{plot.with_suffix('.json').name}`.\n")
     paths = write_report(summaries, args.out, status, header=header)
     if args.results:
         args.results.write_text(paths["md"].read_text())
+        shutil.copyfile(paths["png"], args.results.with_suffix(".png"))
+        shutil.copyfile(paths["json"], args.results.with_suffix(".json"))
     print(f"budget_sweep.py: report {paths['md']}, plot {paths['png']}, data {paths['json']}")
     return 1 if failed else 0
 

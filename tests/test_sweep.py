@@ -132,6 +132,8 @@ def test_driver_skips_finished_cells_and_resumes(tmp_path):
     assert any("--alpha 0.5" in c for c in calls) and any("--alpha 0 " in c + " " for c in calls)
     md = (rec / "RESULTS_sweep.md").read_text()
     assert "lora_b1pct" in md and "failed" in md  # ... and the report says so
+    assert (rec / "RESULTS_sweep.png").read_bytes()[:4] == b"\x89PNG" and "(RESULTS_sweep.png)" in md
+    assert json.loads((rec / "RESULTS_sweep.json").read_text())["rows"]
     # the sweep is run again (say after a kill): finished cells are skipped, the failed one retried
     (tmp_path / "calls.txt").write_text("")
     env.pop("FAIL_TAG")
@@ -143,6 +145,8 @@ def test_driver_skips_finished_cells_and_resumes(tmp_path):
     data = json.loads((rec / "exp" / "sweep" / "sweep.json").read_text())
     cells = {(r["cell"], r.get("alpha")) for r in data["rows"] if r["status"] == "done"}
     assert cells == {("lora_b1pct", 1.0), ("ssvd_b1pct", 1.0), ("full", 0.0), ("full", 0.5), ("full", 1.0)}
+    md = (rec / "RESULTS_sweep.md").read_text()
+    assert "over 2 invocation(s)" in md and "1 cells run" in md  # wall time adds up over resumptions
     res = subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True)
     assert "0 to run" in res.stdout
     # a trained cell that lacks one interpolation point (killed between them) only evaluates it
@@ -152,6 +156,9 @@ def test_driver_skips_finished_cells_and_resumes(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     calls = [c for c in (tmp_path / "calls.txt").read_text().splitlines() if "--tag" in c]
     assert len(calls) == 1 and "--alpha 0.5" in calls[0] and "--stage 11" in calls[0], calls
+    res = subprocess.run(cmd + ["--command", "run_sweep.sh --target child"], cwd=rec, env=env,
+                         capture_output=True, text=True)
+    assert "Command: `run_sweep.sh --target child`" in (rec / "RESULTS_sweep.md").read_text()
 
 
 def test_driver_reports_infeasible_budgets(tmp_path):

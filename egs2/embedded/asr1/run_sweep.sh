@@ -16,6 +16,8 @@ max_parallel=1
 dry_run=false
 run_args=""      # extra options for every cell's run.sh (e.g. "--train_config conf/x.yaml")
 help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...']"
+cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
+if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 . utils/parse_options.sh
 . ./path.sh
 . ./cmd.sh
@@ -29,4 +31,4 @@ opts=()
 "${python}" utils/budget_sweep.py --grid "${grid}" --out "exp/sweep_${sweep}" \
     --run "./run.sh --target ${target} ${run_args}" --cmd "${cuda_cmd}" --max_parallel "${max_parallel}" \
     --tag_prefix "${target}_" --model_config foundation/config.yaml \
-    --results "RESULTS_sweep_${sweep}.md" "${opts[@]+"${opts[@]}"}"
+    --results "RESULTS_sweep_${sweep}.md" --command "${cmdline}" "${opts[@]+"${opts[@]}"}"

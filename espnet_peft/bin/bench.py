@@ -272,7 +272,19 @@ def worker(args) -> Dict:
             opt.zero_grad(set_to_none=True)
         sync(device)
 
-    if method == "floor":  # token counts per linear layer and the FLOPs of the floor step
+    times = []
+    with StepPeakMemory(device) as mem:  # training memory: steps only, initialisation left out
+        for _ in range(args.warmup):
+            step()
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
+    out["step_seconds"] = times
+    out["step_median"] = statistics.median(times)
+    out["peak_memory_mb"], out["peak_memory_how"] = mem.peak_mb, mem.how
+    if method == "floor":  # token counts per linear layer and the FLOPs of the floor step (after the
+        # measured steps: run before them, this extra step would leave the floor a warmer allocator)
         from torch.utils.flop_counter import FlopCounterMode
 
         tokens: Dict[str, int] = {}
@@ -286,17 +298,6 @@ def worker(args) -> Dict:
         out["tokens"] = tokens
         out["linear_shapes"] = {n: list(m.weight.shape) for n, m in model.named_modules()
                                 if isinstance(m, torch.nn.Linear)}
-    times = []
-    with StepPeakMemory(device) as mem:  # training memory: steps only, initialisation left out
-        for _ in range(args.warmup):
-            step()
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t)
-    out["step_seconds"] = times
-    out["step_median"] = statistics.median(times)
-    out["peak_memory_mb"], out["peak_memory_how"] = mem.peak_mb, mem.how
     # merged inference (forward only, no gradient) against the unadapted model's
     if method in ("floor", "lora", "dora", "pissa", "ssvd", "ssvd_o"):
         if method != "floor":

@@ -146,26 +146,27 @@ def main(argv=None) -> int:
                 s.update(cell=c.name, sweep_budget=c.budget, sweep_variant=c.variant)
                 summaries.append(s)
     wall = time.time() - t0
-    # a resumed sweep adds its invocations up: the report gives the total and this one's share
+    # a resumed sweep adds its invocations up (one that only rebuilds the report is not sweep time)
     runs_file = args.out / "invocations.json"
     runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
-    runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)), "seconds": round(wall, 1),
-                 "cells_run": len(todo)})
-    runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+    if todo:
+        runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)), "seconds": round(wall, 1),
+                     "cells_run": len(todo)})
+        runs_file.write_text(json.dumps(runs, indent=1) + "\n")
     total = sum(r["seconds"] for r in runs)
+    this_one = f" (this one: {wall / 3600:.2f} h, {len(todo)} cells run)" if todo else ""
     # the committed copies sit beside --results: <results>.md, <results>.png, <results>.json
-    plot = args.results.with_suffix(".png") if args.results else args.out / "sweep.png"
+    copies = {k: (args.results.with_suffix(f".{k}") if args.results else args.out / f"sweep.{k}") for k in ("png", "json")}
     header = (f"# Budget sweep `{args.grid}`\n\nCommand: `{args.command or ' '.join(sys.argv)}`\n\n"
-              f"Sweep wall time: {total / 3600:.2f} h over {len(runs)} invocation(s) (this one: {wall / 3600:.2f} h, "
-              f"{len(todo)} cells run); cells: {len(cells)} "
+              f"Sweep wall time: {total / 3600:.2f} h over {len(runs)} invocation(s){this_one}; cells: {len(cells)} "
               f"({len(summaries)} results, {len(status)} infeasible or failed). "
-              f"`*`: on the Pareto front of (target WER, source WER). Plot: [`{plot.name}`]({plot.name}); every "
-              f"number: `{plot.with_suffix('.json').name}`.\n")
+              f"`*`: on the Pareto front of (target WER, source WER). Plot: [`{copies['png'].name}`]"
+              f"({copies['png'].name}); every number: `{copies['json'].name}`.\n")
     paths = write_report(summaries, args.out, status, header=header)
     if args.results:
         args.results.write_text(paths["md"].read_text())
-        shutil.copyfile(paths["png"], args.results.with_suffix(".png"))
-        shutil.copyfile(paths["json"], args.results.with_suffix(".json"))
+        for k, dst in copies.items():
+            shutil.copyfile(paths[k], dst)
     print(f"budget_sweep.py: report {paths['md']}, plot {paths['png']}, data {paths['json']}")
     return 1 if failed else 0
 

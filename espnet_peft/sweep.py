@@ -161,13 +161,22 @@ def pareto_front(points: Sequence[Sequence[float]]) -> List[int]:
     return sorted(front, key=lambda i: (points[i][0], points[i][1]))
 
 
+def reference_summary(summaries: Sequence[Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
+    """The run whose target gain is 100% in "gain recovered": full fine-tuning at alpha 1, the cell
+    named ``full`` when there is one (a grid may also hold variants of it, e.g. Speech-FT), else the
+    first full cell in grid order; ``None`` when the sweep has no full fine-tuning."""
+    fulls = [s for s in summaries if s.get("method") == "full" and s.get("alpha", 1.0) == 1.0]
+    plain = [s for s in fulls if s.get("cell", s.get("tag")) == "full"]
+    return (plain or fulls or [None])[0]
+
+
 def sweep_rows(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] = ()) -> List[Dict[str, Any]]:
-    """One row per (cell, alpha) with the numbers of the report, gain recovered against ``full``."""
+    """One row per (cell, alpha) with the numbers of the report, gain recovered against
+    :func:`reference_summary` (each row names it)."""
     rows = []
-    full_target = None
-    for s in summaries:
-        if s.get("method") == "full" and s.get("alpha", 1.0) == 1.0:
-            full_target = s["adapted"][s["target_test_sets"][0]]["wer"]
+    ref = reference_summary(summaries)
+    full_target = None if ref is None else ref["adapted"][ref["target_test_sets"][0]]["wer"]
+    ref_name = None if ref is None else ref.get("cell", ref.get("tag"))
     for s in summaries:
         tgt, src = s["target_test_sets"][0], s["source_test_sets"][0]
         b, a = s["base"], s["adapted"]
@@ -181,6 +190,7 @@ def sweep_rows(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, st
             "base_source_wer": b[src]["wer"], "target_gain": gain, "forgetting": a[src]["wer"] - b[src]["wer"],
             "forgetting_rel": 100 * (a[src]["wer"] - b[src]["wer"]) / b[src]["wer"] if b[src]["wer"] else None,
             "gain_recovered": gain / full_gain if full_gain and full_gain > 0 else None,
+            "gain_reference": ref_name,
             "train_seconds": s.get("train_wall_seconds"), "status": "done",
         })
     for name, why in dict(statuses).items():
@@ -196,8 +206,9 @@ def _f(x, nd=2, pct=False):
 
 def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source: str) -> str:
     done = [r for r in rows if r.get("status") == "done"]
+    ref = next((r["gain_reference"] for r in done if r.get("gain_reference")), "full")
     lines = [f"| cell | method | budget | trainable (fraction) | alpha | {target} WER | gain | {source} WER "
-             f"| forgetting | gain recovered vs full | train time | Pareto |",
+             f"| forgetting | gain recovered vs {ref} | train time | Pareto |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
     front = set(pareto_front([(r["target_wer"], r["source_wer"]) for r in done]))
     for i, r in sorted(enumerate(done), key=lambda t: (t[1]["method"], str(t[1]["budget"]), t[1]["cell"], t[1]["alpha"])):

@@ -63,6 +63,35 @@ def test_bench_smoke_run(tmp_path):
     assert "/ own bound" in md and "## tiny" in md
 
 
+@pytest.mark.parametrize("memory", ["auto", "sampled"])
+def test_timed_steps_run_without_the_memory_sampler(monkeypatch, memory):
+    """The fallback sampler is a busy thread: no step may be timed while it runs (with the
+    kernel's peak reading, which costs nothing, the timed steps are inside the reading)."""
+    active, timed_while_active = [False], []
+
+    class Probe(bench.StepPeakMemory):
+        def __enter__(self):
+            super().__enter__()
+            active[0] = True
+            return self
+
+        def __exit__(self, *exc):
+            active[0] = False
+            return super().__exit__(*exc)
+
+    clock = bench.time.perf_counter
+    monkeypatch.setattr(bench, "StepPeakMemory", Probe)
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: (timed_while_active.append(active[0]), clock())[1])
+    args = bench.argparse.Namespace(
+        threads=1, shapes_file=str(bench.ROOT / "conf" / "bench" / "shapes.yaml"), shape="tiny", method="lora",
+        device="cpu", budget="10%", init_only=False, batch=1, seconds=1.0, warmup=0, repeats=2, memory=memory,
+        pissa_svd="full", ssvd_svd="gram")
+    out = bench.worker(args)
+    assert len(out["step_seconds"]) == 2 and out["peak_memory_mb"] > 0
+    assert out["peak_memory_how"] == ("sampled" if memory == "sampled" else "vmhwm")
+    assert any(timed_while_active) == (memory == "auto")
+
+
 def test_bench_init_only(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "espnet_peft.bin.bench", "--shapes", "tiny", "--methods", "pissa",
@@ -71,6 +100,8 @@ def test_bench_init_only(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     (row,) = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert row["init_seconds"] > 0 and row["trainable"] > 0 and "step_median" not in row
+    # no training ran: no training-memory reading, the init peak is reported as such
+    assert "peak_memory_mb" not in row and row["init_peak_memory_mb"] > 0
     assert "## tiny: initialisation" in (tmp_path / "bench.md").read_text()
 
 

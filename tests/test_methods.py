@@ -394,3 +394,23 @@ def test_dora_norm_cache_follows_weight_writes():
     new = torch.randn_like(m.weight)
     m.load_state_dict({**m.state_dict(), "weight": new})  # an in-place write into the frozen tensor
     assert torch.allclose(m.row_norm(), new.norm(dim=1), atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [5, 3584, 3584 * 3 + 11, 4096 * 257])
+def test_fingerprint_matches_a_float64_reference(n):
+    from espnet_peft.methods.base import fingerprint, fingerprints_match
+
+    torch.manual_seed(n)
+    x = torch.randn(n) + 0.3
+    x64 = x.double()
+    ramp = ((torch.arange(n, dtype=torch.float64) % 7) - 3) @ x64
+    ref = (float(n), float(x64.sum()), float(x64 @ x64), float(ramp))
+    got = fingerprint(x)
+    assert got[0] == ref[0]
+    for a, b in zip(got[1:], ref[1:]):
+        assert abs(a - b) <= 1e-6 * (abs(b) + n ** 0.5), (a, b)
+    # another tensor of the same size, or the same values in another order, do not match
+    assert not fingerprints_match(got, fingerprint(torch.randn(n) + 0.3))
+    if n > 5:
+        assert not fingerprints_match(got, fingerprint(x.roll(1)))
+    assert fingerprints_match(fingerprint(x.half()), fingerprint(x.half().float()))

@@ -83,6 +83,22 @@ def test_report_table_plot_json(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def test_gain_reference_is_plain_full_at_alpha_1(tmp_path):
+    # a Speech-FT variant listed first, and an interpolation point of plain full, must not become
+    # the 100% of "gain recovered"; the table names the reference
+    sums = [summary("full_speechft", "full", 16.0, 12.0, frac=1.0), summary("full", "full", 25.0, 9.0, frac=1.0, alpha=0.5),
+            summary("full", "full", 10.0, 14.0, frac=1.0), summary("lora_b1", "lora", 25.0, 9.0)]
+    rows = {(r["cell"], r["alpha"]): r for r in sweep_rows(sums)}
+    assert rows[("lora_b1", 1.0)]["gain_recovered"] == pytest.approx(15 / 30)
+    assert rows[("full_speechft", 1.0)]["gain_recovered"] == pytest.approx(24 / 30)
+    assert {r["gain_reference"] for r in rows.values()} == {"full"}
+    # without a plain `full` cell the first full cell at alpha 1 is the reference, and says so
+    paths = write_report(sums[:1] + sums[3:], tmp_path / "rep")
+    assert "gain recovered vs full_speechft" in paths["md"].read_text()
+    assert json.loads(paths["json"].read_text())["rows"][1]["gain_recovered"] == pytest.approx(15 / 24)
+    assert sweep_rows(sums[3:])[0]["gain_recovered"] is None  # no full fine-tuning in the sweep
+
+
 FAKE_RUN = r'''#!/usr/bin/env bash
 # stands in for run.sh: records its calls, writes the summary stage 15 would write
 set -euo pipefail

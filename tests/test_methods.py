@@ -414,3 +414,26 @@ def test_fingerprint_matches_a_float64_reference(n):
     if n > 5:
         assert not fingerprints_match(got, fingerprint(x.roll(1)))
     assert fingerprints_match(fingerprint(x.half()), fingerprint(x.half().float()))
+
+
+@pytest.mark.parametrize("shape", [(300, 80), (80, 300)])
+def test_randomized_svd_is_exact_on_a_spectral_gap(shape):
+    """With a gap after the k-th singular value the range finder converges to the true triplets
+    (float32 weight, float32 route), and a rank below k falls back to a full SVD."""
+    from espnet_peft.svd import principal_subspace
+
+    torch.manual_seed(3)
+    q, k = min(shape), 12
+    a, _ = torch.linalg.qr(torch.randn(shape[0], q, dtype=torch.float64))
+    b, _ = torch.linalg.qr(torch.randn(shape[1], q, dtype=torch.float64))
+    s = torch.cat([torch.linspace(3.0, 1.0, k), torch.linspace(0.2, 0.01, q - k)]).double()
+    w = ((a * s) @ b.t()).float()
+    u, sv, v = principal_subspace(w, k, "top", "randomized", niter=2)
+    assert u.dtype == torch.float32 and u.shape == (shape[0], k) and v.shape == (shape[1], k)
+    assert torch.allclose(sv.double(), s[:k], atol=1e-5 * 3)
+    a_k, b_k = a[:, :k].float(), b[:, :k].float()
+    assert torch.allclose(u @ u.t(), a_k @ a_k.t(), atol=1e-4) and torch.allclose(v @ v.t(), b_k @ b_k.t(), atol=1e-4)
+    assert torch.allclose((u.t() @ w @ v), torch.diag(sv), atol=1e-4)
+    low = (torch.randn(shape[0], 3) @ torch.randn(3, shape[1]))  # rank 3 < k
+    u, sv, v = principal_subspace(low, 5, "top", "randomized")
+    assert torch.all(torch.isfinite(u)) and torch.allclose(u.t() @ u, torch.eye(5), atol=1e-5)

@@ -25,6 +25,26 @@ def _canonical_signs(u: torch.Tensor, v: torch.Tensor) -> Tuple[torch.Tensor, to
     return u * sign, v * sign
 
 
+def _gram(w: torch.Tensor) -> Tuple[torch.Tensor, bool]:
+    """The smaller Gram matrix of ``w`` and whether ``w`` is tall (``G = W^T W``)."""
+    tall = w.shape[0] >= w.shape[1]
+    return (w.t() @ w if tall else w @ w.t()), tall
+
+
+def _triplets(w: torch.Tensor, tall: bool, x: torch.Tensor, s: torch.Tensor,
+              select: slice) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``U, sigma, V`` from eigenvectors ``x`` of the Gram matrix (descending ``s``): the selected
+    columns only, the other side formed as ``W x / sigma``; a full SVD when ``s`` reaches below
+    ``1e-7 sigma_max``, where that division loses every digit."""
+    if s.numel() and s[-1] < 1e-7 * s[0]:
+        u, sv, vh = torch.linalg.svd(w, full_matrices=False)
+        return u[:, select], sv[select], vh.t()[:, select]
+    s, x = s[select], x[:, select]
+    if tall:
+        return (w @ x) / s, s, x
+    return x, s, (w.t() @ x) / s
+
+
 def randomized_svd(w: torch.Tensor, k: int, niter: int = 4, oversample: int = 10,
                    seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``k`` dominant triplets by a randomized range finder (Halko, Martinsson & Tropp) run on
@@ -33,12 +53,11 @@ def randomized_svd(w: torch.Tensor, k: int, niter: int = 4, oversample: int = 10
     ``niter + 1`` products with ``G``, re-orthonormalised after each, then Rayleigh-Ritz on ``G``:
     the subspace error shrinks like ``(sigma_{l+1} / sigma_k)^(2 niter + 2)`` (``l = k + oversample``),
     at least as fast as ``niter`` power iterations on ``W`` itself, while every product past
-    forming ``G`` costs ``min(d)^2 l`` instead of ``d_out d_in l``: 2-3x faster on 1024 x 4096
-    layers. A spectrum that reaches below ``1e-7 sigma_max`` within the ``k`` falls back to a full SVD.
+    forming ``G`` costs ``min(d)^2 l`` instead of ``d_out d_in l`` (measured 1.3-2.4x faster than
+    power iterations on ``W`` for ``k = 164`` on 1024-wide layers, one thread). A spectrum that
+    reaches below ``1e-7 sigma_max`` within the ``k`` falls back to a full SVD.
     """
-    m, n = w.shape
-    tall = m >= n
-    g = w.t() @ w if tall else w @ w.t()
+    g, tall = _gram(w)
     q = g.shape[0]
     ell = min(k + oversample, q)
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -48,15 +67,8 @@ def randomized_svd(w: torch.Tensor, k: int, niter: int = 4, oversample: int = 10
     basis = torch.linalg.qr(y)[0]
     small = basis.t() @ g @ basis
     evals, evecs = torch.linalg.eigh((small + small.t()) / 2)
-    evals, evecs = evals.flip(0)[:k], evecs.flip(1)[:, :k]  # descending
-    s = evals.clamp_min(0).sqrt()
-    if k and s[-1] < 1e-7 * s[0]:
-        u, s, vh = torch.linalg.svd(w, full_matrices=False)
-        return u[:, :k], s[:k], vh[:k].t()
-    x = basis @ evecs
-    if tall:
-        return (w @ x) / s, s, x
-    return x, s, (w.t() @ x) / s
+    s = evals.flip(0)[:k].clamp_min(0).sqrt()  # descending
+    return _triplets(w, tall, basis @ evecs.flip(1)[:, :k], s, slice(0, k))
 
 
 def gram_svd(w: torch.Tensor, select: slice = slice(None)) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,23 +79,9 @@ def gram_svd(w: torch.Tensor, select: slice = slice(None)) -> Tuple[torch.Tensor
     falls back to a full SVD. ``select`` picks triplets (in descending order) before the other
     side's vectors are formed, so that only those are multiplied out.
     """
-    m, n = w.shape
-    tall = m >= n
-    g = w.t() @ w if tall else w @ w.t()
+    g, tall = _gram(w)
     evals, evecs = torch.linalg.eigh(g)
-    evals, evecs = evals.flip(0), evecs.flip(1)  # descending
-    s = evals.clamp_min(0).sqrt()
-    if s.numel() and s[-1] < 1e-7 * s[0]:
-        u, s, vh = torch.linalg.svd(w, full_matrices=False)
-        return u[:, select], s[select], vh.t()[:, select]
-    s, evecs = s[select], evecs[:, select]
-    if tall:
-        v = evecs
-        u = (w @ v) / s
-    else:
-        u = evecs
-        v = (w.t() @ u) / s
-    return u, s, v
+    return _triplets(w, tall, evecs.flip(1), evals.flip(0).clamp_min(0).sqrt(), select)
 
 
 @torch.no_grad()
@@ -114,16 +112,18 @@ def principal_subspace(weight: torch.Tensor, k: int, directions: str = "top", mo
         raise ValueError(f"k={k} outside [0, {q}]")
     sl = slice(0, k) if directions == "top" else slice(q - k, q)
     if mode == "randomized" and directions == "top" and k < q:
-        u, s, v = randomized_svd(w, k, niter=niter, seed=seed)
-        if fast and k and s[-1] < FLOAT32_MIN_RATIO * s[0]:
-            u, s, v = randomized_svd(w.to(torch.float64), k, niter=niter, seed=seed)
+        def solve(a):
+            return randomized_svd(a, k, niter=niter, seed=seed)
     elif mode == "gram":
-        u, s, v = gram_svd(w, sl)
-        if fast and s.numel() and s[-1] < FLOAT32_MIN_RATIO * s[0]:
-            u, s, v = gram_svd(w.to(torch.float64), sl)
+        def solve(a):
+            return gram_svd(a, sl)
     else:
-        u, s, vh = torch.linalg.svd(w, full_matrices=False)
-        u, s, v = u[:, sl], s[sl], vh.t()[:, sl]
+        def solve(a):
+            u, s, vh = torch.linalg.svd(a, full_matrices=False)
+            return u[:, sl], s[sl], vh.t()[:, sl]
+    u, s, v = solve(w)
+    if fast and s.numel() and s[-1] < FLOAT32_MIN_RATIO * s[0]:
+        u, s, v = solve(w.to(torch.float64))
     u, v = _canonical_signs(u, v)
     dt = weight.dtype
     return u.to(dt).contiguous(), s.to(dt).contiguous(), v.to(dt).contiguous()

@@ -4,18 +4,26 @@ the encoder of HFF models, the one method whose merged model is not a stock arch
 
 One job decodes its share (``--job J --nj N``) of every ``--data_dir`` with every model
 (``--model_dir M --output_dir O`` pairs) in a single process, since the espnet2 import costs
-~20 s per process; sets whose ``<output_dir>/<set>/text`` exists are skipped. ``--merge`` then
-joins the shares into ``<output_dir>/<set>/text`` and ``decode_info.json`` (real-time factor).
+~20 s per process. ``--merge`` then joins the shares into ``<output_dir>/<set>/text`` and
+``decode_info.json`` (real-time factor, and a signature of what produced it: the model file, the
+decoding options and the language model). A set is skipped when its ``text`` exists and that
+signature still matches, so a retrained model, a changed beam or a new LM re-decodes.
+
+``--lm_dir`` names a language model directory (``config.yaml`` + ``model.pth``, written by
+ESPnet's ``lm_train``); it is used when the decoding options set ``lm_weight`` > 0, and a
+positive weight without it is an error before anything is decoded.
 
     decode.py --model_dir foundation --output_dir exp/base_decode \\
               --model_dir exp/x/merged --output_dir exp/x/merged/decode \\
               --data_dir dump/raw/child_test --data_dir dump/raw/source_test \\
               --decode_config conf/decode.yaml --job 1 --nj 2
     decode.py --merge (same pairs and sets) --nj 2
+    decode.py --pending (same pairs and sets)     # prints how many (model, set) pairs are not done
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -37,10 +45,45 @@ def read_scp(path: Path):
     return out
 
 
-def load_model(model_dir: Path, task: str, opts: dict):
+def _model_files(model_dir: Path, what: str):
     cfg, model = model_dir / "config.yaml", model_dir / "model.pth"
     if not (cfg.is_file() and model.is_file()):
-        sys.exit(f"decode.py: {model_dir} must hold config.yaml and model.pth")
+        sys.exit(f"decode.py: {what} {model_dir} must hold config.yaml and model.pth")
+    return cfg, model
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def lm_options(opts: dict, lm_dir) -> dict:
+    """The decoding options with the LM's files added when ``lm_weight`` > 0 (else the LM is unused)."""
+    if float(opts.get("lm_weight", 0) or 0) <= 0:
+        return {k: v for k, v in opts.items() if k not in ("lm_train_config", "lm_file")}
+    if "lm_file" in opts:
+        return opts
+    if not lm_dir:
+        sys.exit(f"decode.py: the decoding options set lm_weight {opts['lm_weight']} but no --lm_dir was given")
+    cfg, model = _model_files(Path(lm_dir), "language model")
+    return dict(opts, lm_train_config=str(cfg), lm_file=str(model))
+
+
+def signature(model_dir: Path, opts: dict) -> str:
+    """What a decoding result depends on: model weights and config, decoding options, LM files."""
+    parts = [_sha(f) for f in _model_files(model_dir, "model")]
+    parts.append(json.dumps(opts, sort_keys=True, default=str))
+    for key in ("lm_train_config", "lm_file"):
+        if key in opts:
+            parts.append(_sha(Path(opts[key])))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def load_model(model_dir: Path, task: str, opts: dict):
+    cfg, model = _model_files(model_dir, "model")
     if yaml.safe_load(cfg.read_text()).get("encoder") == "espnet_peft_hff":
         # the one non-stock architecture: an HFF model's encoder is registered by espnet_peft
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -59,8 +102,18 @@ def load_model(model_dir: Path, task: str, opts: dict):
     return lambda speech: s2t(speech)[0][0]
 
 
-def todo(out_dir: str, data_dirs):
-    return [Path(d) for d in data_dirs if not (Path(out_dir) / Path(d).name / "text").is_file()]
+def finished(out: Path, sig: str) -> bool:
+    info = out / "decode_info.json"
+    return (out / "text").is_file() and info.is_file() and json.loads(info.read_text()).get("signature") == sig
+
+
+def todo(out_dir: str, data_dirs, sig: str):
+    return [Path(d) for d in data_dirs if not finished(Path(out_dir) / Path(d).name, sig)]
+
+
+def decoding_options(args) -> dict:
+    opts = yaml.safe_load(Path(args.decode_config).read_text()) if args.decode_config else {}
+    return lm_options(opts or {}, args.lm_dir)
 
 
 def decode(args) -> None:
@@ -68,14 +121,13 @@ def decode(args) -> None:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
-    opts = yaml.safe_load(Path(args.decode_config).read_text()) if args.decode_config else {}
-    if args.device:
-        opts["device"] = args.device
+    opts = decoding_options(args)
     for model_dir, out_dir in zip(args.model_dir, args.output_dir):
-        sets = todo(out_dir, args.data_dir)
+        sets = todo(out_dir, args.data_dir, signature(Path(model_dir), opts))
         if not sets:
             continue
-        recognize = load_model(Path(model_dir), args.task, dict(opts))
+        run_opts = dict(opts, device=args.device) if args.device else dict(opts)
+        recognize = load_model(Path(model_dir), args.task, run_opts)
         for d in sets:
             wav = read_scp(d / "wav.scp")
             out = Path(out_dir) / d.name
@@ -95,8 +147,10 @@ def decode(args) -> None:
 
 
 def merge(args) -> None:
-    for out_dir in args.output_dir:
-        for d in todo(out_dir, args.data_dir):
+    opts = decoding_options(args)
+    for model_dir, out_dir in zip(args.model_dir, args.output_dir):
+        sig = signature(Path(model_dir), opts)
+        for d in todo(out_dir, args.data_dir, sig):
             out = Path(out_dir) / d.name
             hyps, audio, secs = {}, 0.0, 0.0
             for j in range(1, args.nj + 1):
@@ -117,7 +171,13 @@ def merge(args) -> None:
                     fh.write(f"{k} {hyps[k]}\n")
             (out / "decode_info.json").write_text(json.dumps(
                 {"utterances": len(hyps), "audio_seconds": round(audio, 2), "decode_cpu_seconds": round(secs, 2),
-                 "rtf": round(secs / audio, 4) if audio else None}, indent=1) + "\n")
+                 "rtf": round(secs / audio, 4) if audio else None, "signature": sig}, indent=1) + "\n")
+
+
+def pending(args) -> int:
+    """How many (model, set) pairs still need decoding under the current signature."""
+    opts = decoding_options(args)
+    return sum(len(todo(o, args.data_dir, signature(Path(m), opts))) for m, o in zip(args.model_dir, args.output_dir))
 
 
 def main(argv=None) -> None:
@@ -126,16 +186,23 @@ def main(argv=None) -> None:
     ap.add_argument("--output_dir", action="append", required=True, help="one per --model_dir")
     ap.add_argument("--data_dir", action="append", required=True)
     ap.add_argument("--decode_config", default=None)
+    ap.add_argument("--lm_dir", default=None, help="language model (config.yaml + model.pth) for lm_weight > 0")
     ap.add_argument("--task", choices=("asr", "s2t"), default="asr")
     ap.add_argument("--job", type=int, default=1)
     ap.add_argument("--nj", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default=None)
     ap.add_argument("--merge", action="store_true")
+    ap.add_argument("--pending", action="store_true", help="print how many (model, set) pairs need decoding")
     args = ap.parse_args(argv)
-    if not args.merge and len(args.model_dir) != len(args.output_dir):
+    if len(args.model_dir) != len(args.output_dir):
         ap.error("give one --output_dir per --model_dir")
-    merge(args) if args.merge else decode(args)
+    if args.pending:
+        print(pending(args))
+    elif args.merge:
+        merge(args)
+    else:
+        decode(args)
 
 
 if __name__ == "__main__":

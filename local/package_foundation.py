@@ -3,7 +3,9 @@
 
 Writes ``<out>/{config.yaml, model.pth, bpe.model, tokens.txt, RESULTS.md}``: the n-best
 averaged model of the experiment, its config with the tokenizer path pointing into ``<out>``,
-and the source/target WER it reached, with the command and the training wall time.
+and the source/target WER it reached, with the command and the training wall time. With
+``--lm_exp``, also ``<out>/lm/{config.yaml, model.pth}``: the language model the decoding
+options use when they set ``lm_weight`` > 0.
 """
 import argparse
 import json
@@ -17,6 +19,34 @@ import torch
 import yaml
 
 
+def _wall_hours(exp: Path):
+    wall = exp / "train_wall.json"
+    return json.loads(wall.read_text())["train_wall_seconds"] / 3600 if wall.exists() else None
+
+
+def package_lm(lm_exp: Path, checkpoint: str, out: Path) -> list:
+    """Copy the LM (n-best average) into ``out``; returns its RESULTS.md lines."""
+    ckpt = lm_exp / checkpoint
+    if not ckpt.exists():
+        sys.exit(f"package_foundation.py: {ckpt} not found (did the LM training of stage 7 finish?)")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((lm_exp / "config.yaml").read_text())
+    cfg["bpemodel"] = str(out.parent / "bpe.model")
+    state = torch.load(ckpt, map_location="cpu")
+    torch.save(state, out / "model.pth")
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    n = sum(v.numel() for v in state.values() if v.is_floating_point())
+    text = cfg.get("train_data_path_and_name_and_type", [[None]])[0][0]
+    info = Path(text).with_name(Path(text).name + ".json") if text else None
+    stats = json.loads(info.read_text()) if info and info.is_file() else {}
+    wall = _wall_hours(lm_exp)
+    return [f"- language model: {cfg.get('lm')} {cfg.get('lm_conf')}, {n:,} parameters, `{checkpoint}` of "
+            f"`{lm_exp}`, {cfg.get('max_epoch')} epochs"
+            + (f", {wall:.2f} h" if wall else "")
+            + (f"; text: {stats['lines']:,} lines / {stats['words']:,} words, none sharing a "
+               f"{stats['ngram']}-word sequence with a dev/test sentence" if stats else "")]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--exp", required=True, type=Path)
@@ -24,6 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--decode_dir", type=Path, default=None)
     ap.add_argument("--checkpoint", default="valid.acc.ave.pth")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--lm_exp", type=Path, default=None, help="language model experiment (ESPnet lm_train)")
+    ap.add_argument("--lm_checkpoint", default="valid.loss.ave.pth")
+    ap.add_argument("--decode_config", type=Path, default=None, help="the decoding options of the WER table")
     args = ap.parse_args(argv)
     ckpt = args.exp / args.checkpoint
     if not ckpt.exists():
@@ -38,13 +71,20 @@ def main(argv=None) -> int:
     torch.save(state, args.out / "model.pth")
     (args.out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     n = sum(v.numel() for v in state.values() if v.is_floating_point())
-    wall = args.exp / "train_wall.json"
-    wall_s = json.loads(wall.read_text())["train_wall_seconds"] if wall.exists() else None
+    wall_h = _wall_hours(args.exp)
     lines = [f"# Foundation model ({time.strftime('%Y-%m-%d')})", "",
              f"- parameters: {n:,}; checkpoint: `{args.checkpoint}` of `{args.exp}`",
              f"- machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-             f"- training wall time: {wall_s / 3600:.2f} h" if wall_s else "- training wall time: unknown",
-             f"- epochs: {cfg.get('max_epoch')}, config: see `config.yaml` (training options kept)", ""]
+             f"- training wall time: {wall_h:.2f} h" if wall_h else "- training wall time: unknown",
+             f"- epochs: {cfg.get('max_epoch')}, config: see `config.yaml` (training options kept)"]
+    if args.lm_exp:
+        lines += package_lm(args.lm_exp, args.lm_checkpoint, args.out / "lm")
+    elif (args.out / "lm").exists():
+        shutil.rmtree(args.out / "lm")  # an older model's LM does not belong to this one
+    if args.decode_config and args.decode_config.is_file():
+        opts = yaml.safe_load(args.decode_config.read_text()) or {}
+        lines.append("- decoding: `" + ", ".join(f"{k}: {v}" for k, v in opts.items()) + "`")
+    lines.append("")
     if args.decode_dir and args.decode_dir.is_dir():
         lines += ["| test set | WER (%) | CER (%) | utterances |", "|---|---:|---:|---:|"]
         for res in sorted(args.decode_dir.glob("*/result.json")):

@@ -4,7 +4,9 @@
 # Stages (see README, "Recipes"):
 #   1 data preparation (local/data.sh)     2 data check      3 format (16 kHz mono)
 #   4 filter lengths                        5 tokenizer (the foundation model's BPE)
-#   6 foundation: statistics                7 foundation: training (ESPnet asr_train)
+#   6 foundation: statistics                7 foundation: training (ESPnet asr_train, and lm_train
+#                                             when --lm_config is set; decoding uses ${foundation_dir}/lm
+#                                             whenever the decode config sets lm_weight > 0)
 #   8 foundation: decode + score source     9 foundation: package into ${foundation_dir}
 #  10 PEFT adaptation (espnet_peft.bin.asr_train)   11 merge (+ interpolation --alpha)
 #  12 decode target test sets              13 score target test sets
@@ -44,6 +46,10 @@ foundation_config=conf/train_foundation.yaml
 foundation_exp=exp/foundation
 nbpe=300                            # BPE units when a tokenizer is trained (stage 5)
 foundation_args=""                  # extra options for espnet2.bin.asr_train
+lm_config=""                        # with --pretrain: stage 7 also trains a language model (ESPnet lm_train)
+lm_train_text=data/lm_train.txt     # its training text (Kaldi text: id + words; local/data.sh writes it)
+lm_exp=exp/foundation_lm
+lm_args=""                          # extra options for espnet2.bin.lm_train
 # adaptation
 peft_config=conf/peft/ssvd_o.yaml   # method, targets, budget, allocation
 train_config=conf/train_peft.yaml   # optimiser, schedule, batches, epochs of adaptation
@@ -103,9 +109,25 @@ keep_log() {  # a resumed training run keeps the earlier log as <log>.1, <log>.2
     while [ -e "$1.${n}" ]; do n=$((n + 1)); done
     mv "$1" "$1.${n}"
 }
+# train_exp EXP MODULE [options]: an ESPnet training run in EXP (resumed if a checkpoint is there;
+# the earlier log kept) that records its wall time, a resumed run's included, in EXP/train_wall.json
+train_exp() {
+    local exp="$1" module="$2" start
+    shift 2
+    mkdir -p "${exp}"
+    start=$(wall_start "${exp}")
+    keep_log "${exp}/train.log"
+    ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m "${module}" "$@" \
+        --output_dir "${exp}" --ngpu "${ngpu}" --resume true
+    echo "{\"train_wall_seconds\": $(( $(date +%s) - start ))}" > "${exp}/train_wall.json"
+}
 need_file() { [ -f "$1" ] || { echo "$0: $2 not found: $1" >&2; exit 1; }; }
 [ "${stop_stage}" -lt 10 ] || [ "${stage}" -gt 10 ] || need_file "${train_config}" "--train_config"
 [ "${stop_stage}" -lt 12 ] || need_file "${decode_config}" "--decode_config"
+if [ -n "${lm_config}" ] && [ "${pretrain}" = true ] && [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 6 ]; then
+    need_file "${lm_config}" "--lm_config"
+    [ "${stage}" -le 1 ] || need_file "${lm_train_text}" "--lm_train_text (written by local/data.sh, stage 1)"
+fi
 if [ "${pretrain}" = true ] && [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     need_file "${foundation_config}" "--foundation_config"
 fi
@@ -124,6 +146,17 @@ if [ "${stop_stage}" -ge 10 ] && [ "${stage}" -le 11 ]; then
     "${python}" -c "import sys; from espnet_peft.config import PeftConfig; PeftConfig.from_any(sys.argv[1])" \
         "${peft_config}" || { echo "$0: invalid --peft_config ${peft_config}" >&2; exit 1; }
 fi
+# decoding with an LM (lm_weight > 0) needs one: the foundation model's, or the one stage 7 trains
+decode_lm_dir=""
+if [ "${stop_stage}" -ge 8 ] && [ -f "${decode_config}" ] && "${python}" -c "import sys, yaml; \
+sys.exit(0 if float((yaml.safe_load(open(sys.argv[1])) or {}).get('lm_weight') or 0) > 0 else 1)" "${decode_config}"; then
+    decode_lm_dir="${foundation_dir}/lm"
+    if [ ! -f "${decode_lm_dir}/model.pth" ] && ! { [ "${pretrain}" = true ] && [ -n "${lm_config}" ]; }; then
+        echo "$0: ${decode_config} sets lm_weight > 0 but ${decode_lm_dir}/model.pth does not exist" \
+             "(retrain with --pretrain true --lm_config FILE, or set lm_weight: 0)" >&2
+        exit 1
+    fi
+fi
 [ -n "${recipe_name}" ] || recipe_name="$(basename "$(dirname "$(pwd)")")"
 exp="${expdir}/${tag}"
 merged="${exp}/merged"; [ "${alpha}" = "1.0" ] || merged="${exp}/merged_alpha${alpha}"
@@ -141,20 +174,24 @@ mkdir -p "${expdir}"
 # decoded yet, all in the same ${decode_cmd} jobs (one espnet2 import per job)
 decode_sets() {
     local sets="$1"; shift
-    local pairs=("$@") dargs=() margs=() s i n missing=0
+    local pairs=("$@") dargs=() margs=() s i n
     for s in ${sets}; do dargs+=(--data_dir "${dumpdir}/raw/${s}"); done
     for ((i = 0; i < ${#pairs[@]}; i += 2)); do
         margs+=(--model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}")
-        for s in ${sets}; do [ -f "${pairs[i + 1]}/${s}/text" ] || missing=1; done
     done
-    [ "${missing}" -eq 1 ] || { log "already decoded: ${sets}"; return 0; }
+    # the LM of the model being decoded: the foundation model's (a new one's, at stage 8)
+    [ -z "${decode_lm_dir}" ] || dargs+=(--lm_dir "${decode_lm_dir}")
+    # done = decoded with these model files, decoding options and LM (decode.py's signature)
+    if [ "$("${python}" utils/decode.py --pending "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}")" = 0 ]; then
+        log "already decoded: ${sets}"; return 0
+    fi
     n=$(min "${nj}" "$(for s in ${sets}; do wc -l < "${dumpdir}/raw/${s}/wav.scp"; done | sort -n | head -1)")
     mkdir -p "${pairs[1]}/log"
     log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${n} jobs)"
     ${decode_cmd} JOB=1:"${n}" "${pairs[1]}/log/decode.JOB.log" \
         "${python}" utils/decode.py --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" \
         --job JOB --nj "${n}"
-    "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --nj "${n}"
+    "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" --nj "${n}"
 }
 
 # score SETS decoded in DIR
@@ -265,6 +302,10 @@ if [ "${pretrain}" = true ]; then
                --valid_data_path_and_name_and_type "${dumpdir}/raw/${source_valid_set}/text,text,text")
     tok_args=(--token_type bpe --bpemodel "${bpedir}/bpe.model" --token_list "${bpedir}/tokens.txt"
               --cleaner none --g2p none --use_preprocessor true)
+    lm_tok_args=(--token_type bpe --bpemodel "${bpedir}/bpe.model" --token_list "${bpedir}/tokens.txt"
+                 --cleaner none --g2p none)
+    lm_data_args=(--train_data_path_and_name_and_type "${lm_train_text},text,text"
+                  --valid_data_path_and_name_and_type "${dumpdir}/raw/${source_valid_set}/text,text,text")
     if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         log "stage 6: foundation statistics"
         mkdir -p "${stats}"
@@ -273,19 +314,31 @@ if [ "${pretrain}" = true ]; then
             --train_shape_file "${dumpdir}/raw/${source_train_set}/wav.scp" \
             --valid_shape_file "${dumpdir}/raw/${source_valid_set}/wav.scp" \
             --output_dir "${stats}" --batch_type unsorted --batch_size 16 --ngpu 0
+        if [ -n "${lm_config}" ]; then
+            log "stage 6: language model statistics (${lm_train_text})"
+            mkdir -p "${lm_exp}_stats"
+            ${train_cmd} "${lm_exp}_stats/stats.log" "${python}" -m espnet2.bin.lm_train --collect_stats true \
+                --config "${lm_config}" "${lm_tok_args[@]}" "${lm_data_args[@]}" \
+                --train_shape_file "${lm_train_text}" --valid_shape_file "${dumpdir}/raw/${source_valid_set}/text" \
+                --output_dir "${lm_exp}_stats" --batch_type unsorted --batch_size 64 --ngpu 0
+        fi
     fi
     if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
         log "stage 7: training the foundation model (${foundation_exp}); log: ${foundation_exp}/train.log"
-        mkdir -p "${foundation_exp}"
-        start=$(wall_start "${foundation_exp}")
-        keep_log "${foundation_exp}/train.log"
         # shellcheck disable=SC2086
-        ${cuda_cmd} --gpu "${ngpu}" "${foundation_exp}/train.log" "${python}" -m espnet2.bin.asr_train \
+        train_exp "${foundation_exp}" espnet2.bin.asr_train \
             --config "${foundation_config}" "${tok_args[@]}" "${data_args[@]}" \
             --train_shape_file "${stats}/train/speech_shape" --train_shape_file "${stats}/train/text_shape" \
             --valid_shape_file "${stats}/valid/speech_shape" --valid_shape_file "${stats}/valid/text_shape" \
-            --output_dir "${foundation_exp}" --ngpu "${ngpu}" --resume true ${foundation_args}
-        echo "{\"train_wall_seconds\": $(( $(date +%s) - start ))}" > "${foundation_exp}/train_wall.json"
+            ${foundation_args}
+        if [ -n "${lm_config}" ]; then
+            log "stage 7: training the language model (${lm_exp}); log: ${lm_exp}/train.log"
+            # shellcheck disable=SC2086
+            train_exp "${lm_exp}" espnet2.bin.lm_train \
+                --config "${lm_config}" "${lm_tok_args[@]}" "${lm_data_args[@]}" \
+                --train_shape_file "${lm_exp}_stats/train/text_shape" \
+                --valid_shape_file "${lm_exp}_stats/valid/text_shape" ${lm_args}
+        fi
     fi
     if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
         log "stage 8: decoding the source sets with the new foundation model"
@@ -293,13 +346,23 @@ if [ "${pretrain}" = true ]; then
         mkdir -p "${pkg}"
         cp "${foundation_exp}/config.yaml" "${pkg}/config.yaml"
         cp -L "${foundation_exp}/valid.acc.ave.pth" "${pkg}/model.pth"
+        if [ -n "${lm_config}" ]; then
+            mkdir -p "${pkg}/lm"
+            cp "${lm_exp}/config.yaml" "${pkg}/lm/config.yaml"
+            cp -L "${lm_exp}/valid.loss.ave.pth" "${pkg}/lm/model.pth"
+        fi
+        # the new model decodes with the new LM (stages 12 and 14 use ${foundation_dir}/lm after stage 9)
+        lm_dir_after="${decode_lm_dir}"
+        [ -z "${decode_lm_dir}" ] || decode_lm_dir="${pkg}/lm"
         decode_sets "${source_valid_set} ${source_test_sets} ${target_test_sets}" "${pkg}" "${foundation_exp}/decode"
+        decode_lm_dir="${lm_dir_after}"
         score_sets "${foundation_exp}/decode" ${source_valid_set} ${source_test_sets} ${target_test_sets}
     fi
     if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
         log "stage 9: packaging the foundation model into ${foundation_dir}"
         "${python}" utils/package_foundation.py --exp "${foundation_exp}" --bpedir "${bpedir}" \
-            --decode_dir "${foundation_exp}/decode" --out "${foundation_dir}"
+            --decode_dir "${foundation_exp}/decode" --out "${foundation_dir}" \
+            ${lm_config:+--lm_exp "${lm_exp}"} --decode_config "${decode_config}"
         rm -rf "${base_decode}"  # base results of an older foundation model are stale
     fi
 elif [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 6 ]; then

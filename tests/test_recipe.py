@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT
 
@@ -18,7 +19,7 @@ RECIPE = ROOT / "egs2" / "embedded" / "asr1"
 TOY = ["--size", "0.01", "--pretrain", "true", "--nbpe", "30", "--foundation_config", "conf/train_foundation_toy.yaml",
        "--foundation_dir", "exp/foundation_toy", "--peft_config", "conf/peft_toy.yaml",
        "--train_config", "conf/train_peft_toy.yaml", "--decode_config", "conf/decode_toy.yaml",
-       "--checkpoint", "valid.acc.best.pth"]
+       "--checkpoint", "valid.acc.best.pth", "--lm_config", "conf/train_lm_toy.yaml"]
 
 
 def copy_recipe(dst: Path) -> Path:
@@ -52,8 +53,12 @@ def test_stages_1_to_15_at_toy_size(toy):
     for f in ("peft_plan.txt", "config.yaml", "valid.acc.best.pth", "merged/model.pth", "merged/config.yaml",
               "merged/summary.json", "merged/decode/child_test/text", "merged/decode/source_test/text"):
         assert (exp / f).exists(), f
-    for f in ("config.yaml", "model.pth", "bpe.model", "tokens.txt", "RESULTS.md"):
+    for f in ("config.yaml", "model.pth", "bpe.model", "tokens.txt", "RESULTS.md", "lm/config.yaml", "lm/model.pth"):
         assert (recipe / "exp" / "foundation_toy" / f).exists(), f
+    # the LM text shares no 5-word sequence with any evaluation sentence
+    stats = json.loads((recipe / "data" / "lm_train.txt.json").read_text())
+    assert stats["lines"] > 0 and stats["excluded_sentences"] > 0
+    assert "language model: seq_rnn" in (recipe / "exp" / "foundation_toy" / "RESULTS.md").read_text()
     summary = json.loads((exp / "merged" / "summary.json").read_text())
     assert summary["method"] == "ssvd_o" and summary["target_test_sets"] == ["child_test"]
     for who in ("base", "adapted"):
@@ -72,7 +77,25 @@ def test_stages_1_to_15_at_toy_size(toy):
 def test_rerun_skips_finished_decoding(toy):
     recipe, _ = toy
     res = run(recipe, *TOY, "--stage", "12", "--stop_stage", "14")
-    assert "already decoded" in res.stdout
+    assert "already decoded" in res.stdout and "decoding child_test" not in res.stdout
+    # other decoding options (here: no LM) make the earlier results stale: decoded again
+    out = recipe / "exp" / "child_peft_toy" / "merged" / "decode" / "child_test"
+    sig = json.loads((out / "decode_info.json").read_text())["signature"]
+    conf = yaml.safe_load((recipe / "conf" / "decode_toy.yaml").read_text())
+    (recipe / "conf" / "decode_nolm.yaml").write_text(yaml.safe_dump(dict(conf, lm_weight=0.0)))
+    args = [a if a != "conf/decode_toy.yaml" else "conf/decode_nolm.yaml" for a in TOY]
+    res = run(recipe, *args, "--stage", "12", "--stop_stage", "12")
+    assert "already decoded" not in res.stdout
+    assert json.loads((out / "decode_info.json").read_text())["signature"] != sig
+
+
+def test_lm_weight_without_an_lm_is_refused_before_compute(tmp_path):
+    recipe = copy_recipe(tmp_path / "embedded" / "asr1")
+    shutil.copytree(RECIPE / "foundation", recipe / "foundation", ignore=shutil.ignore_patterns("lm"))
+    (recipe / "conf" / "decode_lm.yaml").write_text("beam_size: 2\nlm_weight: 0.3\n")
+    res = run(recipe, "--stage", "12", "--decode_config", "conf/decode_lm.yaml", check=False)
+    assert res.returncode != 0 and "lm_weight > 0 but foundation/lm/model.pth does not exist" in res.stderr
+    assert not (recipe / "exp").exists() or not any((recipe / "exp").iterdir())
 
 
 @pytest.mark.parametrize("args,message", [

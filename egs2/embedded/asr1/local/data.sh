@@ -15,12 +15,19 @@ help_message="Usage: local/data.sh [--size 1.0] [--seed 1] [--nj 2] [--mbrola fa
 stamp="data/.corpus_size${size}_seed${seed}_mbrola${mbrola}_source${source_train}"
 if [ -f "${stamp}" ]; then
     echo "local/data.sh: corpus already synthesised (${stamp}); delete it to rebuild"
-    exit 0
+else
+    opts=()
+    [ "${mbrola}" = true ] && opts+=(--mbrola)
+    [ "${source_train}" = true ] || opts+=(--skip source_train,source_dev)
+    rm -f data/lm_train.txt
+    "${python}" utils/synth_corpus.py --out data --wavdir downloads/wav --size "${size}" --seed "${seed}" \
+        --nj "${nj}" "${opts[@]+"${opts[@]}"}"
+    rm -f data/.corpus_*
+    touch "${stamp}"
 fi
-opts=()
-[ "${mbrola}" = true ] && opts+=(--mbrola)
-[ "${source_train}" = true ] || opts+=(--skip source_train,source_dev)
-"${python}" utils/synth_corpus.py --out data --wavdir downloads/wav --size "${size}" --seed "${seed}" \
-    --nj "${nj}" "${opts[@]+"${opts[@]}"}"
-rm -f data/.corpus_*
-touch "${stamp}"
+if [ "${source_train}" = true ] && [ ! -f data/lm_train.txt ]; then
+    exclude=()
+    for d in data/*_dev data/*_test; do exclude+=(--exclude "${d}/text"); done
+    fraction=$(awk -v s="${size}" 'BEGIN { print (s < 1 ? s : 1) }')
+    "${python}" utils/lm_text.py --out data/lm_train.txt --fraction "${fraction}" --seed "${seed}" "${exclude[@]}"
+fi

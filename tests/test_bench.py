@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from espnet_peft.bin import bench
 
@@ -21,17 +22,40 @@ def test_extra_flops_follow_the_contract():
     assert dora == lora + 2 * d * d * r + 4 * t * d
     k = int(0.4 * d)
     ssvd = bench.extra_flops("ssvd", [{"name": "l", "shape": [d, d], "hyper": {"k": k}}], tokens, shapes)
-    # k x k gradient from projections, plus the cheaper of the low-rank forward and one dense delta
-    assert ssvd == 4 * t * k * 2 * d + 2 * t * k * k + min(2 * t * k * 2 * d, 2 * d * d * k)
-    # SSVD-O: the larger of the two rotations sets the projection width
+    # k x k gradient from projections, plus the cheaper of the low-rank forward and one dense delta,
+    # plus the Cayley rotation (per step, not per token)
+    projections = 4 * t * k * 2 * d + 2 * t * k * k + min(2 * t * k * 2 * d, 2 * d * d * k)
+    assert ssvd == pytest.approx(projections + 20 / 3 * k ** 3)
+    # SSVD-O: the larger of the two rotations sets the projection width; both rotations and the
+    # product R_out diag R_in are paid once per step
     ssvd_o = bench.extra_flops("ssvd_o", [{"name": "l", "shape": [d, d], "hyper": {"k_in": k, "k_out": 8}}],
                                tokens, shapes)
-    assert ssvd_o == ssvd
+    assert ssvd_o == pytest.approx(projections + 20 / 3 * (k ** 3 + 8 ** 3) + 6 * k ** 3)
     assert bench.extra_flops("ssvd_rebuild", [{"name": "l", "shape": [d, d], "hyper": {"k": k}}],
                              tokens, shapes) == ssvd  # same arithmetic bound, different implementation
     assert bench.extra_flops("full", None, tokens, shapes) == 2 * t * d * d
     assert bench.extra_flops("floor", None, tokens, shapes) == 0
     assert bench.extra_flops("hff", None, tokens, shapes) == 0
+
+
+@pytest.mark.parametrize("k_in,k_out", [(16, 0), (16, 16), (16, 8), (5, 12)])
+def test_core_flops_match_the_counted_matrix_products(k_in, k_out):
+    """core_flops = the products torch's FLOP counter sees in building M and its backward, plus the
+    LU factorisations and solves it does not count (2/3 k^3 + 2 k^3 forward, 2 k^3 backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from espnet_peft.methods.ssvd_o import SubspaceRotationLinear, core_flops
+
+    torch.manual_seed(0)
+    layer = SubspaceRotationLinear(torch.nn.Linear(48, 40), k_in, k_out)
+    layer.ensure_initialized()
+    with torch.no_grad():
+        layer.ssvd_S_in.normal_()
+        layer.ssvd_S_out.normal_()
+    with FlopCounterMode(display=False) as counter:
+        layer.core().sum().backward()
+    uncounted = (2 / 3 + 2 + 2) * (k_in ** 3 + k_out ** 3)
+    assert core_flops(k_in, k_out) == pytest.approx(counter.get_total_flops() + uncounted)
 
 
 def test_bench_smoke_run(tmp_path):

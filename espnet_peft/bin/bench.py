@@ -20,7 +20,10 @@ torch's FLOP counter on the same input):
   ``4 T p (d_in + d_out) + 2 T p^2``, plus the cheaper of a low-rank forward ``2 T p (d_in + d_out)``
   and one dense delta ``2 d_out d_in p``; at ``p = 0.4 min(d)`` on square layers this is about
   1.5x the floor, because activations and output gradients must be projected onto ``p``
-  directions;
+  directions; plus, once per step and independent of ``T``, the core ``M`` with its Cayley
+  rotations: ``20/3 k^3`` per rotation (LU, solve, and their backward) and ``6 p^3`` for
+  ``R_out diag R_in`` (``ssvd_o.core_flops``); at the 1 B shape's batch of one 4 s utterance
+  (``T`` about 100) this is some 8% of the floor, at realistic batches it vanishes;
 * full fine-tuning: the weight gradients ``2 T d_out d_in`` of every linear layer;
 * HFF has no bound relative to this floor: nothing back-propagates through its frozen encoder,
   so it is expected *below* the floor (its column shows the ratio; its bound column is left out).
@@ -347,8 +350,12 @@ def extra_flops(method: str, plan: Optional[List[Dict]], tokens: Dict[str, int],
             if base == "dora":
                 total += 2 * d_out * d_in * r + 4 * t * d_out
         elif base in ("ssvd", "ssvd_o"):
-            p = h.get("k", max(h.get("k_in", 0), h.get("k_out", 0)))
+            from espnet_peft.methods.ssvd_o import core_flops
+
+            k_in, k_out = h.get("k_in", h.get("k", 0)), h.get("k_out", 0)
+            p = max(k_in, k_out)
             total += 4 * t * p * (d_in + d_out) + 2 * t * p * p + min(2 * t * p * (d_in + d_out), 2 * d_out * d_in * p)
+            total += core_flops(k_in, k_out)
     return total
 
 

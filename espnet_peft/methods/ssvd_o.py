@@ -58,6 +58,20 @@ def pad_identity(r: torch.Tensor, p: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- cost model
+def core_flops(k_in: int, k_out: int, rotation_kind: str = "cayley") -> float:
+    """FLOPs of building the ``p x p`` core ``M`` and back-propagating through it, once per
+    training step and layer, independent of the token count. A Cayley rotation of size ``k``:
+    LU (``2/3 k^3``) and a solve with ``k`` right-hand sides (``2 k^3``) forward, an adjoint solve
+    and the gradient product (``4 k^3``) backward; ``R_out`` times the scaled ``R_in``: ``2 p^3``
+    forward and ``4 p^3`` backward."""
+    p = max(k_in, k_out)
+    per_rotation = (2 / 3 + 2 + 4) if rotation_kind == "cayley" else 0.0
+    total = per_rotation * (k_in ** 3 + k_out ** 3)
+    if k_out:
+        total += 6.0 * p ** 3
+    return float(total)
+
+
 def path_costs(tokens: int, d_out: int, d_in: int, p: int, training: bool) -> Dict[str, float]:
     """Extra FLOPs over the frozen layer of the two forward paths (see module docstring)."""
     t = float(tokens)

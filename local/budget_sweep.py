@@ -12,6 +12,10 @@
   interpolation alpha) as one job of the ``--cmd`` backend, ``--max_parallel`` at a time
   (slurm: all at once); finished cells (their summary.json exists) are skipped, so a killed
   sweep continues where it stopped;
+* a cell measured on another foundation model than ``--model_config``'s (a retrained or
+  re-fetched one; its ``foundation_id`` differs or was never recorded) is stale: the sweep
+  stops before any compute and lists them, and ``--archive_stale`` moves those experiments to
+  ``<expdir>/stale/<tag>.<id>`` (nothing is deleted) and runs them again;
 * ``<out>/sweep.md``, ``sweep.png``, ``sweep.json`` hold the report, and ``--results`` (with its
   ``.png`` and ``.json`` beside it) the copy that is committed.
 """
@@ -30,8 +34,10 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from espnet_peft.methods.base import PeftError  # noqa: E402
 from espnet_peft.sweep import expand, load_grid, write_report  # noqa: E402
+from file_id import file_id  # noqa: E402
 
 
 def merged_dir(expdir: Path, tag: str, alpha: float) -> Path:
@@ -57,6 +63,27 @@ def feasibility(cells, model_config: Path):
         finally:
             cfg.unlink(missing_ok=True)
     return bad
+
+
+def recorded_foundation(expdir: Path, tag: str):
+    """The foundation id an experiment was trained on; None when it never ran; "unrecorded" when
+    it ran before ids were recorded."""
+    exp = expdir / tag
+    f = exp / "foundation_id"
+    if f.is_file():
+        return f.read_text().strip()
+    ran = (exp / "checkpoint.pth").is_file() or (exp / "peft_plan.json").is_file() or any(exp.glob("merged*/summary.json"))
+    return "unrecorded" if ran else None
+
+
+def archive(expdir: Path, tag: str, fid: str) -> Path:
+    dst = expdir / "stale" / f"{tag}.{fid}"
+    n = 1
+    while dst.exists():
+        dst, n = expdir / "stale" / f"{tag}.{fid}.{n}", n + 1
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(expdir / tag), str(dst))
+    return dst
 
 
 def cell_command(run: str, cfg: Path, tag: str, alphas, results: Path) -> str:
@@ -88,6 +115,8 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=None, help="markdown file for the report (committed)")
     ap.add_argument("--dry_run", action="store_true", help="print the cells and their commands only")
     ap.add_argument("--command", default=None, help="the command line the report cites (default: this one)")
+    ap.add_argument("--archive_stale", action="store_true",
+                    help="move experiments of another foundation model to <expdir>/stale/ and run them again")
     args = ap.parse_args(argv)
 
     t0 = time.time()
@@ -100,6 +129,27 @@ def main(argv=None) -> int:
     (args.out / "configs").mkdir(parents=True, exist_ok=True)
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     status = feasibility(cells, args.model_config) if args.model_config.is_file() else {}
+    model_file = args.model_config.parent / "model.pth"
+    if model_file.is_file():
+        current = file_id(model_file)
+        stale = {}
+        for c in cells:
+            rec = recorded_foundation(args.expdir, args.tag_prefix + c.name)
+            if rec is not None and rec != current:
+                stale[args.tag_prefix + c.name] = rec
+        if stale and args.dry_run:
+            print(f"budget_sweep.py: stale (another foundation model): {', '.join(sorted(stale))}")
+        elif stale and not args.archive_stale:
+            print(f"budget_sweep.py: {len(stale)} cell(s) were trained on another foundation model than {model_file} "
+                  f"(id {current}): {', '.join(f'{t} ({i})' for t, i in sorted(stale.items()))}; rerun with "
+                  f"--archive_stale to move them to {args.expdir / 'stale'} and run them again", file=sys.stderr)
+            return 2
+        else:
+            for tag, rec in sorted(stale.items()):
+                print(f"budget_sweep.py: {tag}: trained on foundation {rec}, archived to {archive(args.expdir, tag, rec)}")
+            runs_file = args.out / "invocations.json"
+            if stale and runs_file.is_file():  # the sweep's wall time starts again with the new model
+                runs_file.rename(runs_file.with_name(f"invocations.before_{current}.json"))
     todo = []
     for c in cells:
         cfg = args.out / "configs" / f"{c.name}.yaml"

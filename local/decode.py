@@ -31,6 +31,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from file_id import file_id  # noqa: E402
+
 
 def shard(keys, job: int, nj: int):
     return [k for i, k in enumerate(sorted(keys)) if i % nj == job - 1]
@@ -52,14 +55,6 @@ def _model_files(model_dir: Path, what: str):
     return cfg, model
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def lm_options(opts: dict, lm_dir) -> dict:
     """The decoding options with the LM's files added when ``lm_weight`` > 0 (else the LM is unused)."""
     if float(opts.get("lm_weight", 0) or 0) <= 0:
@@ -74,11 +69,11 @@ def lm_options(opts: dict, lm_dir) -> dict:
 
 def signature(model_dir: Path, opts: dict) -> str:
     """What a decoding result depends on: model weights and config, decoding options, LM files."""
-    parts = [_sha(f) for f in _model_files(model_dir, "model")]
+    parts = [file_id(f) for f in _model_files(model_dir, "model")]
     parts.append(json.dumps(opts, sort_keys=True, default=str))
     for key in ("lm_train_config", "lm_file"):
         if key in opts:
-            parts.append(_sha(Path(opts[key])))
+            parts.append(file_id(Path(opts[key])))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 

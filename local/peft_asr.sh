@@ -157,6 +157,23 @@ sys.exit(0 if float((yaml.safe_load(open(sys.argv[1])) or {}).get('lm_weight') o
         exit 1
     fi
 fi
+# an experiment belongs to the foundation model it was trained on (${exp}/foundation_id): adapting
+# again on another one (a retrained or fetched model) would mix the two, so it is refused up front
+check_foundation_id() {
+    local fid
+    [ -f "${foundation_dir}/model.pth" ] || return 0
+    fid=$("${python}" utils/file_id.py "${foundation_dir}/model.pth")
+    if [ -f "${exp}/foundation_id" ]; then
+        [ "$(cat "${exp}/foundation_id")" = "${fid}" ] && return 0
+        echo "$0: ${exp} was trained on another foundation model (id $(cat "${exp}/foundation_id"), now ${fid});" \
+             "move it away or choose another --tag" >&2
+        exit 1
+    elif [ -f "${exp}/checkpoint.pth" ] || [ -f "${exp}/peft_plan.json" ]; then
+        echo "$0: ${exp} holds a run without a recorded foundation model (${exp}/foundation_id);" \
+             "move it away or choose another --tag" >&2
+        exit 1
+    fi
+}
 [ -n "${recipe_name}" ] || recipe_name="$(basename "$(dirname "$(pwd)")")"
 exp="${expdir}/${tag}"
 merged="${exp}/merged"; [ "${alpha}" = "1.0" ] || merged="${exp}/merged_alpha${alpha}"
@@ -168,6 +185,9 @@ all_sets="${pre_sets} ${source_test_sets} ${target_train_set} ${target_valid_set
 train_sets="${pre_sets} ${target_train_set} ${target_valid_set}"
 owsm_prefix=""
 [ "${task}" = asr ] || owsm_prefix="${lang_sym}${task_sym}<notimestamps>"
+if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ] && ! { [ "${pretrain}" = true ] && [ "${stage}" -le 9 ]; }; then
+    check_foundation_id
+fi
 mkdir -p "${expdir}"
 
 # decode_sets "SETS" MODEL_DIR OUT_DIR [MODEL_DIR OUT_DIR ...]: every model decodes every set not
@@ -382,7 +402,9 @@ fi
 if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     need_file "${foundation_dir}/model.pth" "foundation model"
     log "stage 10: PEFT adaptation ${exp} (${peft_config}); log: ${exp}/train.log"
+    check_foundation_id
     mkdir -p "${exp}"
+    "${python}" utils/file_id.py "${foundation_dir}/model.pth" > "${exp}/foundation_id"
     cp "${peft_config}" "${exp}/peft_config.source.yaml"
     echo "${ESPNET_PEFT_RUN_CMD:-}" > "${exp}/command.txt"  # the report cites the training command
     peft_statistics

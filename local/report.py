@@ -53,6 +53,8 @@ def collect(args) -> dict:
         "source_test_sets": src, "target_test_sets": tgt, "base": scores["base"], "adapted": scores["adapted"],
         "learning_forgetting": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in lf.items()},
         "command": training_command(exp), "date": time.strftime("%Y-%m-%d %H:%M"),
+        # the foundation model the adapter was trained on (stage 10 records it)
+        "foundation_id": (exp / "foundation_id").read_text().strip() if (exp / "foundation_id").is_file() else None,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
 

@@ -114,6 +114,7 @@ done
 [ -n "${FAIL_TAG:-}" ] && [ "$tag" = "$FAIL_TAG" ] && exit 3
 dir=exp/$tag/merged; [ "$alpha" = 1.0 ] || dir=exp/$tag/merged_alpha$alpha
 mkdir -p "$dir"
+[ -z "${FID:-}" ] || echo "$FID" > "exp/$tag/foundation_id"  # stage 10 records the foundation model
 method=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['method'])" "$cfg")
 python3 - "$dir/summary.json" "$tag" "$method" "$alpha" <<'PY'
 import json, sys
@@ -199,3 +200,42 @@ def test_driver_reports_infeasible_budgets(tmp_path):
     rows = {r["cell"]: r for r in json.loads((rec / "exp" / "sweep" / "sweep.json").read_text())["rows"]}
     assert rows["lora_b2pct"]["status"].startswith("infeasible: budget")
     assert rows["ssvd_b2pct"]["status"] == "done"
+
+
+def test_driver_refuses_cells_of_another_foundation_model_then_archives_them(tmp_path):
+    sys.path.insert(0, str(ROOT / "local"))
+    from file_id import file_id
+
+    rec = tmp_path / "recipe"
+    (rec / "conf" / "peft").mkdir(parents=True)
+    (rec / "conf" / "peft" / "lora.yaml").write_text((ROOT / "conf" / "peft" / "lora.yaml").read_text())
+    (rec / "run.sh").write_text(FAKE_RUN)
+    (rec / "fdn").mkdir()
+    model = rec / "fdn" / "model.pth"
+    model.write_bytes(b"first foundation model")
+    grid = grid_file(rec, {"configs": {"lora": "conf/peft/lora.yaml"}, "methods": ["lora"], "budgets": ["1%", "2%"]})
+    calls = tmp_path / "calls.txt"
+    env = dict(os.environ, CALLS=str(calls), FID=file_id(model))
+    cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out", "exp/sweep",
+           "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'} --backend local",
+           "--tag_prefix", "t_", "--model_config", "fdn/config.yaml"]
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    old_id = file_id(model)
+    # a retrained foundation model: every cell is stale, refused before anything runs
+    model.write_bytes(b"second foundation model")
+    calls.write_text("")
+    env["FID"] = file_id(model)
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "2 cell(s) were trained on another foundation model" in res.stderr
+    assert "--archive_stale" in res.stderr and calls.read_text() == ""
+    # --archive_stale keeps the old experiments under exp/stale and runs the cells again
+    res = subprocess.run(cmd + ["--archive_stale"], cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (rec / "exp" / "stale" / f"t_lora_b1pct.{old_id}" / "merged" / "summary.json").is_file()
+    assert sum("--tag" in c for c in calls.read_text().splitlines()) == 2
+    assert (rec / "exp" / "t_lora_b2pct" / "foundation_id").read_text().strip() == file_id(model)
+    # an experiment from before ids were recorded is stale as well
+    (rec / "exp" / "t_lora_b1pct" / "foundation_id").unlink()
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "t_lora_b1pct (unrecorded)" in res.stderr

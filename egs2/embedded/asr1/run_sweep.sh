@@ -7,6 +7,8 @@
 #   ./run_sweep.sh --target accent --max_parallel 2
 #   cmd_backend=slurm ./run_sweep.sh --max_parallel 0    # every cell as its own Slurm job
 #   ./run_sweep.sh --dry_run true                        # list the cells and their commands
+#   ./run_sweep.sh --archive_stale true                  # after a new foundation model: move the old
+#                                                        # cells to exp/stale/ and run them again
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,7 +17,8 @@ grid=../../../conf/sweep/embedded.yaml
 max_parallel=1
 dry_run=false
 run_args=""      # extra options for every cell's run.sh (e.g. "--train_config conf/x.yaml")
-help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...']"
+archive_stale=false  # true: cells trained on another foundation model move to exp/stale/ and run again
+help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--archive_stale true]"
 cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 . utils/parse_options.sh
@@ -28,6 +31,7 @@ case "${target}" in child|accent) ;; *) echo "$0: --target must be child or acce
 sweep="$(basename "${grid}" .yaml)_${target}"
 opts=()
 [ "${dry_run}" = true ] && opts+=(--dry_run)
+[ "${archive_stale}" = true ] && opts+=(--archive_stale)
 "${python}" utils/budget_sweep.py --grid "${grid}" --out "exp/sweep_${sweep}" \
     --run "./run.sh --target ${target} ${run_args}" --cmd "${cuda_cmd}" --max_parallel "${max_parallel}" \
     --tag_prefix "${target}_" --model_config foundation/config.yaml \

@@ -44,7 +44,7 @@ class DoRALinear(LoRALinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.ensure_initialized()
-        out = nn.functional.linear(x, self.weight) + self.delta(x)
+        out = self.add_delta(nn.functional.linear(x, self.weight), x)
         out = out * (self.lora_magnitude / self.row_norm())
         return out + self.bias if self.bias is not None else out
 

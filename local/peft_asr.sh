@@ -158,14 +158,15 @@ sys.exit(0 if float((yaml.safe_load(open(sys.argv[1])) or {}).get('lm_weight') o
     fi
 fi
 # an experiment belongs to the foundation model it was trained on (${exp}/foundation_id): adapting
-# again on another one (a retrained or fetched model) would mix the two, so it is refused up front
+# again on another one (a retrained or fetched model) would mix the two, so it is refused up front.
+# Sets foundation_fid, the current model file's id (stage 10 records it).
+foundation_fid=""
 check_foundation_id() {
-    local fid
     [ -f "${foundation_dir}/model.pth" ] || return 0
-    fid=$("${python}" utils/file_id.py "${foundation_dir}/model.pth")
+    foundation_fid=$("${python}" utils/file_id.py "${foundation_dir}/model.pth")
     if [ -f "${exp}/foundation_id" ]; then
-        [ "$(cat "${exp}/foundation_id")" = "${fid}" ] && return 0
-        echo "$0: ${exp} was trained on another foundation model (id $(cat "${exp}/foundation_id"), now ${fid});" \
+        [ "$(cat "${exp}/foundation_id")" = "${foundation_fid}" ] && return 0
+        echo "$0: ${exp} was trained on another foundation model (id $(cat "${exp}/foundation_id"), now ${foundation_fid});" \
              "move it away or choose another --tag" >&2
         exit 1
     elif [ -f "${exp}/checkpoint.pth" ] || [ -f "${exp}/peft_plan.json" ]; then
@@ -402,9 +403,10 @@ fi
 if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     need_file "${foundation_dir}/model.pth" "foundation model"
     log "stage 10: PEFT adaptation ${exp} (${peft_config}); log: ${exp}/train.log"
-    check_foundation_id
+    need_file "${foundation_dir}/model.pth" "the foundation model"
+    check_foundation_id  # the model may have changed since the up-front check (stage 6 fetches it)
     mkdir -p "${exp}"
-    "${python}" utils/file_id.py "${foundation_dir}/model.pth" > "${exp}/foundation_id"
+    echo "${foundation_fid}" > "${exp}/foundation_id"
     cp "${peft_config}" "${exp}/peft_config.source.yaml"
     echo "${ESPNET_PEFT_RUN_CMD:-}" > "${exp}/command.txt"  # the report cites the training command
     peft_statistics

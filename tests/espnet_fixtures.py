@@ -19,12 +19,17 @@ TRAIN_OPTS = {
 }
 
 
-def synth_module():
-    spec = importlib.util.spec_from_file_location("synth_corpus", ROOT / "local" / "synth_corpus.py")
+def local_module(name: str):
+    """A recipe script of ``local/`` imported as a module (registered under its name)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "local" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["synth_corpus"] = mod  # dataclasses look their module up
+    sys.modules[name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
+
+
+def synth_module():
+    return local_module("synth_corpus")
 
 
 def make_data(root: Path) -> Path:

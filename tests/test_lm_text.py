@@ -4,7 +4,6 @@ weight without an LM is refused, and a decoding result is reused only for the sa
 options and LM."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,25 +14,18 @@ import torch
 import yaml
 
 from conftest import ROOT
-from espnet_fixtures import synth_module
-
-
-def load(name: str):
-    synth_module()  # lm_text imports synth_corpus
-    spec = importlib.util.spec_from_file_location(name, ROOT / "local" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from espnet_fixtures import local_module, synth_module
 
 
 @pytest.fixture(scope="module")
 def lm_text():
-    return load("lm_text")
+    synth_module()  # lm_text imports synth_corpus
+    return local_module("lm_text")
 
 
 @pytest.fixture(scope="module")
 def decode():
-    return load("decode")
+    return local_module("decode")
 
 
 def test_overlap_filter_drops_any_line_sharing_an_ngram(lm_text):

@@ -164,7 +164,8 @@ class AdaptedLinear(nn.Module):
     Keeps the frozen ``weight`` and ``bias`` Parameters of the wrapped ``nn.Linear`` (the same
     tensor objects, never written to) under their original names. Subclasses add their
     trainable tensors and implement :meth:`delta` (the extra output) and
-    :meth:`delta_weight` (the extra weight, for merging).
+    :meth:`delta_weight` (the extra weight, for merging); one that can fuse the sum with its
+    last product overrides :meth:`add_delta` as well.
     """
 
     #: names of buffers that belong in adapter-only checkpoints (besides trainable params)
@@ -212,10 +213,14 @@ class AdaptedLinear(nn.Module):
         """``W' - weight`` as a dense ``d_out x d_in`` tensor (weight: the stored frozen one)."""
         raise NotImplementedError
 
+    def add_delta(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``y + delta(x)``: the frozen layer's output ``y`` plus the adapter's contribution."""
+        return y + self.delta(x)
+
     # -- shared behaviour --------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.ensure_initialized()
-        return nn.functional.linear(x, self.weight, self.bias) + self.delta(x)
+        return self.add_delta(nn.functional.linear(x, self.weight, self.bias), x)
 
     @torch.no_grad()
     def merged_weight(self) -> torch.Tensor:

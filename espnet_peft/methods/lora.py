@@ -33,10 +33,6 @@ class LoRALinear(AdaptedLinear):
         out = torch.addmm(y.reshape(-1, y.shape[-1]), xa.reshape(-1, self.r).to(y.dtype), self.lora_B.t().to(y.dtype))
         return out.view(y.shape)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.ensure_initialized()
-        return self.add_delta(nn.functional.linear(x, self.weight, self.bias), x)
-
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B @ self.lora_A) * self.scaling
 

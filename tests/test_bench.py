@@ -109,9 +109,14 @@ def test_timed_steps_run_without_the_memory_sampler(monkeypatch, memory):
     args = bench.argparse.Namespace(
         threads=1, shapes_file=str(bench.ROOT / "conf" / "bench" / "shapes.yaml"), shape="tiny", method="lora",
         device="cpu", budget="10%", init_only=False, batch=1, seconds=1.0, warmup=0, repeats=2, memory=memory,
-        pissa_svd="full", ssvd_svd="gram")
+        pissa_svd="full", ssvd_svd="gram", paired=True)
     out = bench.worker(args)
     assert len(out["step_seconds"]) == 2 and out["peak_memory_mb"] > 0
+    pair = out["paired"]  # the floor measured beside the method, in its process
+    assert len(pair["floor_seconds"]) == len(pair["step_seconds"]) == 2
+    assert pair["ratio"] == pytest.approx(
+        bench.statistics.median(b / a for a, b in zip(pair["floor_seconds"], pair["step_seconds"])))
+    assert pair["infer_ratio"] > 0
     assert out["peak_memory_how"] == ("sampled" if memory == "sampled" else "vmhwm")
     assert any(timed_while_active) == (memory == "auto")
 
@@ -142,3 +147,37 @@ def test_step_peak_memory_leaves_out_what_came_before(sample):
         inside = torch.ones(80 * 2 ** 20 // 4)  # 80 MB, alive at the block's end
     assert mem.how == ("sampled" if sample else "vmhwm")
     assert base + 60 < mem.peak_mb < base + 200, (base, mem.peak_mb, mem.how)
+
+
+def test_pairs_alternate_and_start_untimed():
+    calls = []
+    floor_t, method_t = bench.paired(lambda: calls.append("F"), lambda: calls.append("M"), 4)
+    assert "".join(calls) == "FM" + "FMMFFMMF"  # one untimed call of each, then ABBA
+    assert len(floor_t) == len(method_t) == 4
+
+
+def test_report_divides_by_the_floor_beside_the_method():
+    """Ratios come from the in-process pairs, not from the floor row of another process; the
+    bound and the LoRA column derive from the same pairs."""
+    plan = [{"name": "l", "shape": [64, 64], "hyper": {"r": 4}}]
+    floor = {"shape": "s", "method": "floor", "model_params": 10 ** 6, "trainable": 0, "step_median": 1.0,
+             "peak_memory_mb": 100.0, "init_seconds": 0.0, "floor_flops": 1e9, "tokens": {"l": 100},
+             "linear_shapes": {"l": [64, 64]}, "infer_median": 1.0}
+
+    def row(method, step, ratio):
+        return {"shape": "s", "method": method, "model_params": 10 ** 6, "trainable": 10, "step_median": step,
+                "peak_memory_mb": 110.0, "init_seconds": 0.1, "plan": plan, "infer_median": 3.0,
+                "paired": {"floor_seconds": [2.0, 2.0], "step_seconds": [2.4, 2.4], "ratio": ratio,
+                           "infer_ratio": 1.01}}
+
+    results = [floor, row("lora", 3.0, 1.2), row("dora", 3.3, 1.5)]
+    args = bench.argparse.Namespace(argv=[], device="cpu", repeats=2, warmup=1, batch=1, seconds=1.0,
+                                    budget="1%", init_only=False, paired=True)
+    md = bench.report(results, args)
+    lora_line = next(l for l in md.splitlines() if l.startswith("| lora |"))
+    cells = [c.strip() for c in lora_line.strip("|").split("|")]
+    assert cells[3] == "2.000" and cells[4] == "1.20"  # floor beside it; / floor from the pair, not 3.0
+    own = (1e9 + bench.extra_flops("lora", plan, floor["tokens"], floor["linear_shapes"])) / 1e9
+    assert cells[5] == f"{1.2 / own:.2f}" and cells[-1] == "1.01"
+    dora_cells = [c.strip() for c in next(l for l in md.splitlines() if l.startswith("| dora |")).strip("|").split("|")]
+    assert dora_cells[6] == "1.25"  # / LoRA: 1.5 / 1.2

@@ -28,8 +28,12 @@ torch's FLOP counter on the same input):
 * HFF has no bound relative to this floor: nothing back-propagates through its frozen encoder,
   so it is expected *below* the floor (its column shows the ratio; its bound column is left out).
 
-A method's bound in seconds is the measured floor time scaled by
-``(floor FLOPs + extra FLOPs) / floor FLOPs``.
+A method's bound is the floor's step time scaled by ``(floor FLOPs + extra FLOPs) / floor FLOPs``.
+The floor it is scaled from is measured *beside the method*: its worker process also builds a frozen
+copy of the base model and steps the two alternately (ABBA order), and every ratio is the median of
+the per-pair ratios. On a shared VM the floor alone moved by up to 25% from one process to the
+next, more than the gaps being measured; the pairs cancel that drift (``--no-paired`` restores the
+old cross-process ratios).
 """
 from __future__ import annotations
 
@@ -269,14 +273,25 @@ def worker(args) -> Dict:
     opt = torch.optim.AdamW(params, lr=1e-4) if params else None
     model.train()
 
-    def step():
-        x = speech.clone().requires_grad_(True)  # the floor back-propagates through activations
-        loss, _, _ = model(x, lens, text, tlens)
-        loss.backward()
-        if opt is not None:
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        sync(device)
+    def train_step(net, opt):
+        def step():
+            x = speech.clone().requires_grad_(True)  # the floor back-propagates through activations
+            loss, _, _ = net(x, lens, text, tlens)
+            loss.backward()
+            if opt is not None:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            sync(device)
+        return step
+
+    def infer_step(net):
+        def step():
+            with torch.no_grad():
+                net(speech, lens, text, tlens)
+            sync(device)
+        return step
+
+    step = train_step(model, opt)
 
     times = []
 
@@ -316,20 +331,50 @@ def worker(args) -> Dict:
         out["tokens"] = tokens
         out["linear_shapes"] = {n: list(m.weight.shape) for n, m in model.named_modules()
                                 if isinstance(m, torch.nn.Linear)}
+    # The floor again, in this process: a frozen copy of the base model (same weights) stepped in
+    # alternation with the method, so that the ratio does not carry the drift between processes
+    # (on a shared VM the floor alone moved by up to 25% from one process to the next).
+    floor_model = None
+    if args.paired and method != "floor":
+        floor_model = build_model(shape).to(device)
+        for p in floor_model.parameters():
+            p.requires_grad_(False)
+        floor_model.train()
+        fl, me = paired(train_step(floor_model, None), step, args.repeats)
+        out["paired"] = {"floor_seconds": fl, "step_seconds": me,
+                         "ratio": statistics.median(b / a for a, b in zip(fl, me))}
     # merged inference (forward only, no gradient) against the unadapted model's
     if method in ("floor", "lora", "dora", "pissa", "ssvd", "ssvd_o"):
         if method != "floor":
             espnet_peft.merge_peft(model)
         model.eval()
+        infer = infer_step(model)
         inf = []
-        with torch.no_grad():
-            for _ in range(max(2, args.repeats)):
-                t = time.perf_counter()
-                model(speech, lens, text, tlens)
-                sync(device)
-                inf.append(time.perf_counter() - t)
+        for _ in range(max(2, args.repeats)):
+            t = time.perf_counter()
+            infer()
+            inf.append(time.perf_counter() - t)
         out["infer_median"] = statistics.median(inf)
+        if floor_model is not None:
+            floor_model.eval()
+            fl, me = paired(infer_step(floor_model), infer, max(2, args.repeats))
+            out["paired"]["infer_ratio"] = statistics.median(b / a for a, b in zip(fl, me))
     return out
+
+
+def paired(floor, method, n: int):
+    """Time ``floor`` and ``method`` alternately, ``n`` pairs after one untimed call of each; the
+    order inside a pair alternates too (ABBA), so neither side always runs on a warmer cache."""
+    floor()
+    method()
+    times = ([], [])
+    for i in range(n):
+        order = ((0, floor), (1, method)) if i % 2 == 0 else ((1, method), (0, floor))
+        for side, fn in order:
+            t = time.perf_counter()
+            fn()
+            times[side].append(time.perf_counter() - t)
+    return times
 
 
 # --------------------------------------------------------------------------- bounds and report
@@ -338,6 +383,8 @@ def extra_flops(method: str, plan: Optional[List[Dict]], tokens: Dict[str, int],
         return 0.0
     if method == "full":
         return float(sum(2 * tokens.get(n, 0) * s[0] * s[1] for n, s in shapes.items()))
+    from espnet_peft.methods.ssvd_o import core_flops
+
     total = 0.0
     base = REFERENCE_OF.get(method, method)
     for row in plan or []:
@@ -350,13 +397,21 @@ def extra_flops(method: str, plan: Optional[List[Dict]], tokens: Dict[str, int],
             if base == "dora":
                 total += 2 * d_out * d_in * r + 4 * t * d_out
         elif base in ("ssvd", "ssvd_o"):
-            from espnet_peft.methods.ssvd_o import core_flops
-
             k_in, k_out = h.get("k_in", h.get("k", 0)), h.get("k_out", 0)
             p = max(k_in, k_out)
             total += 4 * t * p * (d_in + d_out) + 2 * t * p * p + min(2 * t * p * (d_in + d_out), 2 * d_out * d_in * p)
             total += core_flops(k_in, k_out)
     return total
+
+
+def floor_ratio(row: Dict, floor: Dict) -> float:
+    """A method's step over the floor's: the median of its in-process pairs when it has them,
+    else its median over the floor row's (two processes)."""
+    if row is floor:
+        return 1.0
+    if "paired" in row:
+        return row["paired"]["ratio"]
+    return row["step_median"] / floor["step_median"]
 
 
 def report(results: List[Dict], args) -> str:
@@ -367,7 +422,13 @@ def report(results: List[Dict], args) -> str:
              f"Command: `python -m espnet_peft.bin.bench {' '.join(args.argv)}`", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; medians of "
              f"{args.repeats} steps after {args.warmup} warm-up; batch {args.batch} x {args.seconds:g} s; "
-             f"budget {args.budget}. Bound: the method's own FLOP lower bound (see the module docstring) in seconds. "
+             f"budget {args.budget}. "
+             + (f"Ratios to the floor (and to the bound and LoRA, which derive from them): the median over "
+                f"{args.repeats} pairs of the method's step and a frozen base model's step taken in alternation in "
+                f"the method's own process (*floor beside it* is the median of those floor steps; the floor row's "
+                f"own process may differ by the drift between processes); merged inference likewise. "
+                if getattr(args, "paired", False) else "Ratios: medians over the floor row's, measured in another process. ")
+             + f"Own bound: the floor scaled by the method's FLOP ratio (see the module docstring). "
              f"Train peak mem: the peak over the warm-up and timed steps only (the kernel's peak resident set reset "
              f"after initialisation, or the GPU allocator's peak); init peak mem: the process's peak through "
              f"building the model and initialising the method.",
@@ -390,25 +451,29 @@ def report(results: List[Dict], args) -> str:
         lora = rows.get("lora")
         lora = lora if lora and "error" not in lora else None  # a failed LoRA run leaves the column empty
         lines += [f"## {shape} ({floor['model_params'] / 1e6:.1f} M parameters)", "",
-                  "| method | trainable | step (s) | / floor | / own bound | / LoRA | train peak mem (MB) | / floor | "
-                  "init (s) | init peak mem (MB) | merged infer / base |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| method | trainable | step (s) | floor beside it (s) | / floor | / own bound | / LoRA | "
+                  "train peak mem (MB) | / floor | init (s) | init peak mem (MB) | merged infer / base |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lora_ratio = floor_ratio(lora, floor) if lora else float("nan")
         for m in METHODS:
             r = rows.get(m)
             if r is None:
                 continue
             if "error" in r:
-                lines.append(f"| {m} | | | | | | | | | | {r['error'][:80]} |")
+                lines.append(f"| {m} | | | | | | | | | | | {r['error'][:80]} |")
                 continue
-            bound = floor["step_median"] * (ff + extra_flops(m, r.get("plan"), floor["tokens"], floor["linear_shapes"])) / ff
-            r["bound_seconds"] = bound
+            ratio = floor_ratio(r, floor)
+            own = (ff + extra_flops(m, r.get("plan"), floor["tokens"], floor["linear_shapes"])) / ff
+            r["bound_ratio"] = ratio / own  # measured step / (its floor x the FLOP ratio)
+            pair = r.get("paired", {})
+            beside = statistics.median(pair["floor_seconds"]) if pair else floor["step_median"]
+            infer = pair.get("infer_ratio", r["infer_median"] / floor["infer_median"]) \
+                if "infer_median" in r and m != "floor" else float("nan")
             lines.append(
-                f"| {m} | {r['trainable']:,} | {r['step_median']:.3f} | {r['step_median'] / floor['step_median']:.2f} | "
-                f"{'-' if m == 'hff' else format(r['step_median'] / bound, '.2f')} | "
-                f"{(r['step_median'] / lora['step_median']) if lora else float('nan'):.2f} | "
+                f"| {m} | {r['trainable']:,} | {r['step_median']:.3f} | {beside:.3f} | {ratio:.2f} | "
+                f"{'-' if m == 'hff' else format(r['bound_ratio'], '.2f')} | {ratio / lora_ratio:.2f} | "
                 f"{r['peak_memory_mb']:.0f} | {r['peak_memory_mb'] / floor['peak_memory_mb']:.2f} | "
-                f"{r['init_seconds']:.2f} | {r.get('init_peak_memory_mb', float('nan')):.0f} | "
-                f"{(r['infer_median'] / floor['infer_median']) if 'infer_median' in r and m != 'floor' else float('nan'):.2f} |")
+                f"{r['init_seconds']:.2f} | {r.get('init_peak_memory_mb', float('nan')):.0f} | {infer:.2f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -428,6 +493,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pissa_svd", default="randomized")
     ap.add_argument("--ssvd_svd", default="gram")
+    ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True,
+                    help="also step a frozen copy of the base model in alternation with each method, in the "
+                         "method's process, and report the ratios from these pairs (default); --no-paired "
+                         "divides by the floor row, measured in another process")
     ap.add_argument("--init_only", action="store_true",
                     help="measure initialisation (and trainable parameters) only, no training steps")
     ap.add_argument("--memory", choices=("auto", "sampled"), default="auto",

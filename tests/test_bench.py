@@ -22,10 +22,18 @@ def test_extra_flops_follow_the_contract():
     assert dora == lora + 2 * d * d * r + 4 * t * d
     k = int(0.4 * d)
     ssvd = bench.extra_flops("ssvd", [{"name": "l", "shape": [d, d], "hyper": {"k": k}}], tokens, shapes)
-    # k x k gradient from projections, plus the cheaper of the low-rank forward and one dense delta,
-    # plus the Cayley rotation (per step, not per token)
-    projections = 4 * t * k * 2 * d + 2 * t * k * k + min(2 * t * k * 2 * d, 2 * d * d * k)
+    # the cheaper of: the low-rank branch forward and backward; or the two projections and dM
+    # with the forward and input gradient through W + U M V^T formed once. Plus the Cayley
+    # rotation (per step, not per token)
+    lowrank = 4 * t * k * 2 * d + 6 * t * k * k
+    dense = 2 * t * k * 2 * d + 2 * t * k * k + 2 * d * k * (k + d)
+    assert dense < lowrank  # at this T the dense way is the cheaper
+    projections = dense
     assert ssvd == pytest.approx(projections + 20 / 3 * k ** 3)
+    assert 1.55 < (floor + projections) / floor < 1.65  # "SSVD/SSVD-O at k = 0.4 min(d) about 1.5x"
+    few = {"l": 50}  # a handful of tokens: the low-rank way is the cheaper
+    assert bench.extra_flops("ssvd", [{"name": "l", "shape": [d, d], "hyper": {"k": 8}}], few, shapes) == \
+        pytest.approx(4 * 50 * 8 * 2 * d + 6 * 50 * 64 + 20 / 3 * 8 ** 3)
     # SSVD-O: the larger of the two rotations sets the projection width; both rotations and the
     # product R_out diag R_in are paid once per step
     ssvd_o = bench.extra_flops("ssvd_o", [{"name": "l", "shape": [d, d], "hyper": {"k_in": k, "k_out": 8}}],
@@ -71,6 +79,9 @@ def test_bench_smoke_run(tmp_path):
     for m, r in rows.items():
         assert "error" not in r, (m, r.get("error"))
         assert r["step_median"] > 0 and r["peak_memory_mb"] > 0
+        assert r["allocator"].startswith("glibc, freed memory kept")  # timed with the quiet allocator
+        if m != "floor":  # every ratio's floor was stepped beside the method
+            assert len(r["paired"]["floor_seconds"]) == 1
     assert rows["floor"]["trainable"] == 0 and rows["floor"]["floor_flops"] > 0
     assert rows["full"]["trainable"] == rows["full"]["model_params"]
     # matched budget: every PEFT method trains what its plan says, within 10% of the model
@@ -85,12 +96,16 @@ def test_bench_smoke_run(tmp_path):
     for m in methods:
         assert f"| {m} |" in md
     assert "/ own bound" in md and "## tiny" in md
+    # the table is written again from the JSON alone, with the run's own options
+    (tmp_path / "bench.md").unlink()
+    assert bench.main(["--report_from", str(tmp_path / "bench.json")]) == 0
+    assert (tmp_path / "bench.md").read_text() == md
 
 
 @pytest.mark.parametrize("memory", ["auto", "sampled"])
 def test_timed_steps_run_without_the_memory_sampler(monkeypatch, memory):
-    """The fallback sampler is a busy thread: no step may be timed while it runs (with the
-    kernel's peak reading, which costs nothing, the timed steps are inside the reading)."""
+    """The fallback sampler is a busy thread, and the allocator setting for timing would inflate
+    the memory reading: no step is timed inside the reading, whichever way it is taken."""
     active, timed_while_active = [False], []
 
     class Probe(bench.StepPeakMemory):
@@ -105,6 +120,9 @@ def test_timed_steps_run_without_the_memory_sampler(monkeypatch, memory):
 
     clock = bench.time.perf_counter
     monkeypatch.setattr(bench, "StepPeakMemory", Probe)
+    allocator_set_while_reading = []  # (the real setting would outlive this test in pytest's process)
+    monkeypatch.setattr(bench, "keep_freed_memory", lambda device: (allocator_set_while_reading.append(active[0]),
+                                                                     "fake")[1])
     monkeypatch.setattr(bench.time, "perf_counter", lambda: (timed_while_active.append(active[0]), clock())[1])
     args = bench.argparse.Namespace(
         threads=1, shapes_file=str(bench.ROOT / "conf" / "bench" / "shapes.yaml"), shape="tiny", method="lora",
@@ -118,7 +136,8 @@ def test_timed_steps_run_without_the_memory_sampler(monkeypatch, memory):
         bench.statistics.median(b / a for a, b in zip(pair["floor_seconds"], pair["step_seconds"])))
     assert pair["infer_ratio"] > 0
     assert out["peak_memory_how"] == ("sampled" if memory == "sampled" else "vmhwm")
-    assert any(timed_while_active) == (memory == "auto")
+    assert not any(timed_while_active)  # memory is read over untimed steps only
+    assert allocator_set_while_reading == [False]  # the allocator changes after the reading
 
 
 def test_bench_init_only(tmp_path):

@@ -16,11 +16,17 @@ torch's FLOP counter on the same input):
 
 * LoRA / PiSSA, rank r: ``6 T r (d_in + d_out)`` (branch forward, its input gradient, dA and dB);
 * DoRA: LoRA's + ``2 d_out d_in r`` (the row norm of ``W + s B A`` through ``W A^T``) + ``4 T d_out``;
-* SSVD / SSVD-O, ``p = max(k_in, k_out)`` directions: the ``p x p`` gradient ``(G U_p)^T (X V_p)``,
-  ``4 T p (d_in + d_out) + 2 T p^2``, plus the cheaper of a low-rank forward ``2 T p (d_in + d_out)``
-  and one dense delta ``2 d_out d_in p``; at ``p = 0.4 min(d)`` on square layers this is about
-  1.5x the floor, because activations and output gradients must be projected onto ``p``
-  directions; plus, once per step and independent of ``T``, the core ``M`` with its Cayley
+* SSVD / SSVD-O, ``p = max(k_in, k_out)`` directions: the ``p x p`` gradient ``(G U_p)^T (X V_p)``
+  needs the activations and the output gradients projected onto ``p`` directions. The cheaper of
+  two ways to do all of it:
+  low-rank, ``4 T p (d_in + d_out) + 6 T p^2`` (the branch ``((X V_p) M) U_p^T`` forward, ``G U_p``,
+  ``dM`` and the branch's input gradient ``((G U_p) M^T) V_p^T`` backward); or dense,
+  ``2 T p (d_in + d_out) + 2 T p^2 + 2 d_out p (p + d_in)`` (the two projections and ``dM`` only,
+  the forward and the input gradient going through ``W + U_p M V_p^T`` formed once). At
+  ``T = 2000``, ``d = 1024``, ``p = 0.4 d`` the dense way is the cheaper, about 1.6x the floor.
+  (Our layer picks its path by the same two costs, except that its dense path forms the delta a
+  second time in backward rather than keep a ``d_out x d_in`` matrix alive per layer: the bound
+  counts the delta once.) Plus, once per step and independent of ``T``, the core ``M`` with its Cayley
   rotations: ``20/3 k^3`` per rotation (LU, solve, and their backward) and ``6 p^3`` for
   ``R_out diag R_in`` (``ssvd_o.core_flops``); at the 1 B shape's batch of one 4 s utterance
   (``T`` about 100) this is some 8% of the floor, at realistic batches it vanishes;
@@ -293,31 +299,13 @@ def worker(args) -> Dict:
 
     step = train_step(model, opt)
 
-    times = []
-
-    def timed_steps():
-        for _ in range(args.repeats):
-            t = time.perf_counter()
+    # 1. training memory, over untimed steps (at least two: the optimizer's state exists from the
+    # second step's forward on; the fallback sampler is a busy thread that would slow a timed step)
+    with StepPeakMemory(device, sample=args.memory == "sampled") as mem:
+        for _ in range(max(2, args.warmup)):
             step()
-            times.append(time.perf_counter() - t)
-
-    with StepPeakMemory(device, sample=args.memory == "sampled") as mem:  # training memory: steps only, initialisation left out
-        if mem.how == "sampled":
-            # the sampling thread competes for the cores: memory is read over untimed steps only,
-            # at least two (the optimizer's state exists from the second step's forward on)
-            for _ in range(max(2, args.warmup)):
-                step()
-        else:
-            for _ in range(args.warmup):
-                step()
-            timed_steps()
-    if mem.how == "sampled":
-        timed_steps()
-    out["step_seconds"] = times
-    out["step_median"] = statistics.median(times)
     out["peak_memory_mb"], out["peak_memory_how"] = mem.peak_mb, mem.how
-    if method == "floor":  # token counts per linear layer and the FLOPs of the floor step (after the
-        # measured steps: run before them, this extra step would leave the floor a warmer allocator)
+    if method == "floor":  # token counts per linear layer and the FLOPs of the floor step
         from torch.utils.flop_counter import FlopCounterMode
 
         tokens: Dict[str, int] = {}
@@ -331,6 +319,8 @@ def worker(args) -> Dict:
         out["tokens"] = tokens
         out["linear_shapes"] = {n: list(m.weight.shape) for n, m in model.named_modules()
                                 if isinstance(m, torch.nn.Linear)}
+    # 2. time, with the allocator keeping what it frees (after the memory reading, which it would inflate)
+    out["allocator"] = keep_freed_memory(device)
     # The floor again, in this process: a frozen copy of the base model (same weights) stepped in
     # alternation with the method, so that the ratio does not carry the drift between processes
     # (on a shared VM the floor alone moved by up to 25% from one process to the next).
@@ -340,9 +330,18 @@ def worker(args) -> Dict:
         for p in floor_model.parameters():
             p.requires_grad_(False)
         floor_model.train()
-        fl, me = paired(train_step(floor_model, None), step, args.repeats)
-        out["paired"] = {"floor_seconds": fl, "step_seconds": me,
-                         "ratio": statistics.median(b / a for a, b in zip(fl, me))}
+        fl, times = paired(train_step(floor_model, None), step, args.repeats)
+        out["paired"] = {"floor_seconds": fl, "step_seconds": times,
+                         "ratio": statistics.median(b / a for a, b in zip(fl, times))}
+    else:
+        step()  # untimed: the first step after the allocator change fills its heap
+        times = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
+    out["step_seconds"] = times
+    out["step_median"] = statistics.median(times)
     # merged inference (forward only, no gradient) against the unadapted model's
     if method in ("floor", "lora", "dora", "pissa", "ssvd", "ssvd_o"):
         if method != "floor":
@@ -360,6 +359,26 @@ def worker(args) -> Dict:
             fl, me = paired(infer_step(floor_model), infer, max(2, args.repeats))
             out["paired"]["infer_ratio"] = statistics.median(b / a for a, b in zip(fl, me))
     return out
+
+
+def keep_freed_memory(device: str) -> str:
+    """On the CPU, stop glibc from handing freed activation memory back to the kernel after every
+    step (and faulting it in again on the next): on 2 cores that was 20-35% system time and most
+    of the step-to-step noise (0.1 B LoRA worker: 22.6 s of system time against 5.1 s, steps
+    15-20% faster, the same in every method). Training scripts get the same with jemalloc or
+    tcmalloc. Returns what was set, for the JSON."""
+    if not device.startswith("cpu"):
+        return "device allocator"
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        ok = libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, (1 << 31) - 1) \
+            and libc.mallopt(m_top_pad, 1 << 30)
+    except (OSError, AttributeError):
+        ok = False
+    return "glibc, freed memory kept (mmap threshold 32 MB, no trim)" if ok else "default"
 
 
 def paired(floor, method, n: int):
@@ -399,7 +418,9 @@ def extra_flops(method: str, plan: Optional[List[Dict]], tokens: Dict[str, int],
         elif base in ("ssvd", "ssvd_o"):
             k_in, k_out = h.get("k_in", h.get("k", 0)), h.get("k_out", 0)
             p = max(k_in, k_out)
-            total += 4 * t * p * (d_in + d_out) + 2 * t * p * p + min(2 * t * p * (d_in + d_out), 2 * d_out * d_in * p)
+            lowrank = 4 * t * p * (d_in + d_out) + 6 * t * p * p
+            dense = 2 * t * p * (d_in + d_out) + 2 * t * p * p + 2 * d_out * p * (p + d_in)
+            total += min(lowrank, dense)
             total += core_flops(k_in, k_out)
     return total
 
@@ -429,7 +450,8 @@ def report(results: List[Dict], args) -> str:
                 f"own process may differ by the drift between processes); merged inference likewise. "
                 if getattr(args, "paired", False) else "Ratios: medians over the floor row's, measured in another process. ")
              + f"Own bound: the floor scaled by the method's FLOP ratio (see the module docstring). "
-             f"Train peak mem: the peak over the warm-up and timed steps only (the kernel's peak resident set reset "
+             f"Steps are timed with the allocator keeping freed memory (see keep_freed_memory). "
+             f"Train peak mem: the peak over max(2, warm-up) untimed steps only (the kernel's peak resident set reset "
              f"after initialisation, or the GPU allocator's peak); init peak mem: the process's peak through "
              f"building the model and initialising the method.",
              ""]
@@ -504,8 +526,18 @@ def main(argv=None) -> int:
                          "after a reset; sampling where the reset is refused) or sampled (always sample)")
     ap.add_argument("--out", type=Path, default=Path("bench_out"))
     ap.add_argument("--worker", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
+    ap.add_argument("--report_from", type=Path, metavar="BENCH_JSON",
+                    help="write bench.md again from a bench.json (its own command's options), measuring nothing")
     args = ap.parse_args(argv)
     args.argv = [a for a in argv]
+    if args.report_from:
+        saved = json.loads(args.report_from.read_text())
+        again = ap.parse_args(saved["argv"])
+        again.argv = saved["argv"]
+        md = report(saved["results"], again)
+        (args.report_from.parent / "bench.md").write_text(md)
+        print(md)
+        return 0
     if args.worker:
         args.shape, args.method = args.worker
         print("BENCH_RESULT " + json.dumps(worker(args)), flush=True)

@@ -152,6 +152,18 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def give_back_freed_memory() -> bool:
+    """glibc's ``malloc_trim(0)``: return freed heap memory to the kernel. Without it, memory that
+    initialisation freed (PiSSA's replaced weights, an SVD's workspace) can stay resident and be
+    charged to training: PiSSA read 8.9 GB on the 1 B shape against LoRA's 6.1 GB that way."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 class StepPeakMemory:
     """Peak memory of the code run inside the ``with`` block only, so that what initialisation
     needed (an SVD's workspace, say) is not charged to training. On a GPU: the allocator's peak
@@ -182,6 +194,7 @@ class StepPeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.how = "cuda"
             return self
+        give_back_freed_memory()  # what initialisation freed must not stay resident and be counted
         if not self.sample:
             try:
                 Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS

@@ -27,7 +27,7 @@ torch's FLOP counter on the same input):
   (Our layer picks its path by the same two costs, except that its dense path forms the delta a
   second time in backward rather than keep a ``d_out x d_in`` matrix alive per layer: the bound
   counts the delta once.) Plus, once per step and independent of ``T``, the core ``M`` with its Cayley
-  rotations: ``20/3 k^3`` per rotation (LU, solve, and their backward) and ``6 p^3`` for
+  rotations: ``6 k^3`` per rotation (the inverse of ``I - S`` and its backward) and ``6 p^3`` for
   ``R_out diag R_in`` (``ssvd_o.core_flops``); at the 1 B shape's batch of one 4 s utterance
   (``T`` about 100) this is some 8% of the floor, at realistic batches it vanishes;
 * full fine-tuning: the weight gradients ``2 T d_out d_in`` of every linear layer;
@@ -452,8 +452,16 @@ def report(results: List[Dict], args) -> str:
     by_shape: Dict[str, Dict[str, Dict]] = {}
     for r in results:
         by_shape.setdefault(r["shape"], {})[r["method"]] = r
-    lines = [f"# Benchmark ({time.strftime('%Y-%m-%d')})", "",
-             f"Command: `python -m espnet_peft.bin.bench {' '.join(args.argv)}`", "",
+    svd = f"SVD initialisation: PiSSA {args.pissa_svd}, SSVD / SSVD-O {args.ssvd_svd}."
+    head = [f"# Benchmark ({time.strftime('%Y-%m-%d')})", "",
+            f"Command: `python -m espnet_peft.bin.bench {' '.join(args.argv)}`", ""]
+    if args.init_only:
+        lines = head + [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; initialisation "
+                        f"only, each method in its own process: building the model is not timed, planning and "
+                        f"initialising the method are; budget {args.budget}. {svd} Init peak mem: the process's peak "
+                        f"through building the model and initialising the method.", ""]
+    else:
+        lines = head + [
              f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; medians of "
              f"{args.repeats} steps after {args.warmup} warm-up; batch {args.batch} x {args.seconds:g} s; "
              f"budget {args.budget}. "
@@ -466,7 +474,7 @@ def report(results: List[Dict], args) -> str:
              f"Steps are timed with the allocator keeping freed memory (see keep_freed_memory). "
              f"Train peak mem: the peak over max(2, warm-up) untimed steps only (the kernel's peak resident set reset "
              f"after initialisation, or the GPU allocator's peak); init peak mem: the process's peak through "
-             f"building the model and initialising the method.",
+             f"building the model and initialising the method. {svd}",
              ""]
     for shape, rows in by_shape.items():
         if args.init_only:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from espnet_peft.methods.base import PeftError  # noqa: E402
 from espnet_peft.sweep import expand, load_grid, write_report  # noqa: E402
-from file_id import file_id  # noqa: E402
+from file_id import file_id, recorded_foundation_id  # noqa: E402
 
 
 def merged_dir(expdir: Path, tag: str, alpha: float) -> Path:
@@ -69,9 +69,9 @@ def recorded_foundation(expdir: Path, tag: str):
     """The foundation id an experiment was trained on; None when it never ran; "unrecorded" when
     it ran before ids were recorded."""
     exp = expdir / tag
-    f = exp / "foundation_id"
-    if f.is_file():
-        return f.read_text().strip()
+    fid = recorded_foundation_id(exp)
+    if fid is not None:
+        return fid
     ran = (exp / "checkpoint.pth").is_file() or (exp / "peft_plan.json").is_file() or any(exp.glob("merged*/summary.json"))
     return "unrecorded" if ran else None
 

@@ -18,6 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from espnet_peft.scoring import learning_forgetting  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from file_id import recorded_foundation_id  # noqa: E402
+
 
 def read_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
@@ -54,7 +57,7 @@ def collect(args) -> dict:
         "learning_forgetting": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in lf.items()},
         "command": training_command(exp), "date": time.strftime("%Y-%m-%d %H:%M"),
         # the foundation model the adapter was trained on (stage 10 records it)
-        "foundation_id": (exp / "foundation_id").read_text().strip() if (exp / "foundation_id").is_file() else None,
+        "foundation_id": recorded_foundation_id(exp),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
     }
 

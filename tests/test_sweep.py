@@ -239,3 +239,32 @@ def test_driver_refuses_cells_of_another_foundation_model_then_archives_them(tmp
     (rec / "exp" / "t_lora_b1pct" / "foundation_id").unlink()
     res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
     assert res.returncode == 2 and "t_lora_b1pct (unrecorded)" in res.stderr
+
+
+def test_file_id_hashes_a_file_once_until_it_changes(tmp_path, monkeypatch):
+    """Decoding asks for a model's identity several times per job: the file is read once, and read
+    again when it is rewritten (a retrained model keeps its path)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
+    import file_id as fid
+
+    model = tmp_path / "model.pth"
+    model.write_bytes(b"a" * 1000)
+    reads = []
+    real_open = open
+
+    def counting_open(path, *a, **k):
+        reads.append(path)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(fid, "open", counting_open, raising=False)
+    first = fid.file_id(model)
+    assert fid.file_id(model) == first and fid.file_id(str(model)) == first
+    assert len(reads) == 1
+    model.write_bytes(b"b" * 1000)  # same size, new content
+    os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 1_000_000))
+    second = fid.file_id(model)
+    assert second != first and len(reads) == 2
+    # the recorded id of an experiment, shared by the report and the sweep
+    assert fid.recorded_foundation_id(tmp_path) is None
+    (tmp_path / "foundation_id").write_text(second + "\n")
+    assert fid.recorded_foundation_id(tmp_path) == second

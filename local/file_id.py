@@ -2,10 +2,11 @@
 """Content identities of model files: what a decoding result, an adapted experiment or a sweep
 cell was produced from. ``file_id.py PATH`` prints the identity (16 hex digits of SHA-256).
 
-Within one process a file is hashed once per (path, inode, size, modification time): a decoding
-job asks for the identity of the same model several times (which sets are done, what to record),
-and an OWSM 1 B checkpoint takes seconds to hash. A file rewritten in place changes its
-modification time, so it is hashed again."""
+A file is hashed once per (path, inode, size, modification time), the identity kept in memory and
+in ``$ESPNET_PEFT_CACHE/file_ids`` (default ``~/.cache/espnet_peft/file_ids``): one decoding call
+runs 2 + nj processes that each need the identity of the same model (what is left to decode, the
+jobs, the merge), and an OWSM 1 B checkpoint takes seconds to hash. A rewritten file has a new
+modification time, so it is hashed again. Cache entries are written atomically (parallel jobs)."""
 from __future__ import annotations
 
 import hashlib
@@ -17,15 +18,34 @@ from typing import Dict, Optional, Tuple
 _ids: Dict[Tuple, str] = {}
 
 
+def cache_dir() -> Path:
+    root = os.environ.get("ESPNET_PEFT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "espnet_peft")
+    return Path(root) / "file_ids"
+
+
 def file_id(path) -> str:
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _ids:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _ids[key] = h.hexdigest()[:16]
+    if key in _ids:
+        return _ids[key]
+    entry = cache_dir() / hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+    try:
+        _ids[key] = entry.read_text().strip()
+        return _ids[key]
+    except OSError:
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    _ids[key] = h.hexdigest()[:16]
+    try:  # a cache that cannot be written only costs time
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
+        tmp.write_text(_ids[key] + "\n")
+        os.replace(tmp, entry)
+    except OSError:
+        pass
     return _ids[key]
 
 

@@ -12,6 +12,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NLTK_DATA", str(ROOT / ".cache" / "nltk"))  # no network lookups
+# the file-identity cache of local/file_id.py: the tests' models are their own, away from ~/.cache
+os.environ.setdefault("ESPNET_PEFT_CACHE", str(ROOT / ".cache" / "test_espnet_peft"))
 
 ALL_LINEAR_TARGETS = {
     "ebf": ["attn.linear_q", "attn.linear_k", "attn.linear_v", "attn.linear_out", "feed_forward.w_1",

@@ -242,10 +242,13 @@ def test_driver_refuses_cells_of_another_foundation_model_then_archives_them(tmp
 
 
 def test_file_id_hashes_a_file_once_until_it_changes(tmp_path, monkeypatch):
-    """Decoding asks for a model's identity several times per job: the file is read once, and read
-    again when it is rewritten (a retrained model keeps its path)."""
+    """One decoding call runs several processes that each need a model's identity: the file is read
+    once (the identity cached in memory and on disk), and read again when it is rewritten (a
+    retrained model keeps its path)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
     import file_id as fid
+
+    monkeypatch.setenv("ESPNET_PEFT_CACHE", str(tmp_path / "cache"))
 
     model = tmp_path / "model.pth"
     model.write_bytes(b"a" * 1000)
@@ -260,6 +263,8 @@ def test_file_id_hashes_a_file_once_until_it_changes(tmp_path, monkeypatch):
     first = fid.file_id(model)
     assert fid.file_id(model) == first and fid.file_id(str(model)) == first
     assert len(reads) == 1
+    fid._ids.clear()  # as in a new process: the on-disk cache answers
+    assert fid.file_id(model) == first and len(reads) == 1
     model.write_bytes(b"b" * 1000)  # same size, new content
     os.utime(model, ns=(model.stat().st_atime_ns, model.stat().st_mtime_ns + 1_000_000))
     second = fid.file_id(model)

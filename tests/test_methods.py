@@ -52,6 +52,29 @@ def test_trainable_equals_plan_and_fits_budget(method, encoder_kind):
     assert all(not p.requires_grad for n, p in enc.named_parameters() if n.endswith((".weight", ".bias")))
 
 
+@pytest.mark.parametrize("make", [lambda lin: LoRALinear(lin, 4), lambda lin: DoRALinear(lin, 4),
+                                  lambda lin: PiSSALinear(lin, 4), lambda lin: SubspaceRotationLinear(lin, 5),
+                                  lambda lin: SubspaceRotationLinear(lin, 5, 3)],
+                         ids=["lora", "dora", "pissa", "ssvd", "ssvd_o"])
+def test_delta_is_the_output_change_and_the_weight_change(make):
+    """Every wrapper's three views agree after training-like updates: ``forward(x) = W x + b +
+    delta(x)`` and ``delta(x) = x delta_weight()^T`` (DoRA's delta is its whole rescaled change,
+    not LoRA's branch)."""
+    torch.manual_seed(0)
+    layer = make(nn.Linear(12, 10).double())
+    layer.ensure_initialized()
+    with torch.no_grad():
+        for n, p in layer.named_parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(7, 12, dtype=torch.float64)
+    frozen = nn.functional.linear(x, layer.weight, layer.bias)
+    with torch.no_grad():
+        assert torch.allclose(layer(x), frozen + layer.delta(x), atol=1e-10)
+        assert torch.allclose(layer.delta(x), x @ layer.delta_weight().t(), atol=1e-10)
+        assert layer.delta(x).abs().max() > 1e-3  # the updates moved it
+
+
 @pytest.mark.parametrize("method", MATRIX_METHODS)
 def test_merge_matches_wrapped_after_updates(method, encoder_kind, features):
     enc = ENCODERS[encoder_kind]()

@@ -42,6 +42,11 @@ class DoRALinear(LoRALinear):
             sq = self.weight_sq_norm() + 2 * s * cross + s * s * quad
             return sq.clamp_min(0).sqrt().to(self.weight.dtype)
 
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        """``W' x - W x``: the rescaled output minus the frozen one (not LoRA's branch alone)."""
+        y = nn.functional.linear(x, self.weight)
+        return self.add_delta(y, x) * (self.lora_magnitude / self.row_norm()) - y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.ensure_initialized()
         out = self.add_delta(nn.functional.linear(x, self.weight), x)

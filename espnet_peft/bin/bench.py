@@ -453,13 +453,13 @@ def report(results: List[Dict], args) -> str:
     for r in results:
         by_shape.setdefault(r["shape"], {})[r["method"]] = r
     svd = f"SVD initialisation: PiSSA {args.pissa_svd}, SSVD / SSVD-O {args.ssvd_svd}."
+    init_mem = "the process's peak through building the model and initialising the method"
     head = [f"# Benchmark ({time.strftime('%Y-%m-%d')})", "",
             f"Command: `python -m espnet_peft.bin.bench {' '.join(args.argv)}`", ""]
     if args.init_only:
         lines = head + [f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; initialisation "
                         f"only, each method in its own process: building the model is not timed, planning and "
-                        f"initialising the method are; budget {args.budget}. {svd} Init peak mem: the process's peak "
-                        f"through building the model and initialising the method.", ""]
+                        f"initialising the method are; budget {args.budget}. {svd} Init peak mem: {init_mem}.", ""]
     else:
         lines = head + [
              f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; medians of "
@@ -473,8 +473,7 @@ def report(results: List[Dict], args) -> str:
              + f"Own bound: the floor scaled by the method's FLOP ratio (see the module docstring). "
              f"Steps are timed with the allocator keeping freed memory (see keep_freed_memory). "
              f"Train peak mem: the peak over max(2, warm-up) untimed steps only (the kernel's peak resident set reset "
-             f"after initialisation, or the GPU allocator's peak); init peak mem: the process's peak through "
-             f"building the model and initialising the method. {svd}",
+             f"after initialisation, or the GPU allocator's peak); init peak mem: {init_mem}. {svd}",
              ""]
     for shape, rows in by_shape.items():
         if args.init_only:

@@ -42,15 +42,18 @@ class DoRALinear(LoRALinear):
             sq = self.weight_sq_norm() + 2 * s * cross + s * s * quad
             return sq.clamp_min(0).sqrt().to(self.weight.dtype)
 
+    def rescaled(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(m / n) (W x + s B A x)`` from the frozen product ``y = W x`` (no bias)."""
+        return self.add_delta(y, x) * (self.lora_magnitude / self.row_norm())
+
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """``W' x - W x``: the rescaled output minus the frozen one (not LoRA's branch alone)."""
         y = nn.functional.linear(x, self.weight)
-        return self.add_delta(y, x) * (self.lora_magnitude / self.row_norm()) - y
+        return self.rescaled(y, x) - y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.ensure_initialized()
-        out = self.add_delta(nn.functional.linear(x, self.weight), x)
-        out = out * (self.lora_magnitude / self.row_norm())
+        out = self.rescaled(nn.functional.linear(x, self.weight), x)
         return out + self.bias if self.bias is not None else out
 
     @torch.no_grad()

@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${root}"
 
-apt_packages=(flite espeak-ng sox wordnet-base festival festvox-kallpc16k festvox-kdlpc16k)
+apt_packages=(flite espeak-ng sox wordnet-base festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)
 apt_packages+=(${ESPNET_PEFT_EXTRA_APT:-})
 missing=()
 for p in "${apt_packages[@]}"; do

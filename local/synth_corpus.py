@@ -3,14 +3,15 @@
 
 Everything is synthesised offline from Debian packages and is deterministic from ``--seed``:
 
-* text: WordNet example sentences (``wordnet-base``), normalised to lower-case words,
-  restricted to a common vocabulary and split disjointly across domains and splits; every
-  word of a dev/test sentence also occurs in the source training text, so the domain gap
-  is acoustic, not lexical;
-* source domain: adult US voices (flite slt / rms / kal16, festival ked / kal diphones,
-  espeak-ng en-us) with per-utterance speaking-rate and pitch variation; each training sentence
-  is read by ``--source_readings`` (default 3) different voices;
-* child domain: the same kind of adult voices through Praat's "Change gender" (formant
+* text: WordNet example sentences and glosses (two styles), normalised to lower-case words,
+  restricted to a common vocabulary and split disjointly across domains and splits; evaluation
+  sets take the styles in equal shares, and every word of a dev/test sentence also occurs in the
+  source training text, so the domain gap is acoustic, not lexical;
+* source domain: adult US voices of three engines, balanced by engine (flite, festival, espeak-ng
+  with its voice variants), with per-utterance speaking-rate and pitch variation and speed
+  perturbation by resampling (x0.9-1.1); the training voices and the voices of
+  ``source_unseen_test`` are disjoint (leave-voices-out per engine);
+* child domain: adult base voices through Praat's "Change gender" (formant
   ratio, F0 median, pitch range and duration randomised per utterance, per child profile);
 * accent domain: voices and accents absent from the source: flite awb (Scottish English
   recorded voice), espeak-ng en-gb-scotland / en-gb-x-rp / en-gb-x-gbclan / en-gb-x-gbcwmd /
@@ -45,10 +46,10 @@ import soundfile
 SAMPLE_RATE = 16000
 WORDNET_DIR = Path("/usr/share/wordnet")
 DOMAINS = ("source", "child", "accent")
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "dev", "test", "unseen_test")
 # utterances per (domain, split) at --size 1
 BASE_SIZES = {
-    ("source", "train"): 2400, ("source", "dev"): 150, ("source", "test"): 200,
+    ("source", "train"): 12000, ("source", "dev"): 300, ("source", "test"): 200, ("source", "unseen_test"): 200,
     ("child", "train"): 600, ("child", "dev"): 100, ("child", "test"): 200,
     ("accent", "train"): 600, ("accent", "dev"): 100, ("accent", "test"): 200,
 }
@@ -81,14 +82,39 @@ class ChildProfile:
     duration: float
 
 
-SOURCE_VOICES = (
+def _espeak(variant: str) -> Voice:
+    """espeak-ng's US English with one of its voice variants (``espeak-ng --voices=variant``)."""
+    return Voice(f"espeak_{variant.lower()}", "espeak", f"en-us+{variant}", 120.0, "espeak-ng")
+
+
+# Source domain (adult US English). Voices are split by engine into training voices and voices held
+# out of the source training set entirely (leave-voices-out: ``source_unseen_test``); the held-out
+# speaker Kal is left out of both engines that have him. Robotic, whispering, child-like and
+# foreign-accented variants are used nowhere.
+ESPEAK_TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "m8", "f1", "f2", "f3", "f5", "adam", "Alex",
+                         "Alicia", "Andrea", "Andy", "aunty", "belinda", "benjamin", "caleb", "david", "ed",
+                         "edward", "Gene", "iven", "john", "Lee", "max", "Michael", "Mike", "norbert", "paul",
+                         "rob", "robert", "steph", "travis", "victor", "klatt", "klatt3", "klatt4")
+ESPEAK_UNSEEN_VARIANTS = ("m6", "f4", "edward2", "iven2", "steph2", "linda", "quincy", "klatt2")
+SOURCE_TRAIN_VOICES = (
     Voice("flite_slt", "flite", "slt", 170.0, "flite"),
     Voice("flite_rms", "flite", "rms", 105.0, "flite"),
-    Voice("flite_kal16", "flite", "kal16", 105.0, "flite"),
     Voice("fest_ked", "festival", "ked_diphone", 110.0, "festvox-kdlpc16k"),
-    Voice("fest_kal", "festival", "kal_diphone", 105.0, "festvox-kallpc16k"),
+    Voice("fest_slthts", "festival", "cmu_us_slt_arctic_hts", 170.0, "festvox-us-slt-hts"),
     Voice("espeak_us", "espeak", "en-us", 120.0, "espeak-ng"),
-)
+) + tuple(_espeak(v) for v in ESPEAK_TRAIN_VARIANTS)
+SOURCE_UNSEEN_VOICES = (
+    Voice("flite_kal16", "flite", "kal16", 105.0, "flite"),
+    Voice("fest_kal", "festival", "kal_diphone", 105.0, "festvox-kallpc16k"),
+) + tuple(_espeak(v) for v in ESPEAK_UNSEEN_VARIANTS)
+# every source split and the voices that read it: the dev set (model selection) mixes training voices
+# and held-out ones (other sentences than the unseen test set), so that the checkpoint chosen on it
+# is the one that generalises
+SOURCE_SPLIT_VOICES = {"train": SOURCE_TRAIN_VOICES, "test": SOURCE_TRAIN_VOICES,
+                       "dev": SOURCE_TRAIN_VOICES + SOURCE_UNSEEN_VOICES, "unseen_test": SOURCE_UNSEEN_VOICES}
+# per-utterance speed perturbation of the source domain (resampling: formants, F0 and tempo scale
+# together, as Kaldi's speed perturbation), within adult ranges: the child transform starts above it
+SOURCE_SPEED = (0.9, 1.1)
 ACCENT_VOICES = (
     Voice("flite_awb", "flite", "awb", 110.0, "flite"),
     Voice("espeak_scot", "espeak", "en-gb-scotland", 120.0, "espeak-ng"),
@@ -102,26 +128,56 @@ MBROLA_ACCENT_VOICES = (  # optional: Debian contrib/non-free mbrola voices read
     Voice("mbrola_fr1", "espeak", "mb-fr1-en", 110.0, "mbrola-fr1"),
     Voice("mbrola_pl1", "espeak", "mb-pl1-en", 200.0, "mbrola-pl1"),
 )
-# child speakers: (source voice, profile); formant ratios are relative to the source voice
+# child speakers: (adult base voice, profile); formant ratios are relative to the base voice
 CHILD_PROFILES = (
     ChildProfile("a", 1.22, 260.0, 1.3, 1.10),
     ChildProfile("b", 1.30, 290.0, 1.5, 1.18),
     ChildProfile("c", 1.17, 240.0, 1.2, 1.05),
 )
-CHILD_BASE_VOICES = SOURCE_VOICES
+CHILD_BASE_VOICES = (
+    Voice("flite_slt", "flite", "slt", 170.0, "flite"),
+    Voice("flite_rms", "flite", "rms", 105.0, "flite"),
+    Voice("flite_kal16", "flite", "kal16", 105.0, "flite"),
+    Voice("fest_ked", "festival", "ked_diphone", 110.0, "festvox-kdlpc16k"),
+    Voice("fest_kal", "festival", "kal_diphone", 105.0, "festvox-kallpc16k"),
+    Voice("espeak_us", "espeak", "en-us", 120.0, "espeak-ng"),
+)
 
 
-def domain_speakers(domain: str, mbrola: bool = False) -> List[Tuple[Voice, Optional[ChildProfile]]]:
+def engine_balanced(voices: Sequence[Voice]) -> List[Voice]:
+    """The voices in an order where consecutive utterances cycle through the engines first.
+
+    Utterance ``i`` of a split is read by entry ``i`` (cyclically): every engine gets the same share
+    of the split however many voices it has (an engine with 40 variants must not drown one with 2).
+    """
+    by_engine: Dict[str, List[Voice]] = collections.defaultdict(list)
+    for v in voices:
+        by_engine[v.engine].append(v)
+    engines = sorted(by_engine)
+    n = max(len(vs) for vs in by_engine.values()) * len(engines)
+    return [by_engine[engines[i % len(engines)]][(i // len(engines)) % len(by_engine[engines[i % len(engines)]])]
+            for i in range(n)]
+
+
+def domain_speakers(domain: str, mbrola: bool = False,
+                    split: str = "train") -> List[Tuple[Voice, Optional[ChildProfile]]]:
     if domain == "source":
-        return [(v, None) for v in SOURCE_VOICES]
+        if split not in SOURCE_SPLIT_VOICES:
+            raise CorpusError(f"unknown source split {split!r}; expected one of {sorted(SOURCE_SPLIT_VOICES)}")
+        return [(v, None) for v in engine_balanced(SOURCE_SPLIT_VOICES[split])]
     if domain == "child":
-        # every base voice with one profile each (cycled), so the child domain has as many
-        # speakers as the source, none identical to a source speaker
+        # every base voice with one profile each (cycled): as many speakers as base voices
         return [(v, CHILD_PROFILES[i % len(CHILD_PROFILES)]) for i, v in enumerate(CHILD_BASE_VOICES)]
     if domain == "accent":
         voices = list(ACCENT_VOICES) + (list(MBROLA_ACCENT_VOICES) if mbrola else [])
         return [(v, None) for v in voices]
     raise CorpusError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
+
+
+def domain_voices(domain: str, mbrola: bool = False) -> List[Voice]:
+    """Every distinct voice a domain uses, over all its splits."""
+    splits = SOURCE_SPLIT_VOICES if domain == "source" else ("train",)
+    return list(dict.fromkeys(v for s in splits for v, _ in domain_speakers(domain, mbrola, s)))
 
 
 def speaker_id(voice: Voice, profile: Optional[ChildProfile]) -> str:
@@ -148,8 +204,14 @@ def check_engines(voices: Sequence[Voice]) -> None:
             out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True).stdout
             have = {line.split()[3] for line in out.splitlines()[1:] if len(line.split()) > 3}
             have |= {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1}
+            variants = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout
+            have_variants = {line.split()[4].split("/")[-1] for line in variants.splitlines()[1:]
+                             if len(line.split()) > 4}
             for v in voices:
-                if v.engine == "espeak" and v.voice not in have:
+                base, _, variant = v.voice.partition("+")
+                if v.engine == "espeak" and variant and variant not in have_variants:
+                    problems.append(f"espeak-ng voice variant {variant!r} not available (apt-get install {v.package})")
+                if v.engine == "espeak" and base not in have:
                     problems.append(f"espeak-ng voice {v.voice!r} not available (apt-get install {v.package})")
                 if v.engine == "espeak" and v.voice.startswith("mb-") and shutil.which("mbrola") is None:
                     problems.append(f"voice {v.voice!r} needs mbrola (apt-get install mbrola {v.package}; contrib/non-free)")
@@ -178,13 +240,17 @@ def normalize_text(text: str) -> Optional[str]:
     return " ".join(words)
 
 
-def wordnet_sentences(wordnet_dir: Path = WORDNET_DIR, min_words: int = 5, max_words: int = 20) -> List[str]:
+def _wordnet_files(wordnet_dir: Path) -> List[Path]:
     files = [wordnet_dir / f"data.{pos}" for pos in ("noun", "verb", "adj", "adv")]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise CorpusError(f"WordNet data files missing: {missing} (apt-get install wordnet-base)")
+    return files
+
+
+def wordnet_sentences(wordnet_dir: Path = WORDNET_DIR, min_words: int = 5, max_words: int = 20) -> List[str]:
     sents = set()
-    for f in files:
+    for f in _wordnet_files(wordnet_dir):
         with open(f, encoding="latin-1") as fh:
             for line in fh:
                 if line.startswith("  ") or "|" not in line:
@@ -196,30 +262,73 @@ def wordnet_sentences(wordnet_dir: Path = WORDNET_DIR, min_words: int = 5, max_w
     return sorted(sents)
 
 
-def split_text(sents: Sequence[str], sizes: Dict[Tuple[str, str], int], seed: int,
+def wordnet_glosses(wordnet_dir: Path = WORDNET_DIR, min_words: int = 5, max_words: int = 20) -> List[str]:
+    """WordNet definitions (glosses), split into clauses at ``;``, asides in parentheses removed:
+    a second text style beside the example sentences (definitional, often without a verb)."""
+    paren = re.compile(r"\([^()]*\)")
+    sents = set()
+    for f in _wordnet_files(wordnet_dir):
+        with open(f, encoding="latin-1") as fh:
+            for line in fh:
+                if line.startswith("  ") or "|" not in line:
+                    continue
+                gloss = paren.sub(" ", re.sub(r'"[^"]*"', " ", line.split("|", 1)[1]))
+                for clause in gloss.split(";"):
+                    t = normalize_text(clause)
+                    if t and min_words <= len(t.split()) <= max_words:
+                        sents.add(t)
+    return sorted(sents)
+
+
+def text_styles(wordnet_dir: Path = WORDNET_DIR) -> List[List[str]]:
+    """The corpus text, by style: WordNet example sentences, then glosses that are not examples."""
+    examples = wordnet_sentences(wordnet_dir)
+    seen = set(examples)
+    return [examples, [g for g in wordnet_glosses(wordnet_dir) if g not in seen]]
+
+
+def _interleave(styles: Sequence[Sequence[str]]) -> List[str]:
+    """One sentence of each style in turn, until every style is used up."""
+    out: List[str] = []
+    for i in range(max((len(s) for s in styles), default=0)):
+        out.extend(s[i] for s in styles if i < len(s))
+    return out
+
+
+def split_text(sents: Sequence, sizes: Dict[Tuple[str, str], int], seed: int,
                vocab_size: int) -> Dict[Tuple[str, str], List[str]]:
     """Disjoint sentence lists per (domain, split).
 
-    Sentences are first restricted to the ``vocab_size`` most frequent words; the source
-    training text is drawn first and every dev/test sentence (all domains) uses only words
-    seen in it, so test errors measure acoustics, not out-of-vocabulary words.
+    ``sents`` is one list of sentences or a list of lists, one per text style. Sentences are
+    first restricted to the ``vocab_size`` most frequent words; evaluation sets take the styles
+    in turn (equal shares), the source training text is drawn next, and every dev/test sentence
+    (all domains) uses only words seen in it, so test errors measure acoustics, not
+    out-of-vocabulary words.
     """
-    counts = collections.Counter(w for s in sents for w in s.split())
+    styles = [list(sents)] if sents and isinstance(sents[0], str) else [list(s) for s in sents]
+    counts = collections.Counter(w for style in styles for s in style for w in s.split())
     top = {w for w, _ in counts.most_common(vocab_size)}
-    pool = [s for s in sents if all(w in top for w in s.split())]
     rng = random.Random(seed)
-    rng.shuffle(pool)
+    styles = [[s for s in style if all(w in top for w in s.split())] for style in styles]
+    for style in styles:
+        rng.shuffle(style)
+    pool = _interleave(styles)
     need = sum(sizes.values())
     if len(pool) < need:
         raise CorpusError(f"only {len(pool)} sentences within the top-{vocab_size} vocabulary, "
                           f"{need} needed; lower --size or raise --vocab_size")
     out: Dict[Tuple[str, str], List[str]] = {}
     n = sizes[("source", "train")]
-    out[("source", "train")], rest = pool[:n], pool[n:]
+    # evaluation candidates first (twice what the dev/test sets need, so that enough of them are
+    # in the training vocabulary), so that every style is represented in every evaluation set
+    n_eval = min(2 * sum(v for k, v in sizes.items() if k[1] != "train"), len(pool) - n)
+    reserve, rest = pool[:n_eval], pool[n_eval:]
+    out[("source", "train")] = rest[:n]
+    rest = reserve + rest[n:]
     vocab = {w for s in out[("source", "train")] for w in s.split()}
     in_vocab = [s for s in rest if all(w in vocab for w in s.split())]
     out_vocab = [s for s in rest if not all(w in vocab for w in s.split())]
-    for key in sorted(k for k in sizes if k[1] in ("dev", "test")):
+    for key in sorted(k for k in sizes if k[1] != "train"):
         n = sizes[key]
         if len(in_vocab) < n:  # tiny corpora: fall back to sentences with unseen words
             logging.warning("%s: only %d in-vocabulary sentences left for %d", key, len(in_vocab), n)
@@ -245,6 +354,7 @@ class Job:
     path: str
     seed: int
     params: Dict[str, float] = field(default_factory=dict)
+    speed_range: Tuple[float, float] = (1.0, 1.0)  # speed perturbation by resampling (source domain)
 
 
 def _utt_rng(seed: int, utt_id: str) -> random.Random:
@@ -263,6 +373,8 @@ def draw_params(job: Job) -> Dict[str, float]:
                  pitch_median=c.pitch_median * rng.uniform(0.9, 1.1),
                  pitch_range=c.pitch_range * rng.uniform(0.85, 1.15),
                  duration=c.duration * rng.uniform(0.95, 1.08), praat_seed=rng.randrange(1, 2 ** 31))
+    if job.speed_range != (1.0, 1.0):
+        p["speed"] = rng.uniform(*job.speed_range)
     return p
 
 
@@ -321,7 +433,7 @@ def child_transform(audio: np.ndarray, sr: int, formant_ratio: float, pitch_medi
     return np.asarray(out.values[0], dtype=np.float32)
 
 
-def resample(audio: np.ndarray, sr: int, target: int = SAMPLE_RATE) -> np.ndarray:
+def resample(audio: np.ndarray, sr: float, target: int = SAMPLE_RATE) -> np.ndarray:
     if sr == target:
         return audio
     import soxr
@@ -339,7 +451,8 @@ def render(jobs: Sequence[Job]) -> List[Tuple[str, float]]:
         if job.profile is not None:
             audio = child_transform(audio, sr, p["formant_ratio"], p["pitch_median"], p["pitch_range"],
                                     p["duration"], seed=int(p["praat_seed"]))
-        audio = resample(audio, sr)
+        # speed perturbation: the samples played at speed x the rate, then brought to 16 kHz
+        audio = resample(audio, sr * p.get("speed", 1.0))
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         if peak <= 0.0:
             raise CorpusError(f"{job.utt_id}: the engine produced silence")
@@ -363,14 +476,16 @@ def plan_jobs(texts: Dict[Tuple[str, str], List[str]], wavdir: Path, seed: int, 
     """One job per (sentence, reading); reading r of sentence i is spoken by voice ``i + 2 r``."""
     jobs: Dict[Tuple[str, str], List[Job]] = {}
     for (domain, split), sents in sorted(texts.items()):
-        speakers = domain_speakers(domain, mbrola)
+        speakers = domain_speakers(domain, mbrola, split)
+        speed = SOURCE_SPEED if domain == "source" else (1.0, 1.0)
         lst = []
         for i, text in enumerate(sents):
             for r in range((readings or {}).get((domain, split), 1)):
                 voice, profile = speakers[(i + 2 * r) % len(speakers)]
                 spk = speaker_id(voice, profile)
                 utt = f"{spk}-{domain}_{split}_{i:05d}" + (f"r{r}" if r else "")
-                job = Job(utt, text, voice, profile, str(wavdir / f"{domain}_{split}" / f"{utt}.wav"), seed)
+                job = Job(utt, text, voice, profile, str(wavdir / f"{domain}_{split}" / f"{utt}.wav"), seed,
+                          speed_range=speed)
                 job.params = draw_params(job)
                 lst.append(job)
         jobs[(domain, split)] = sorted(lst, key=lambda j: j.utt_id)
@@ -396,7 +511,7 @@ def write_data_dir(d: Path, jobs: Sequence[Job], durations: Dict[str, float]) ->
 
 
 def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2,
-          domains: Sequence[str] = DOMAINS, vocab_size: int = 3000, mbrola: bool = False,
+          domains: Sequence[str] = DOMAINS, vocab_size: int = 4000, mbrola: bool = False,
           sizes: Optional[Dict[Tuple[str, str], int]] = None, source_readings: int = 1,
           skip: Sequence[str] = ()) -> Dict[str, dict]:
     """Synthesise the corpus; returns per-data-dir statistics (also written as JSON).
@@ -408,12 +523,12 @@ def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2
     for d in domains:
         if d not in DOMAINS:
             raise CorpusError(f"unknown domain {d!r}; expected some of {DOMAINS}")
-    voices = [v for d in domains for v, _ in domain_speakers(d, mbrola)]
+    voices = [v for d in domains for v in domain_voices(d, mbrola)]
     check_engines(voices)
     all_sizes = dict(sizes) if sizes else {k: max(1, int(round(n * size))) for k, n in BASE_SIZES.items()}
     if any(n < 1 for n in all_sizes.values()):
         raise CorpusError(f"every split needs at least one utterance: {all_sizes}")
-    texts = split_text(wordnet_sentences(), all_sizes, seed, vocab_size)
+    texts = split_text(text_styles(), all_sizes, seed, vocab_size)
     src_vocab = {w for s in texts[("source", "train")] for w in s.split()}
     texts = {k: v for k, v in texts.items() if k[0] in domains and f"{k[0]}_{k[1]}" not in set(skip)}
     jobs = plan_jobs(texts, wavdir, seed, mbrola, readings={("source", "train"): max(1, int(source_readings))})
@@ -456,9 +571,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--size", type=float, default=1.0, help="scale of every split (1.0: about 3 h)")
     ap.add_argument("--nj", type=int, default=max(1, os.cpu_count() or 1))
     ap.add_argument("--domains", default=",".join(DOMAINS))
-    ap.add_argument("--vocab_size", type=int, default=3000)
+    ap.add_argument("--vocab_size", type=int, default=4000)
     ap.add_argument("--mbrola", action="store_true", help="add mbrola L2 voices (contrib/non-free)")
-    ap.add_argument("--source_readings", type=int, default=3, help="voices reading each source training sentence")
+    ap.add_argument("--source_readings", type=int, default=1, help="voices reading each source training sentence")
     ap.add_argument("--skip", default="", help="data dirs not to synthesise, e.g. source_train,source_dev")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -15,7 +15,7 @@ from espnet_peft.data import DataError, check_data_dir, validate_data_dir, valid
 from conftest import ROOT
 from espnet_fixtures import synth_module
 
-SIZES = {("source", "train"): 6, ("source", "dev"): 2, ("source", "test"): 2,
+SIZES = {("source", "train"): 12, ("source", "dev"): 4, ("source", "test"): 2, ("source", "unseen_test"): 3,
          ("child", "train"): 3, ("child", "dev"): 1, ("child", "test"): 2,
          ("accent", "train"): 3, ("accent", "dev"): 1, ("accent", "test"): 2}
 
@@ -57,6 +57,65 @@ def test_splits_are_disjoint_and_in_vocabulary(corpus):
             assert not texts[a] & texts[b], f"{a} and {b} share sentences"
 
 
+def _speakers(root, name):
+    return {line.split()[1] for line in (root / "data" / name / "utt2spk").read_text().splitlines()}
+
+
+def _voices(synth, domain):
+    return {(v.engine, v.voice) for v in synth.domain_voices(domain)}
+
+
+def test_domains_keep_their_voices_apart(corpus):
+    """No accent voice and no child speaker (voice + child transform) is a source voice, and the
+    source speed perturbation stays below the child transform's formant ratios."""
+    root, _, synth = corpus
+    assert not _voices(synth, "source") & _voices(synth, "accent")
+    source_speakers = {synth.speaker_id(v, None) for v in synth.domain_voices("source")}
+    child_speakers = {synth.speaker_id(v, p) for v, p in synth.domain_speakers("child")}
+    assert not source_speakers & child_speakers
+    assert max(synth.SOURCE_SPEED) < min(c.formant_ratio for c in synth.CHILD_PROFILES) * 0.95
+    # the built corpus: every source speaker is a source voice, none a child or accent speaker
+    built_source = set().union(*(_speakers(root, f"source_{s}") for d, s in SIZES if d == "source"))
+    built_other = set().union(*(_speakers(root, f"{d}_{s}") for d, s in SIZES if d != "source"))
+    assert built_source <= source_speakers and not built_source & built_other
+    # and the check itself fails when a child or an accent voice enters the source domain
+    accent_voice = synth.ACCENT_VOICES[0]
+    leaky = dict(synth.SOURCE_SPLIT_VOICES, train=synth.SOURCE_TRAIN_VOICES + (accent_voice,))
+    import unittest.mock
+
+    with unittest.mock.patch.dict(synth.SOURCE_SPLIT_VOICES, leaky):
+        assert _voices(synth, "source") & _voices(synth, "accent")
+
+
+def test_unseen_test_shares_no_voice_and_no_sentence_with_training(corpus):
+    root, _, synth = corpus
+    assert not {v.name for v in synth.SOURCE_TRAIN_VOICES} & {v.name for v in synth.SOURCE_UNSEEN_VOICES}
+    assert not _speakers(root, "source_train") & _speakers(root, "source_unseen_test")
+    text = lambda name: {l.split(" ", 1)[1] for l in (root / "data" / name / "text").read_text().splitlines()}
+    assert not text("source_train") & text("source_unseen_test")
+    # every engine of the training voices has a held-out voice (leave-voices-out per engine)
+    assert {v.engine for v in synth.SOURCE_UNSEEN_VOICES} == {v.engine for v in synth.SOURCE_TRAIN_VOICES}
+    # the dev set (model selection) hears both kinds of voices; the unseen test set only held-out ones
+    assert {s for s in _speakers(root, "source_unseen_test")} <= {v.name for v in synth.SOURCE_UNSEEN_VOICES}
+
+
+def test_source_training_is_balanced_by_engine_and_has_two_text_styles(corpus):
+    root, _, synth = corpus
+    order = synth.engine_balanced(synth.SOURCE_TRAIN_VOICES)
+    counts = {e: sum(v.engine == e for v in order) for e in {v.engine for v in order}}
+    assert len(set(counts.values())) == 1, counts  # every engine the same share
+    examples, glosses = synth.text_styles()
+    assert len(examples) > 1000 and len(glosses) > 1000 and not set(examples) & set(glosses)
+    lines = (root / "data" / "source_train" / "utt2spk").read_text().splitlines()
+    engines = [next(v.engine for v in synth.SOURCE_TRAIN_VOICES if v.name == line.split()[1]) for line in lines]
+    assert {engines.count(e) for e in set(engines)} == {len(lines) // 3}
+    # speed perturbation within the adult range, drawn per utterance
+    job = synth.Job("u1", "a b", synth.SOURCE_TRAIN_VOICES[0], None, "", 3, speed_range=synth.SOURCE_SPEED)
+    speeds = {synth.draw_params(synth.Job(f"u{i}", "a b", job.voice, None, "", 3,
+                                          speed_range=synth.SOURCE_SPEED))["speed"] for i in range(50)}
+    assert min(speeds) >= 0.9 and max(speeds) <= 1.1 and len(speeds) == 50
+
+
 def test_deterministic_from_seed(tmp_path, corpus):
     synth = corpus[2]
     small = {k: (6 if k[1] == "train" else 1) for k in SIZES}  # one utterance per voice and engine
@@ -80,7 +139,8 @@ def _f0(audio, sr):
 
 def test_child_transform_raises_measured_f0(corpus):
     synth = corpus[2]
-    voice = synth.SOURCE_VOICES[1]  # flite rms, a male voice
+    voice = synth.SOURCE_TRAIN_VOICES[1]  # flite rms, a male voice
+    assert voice.voice == "rms"
     job = synth.Job("x", "the children played in the garden all afternoon", voice, None, "", 0,
                     {"rate": 1.0, "f0": voice.f0, "gain": 0.5})
     import tempfile
@@ -96,7 +156,6 @@ def test_child_transform_raises_measured_f0(corpus):
 def test_missing_voice_is_reported_before_synthesis(corpus, monkeypatch):
     synth = corpus[2]
     bad = synth.Voice("nobody", "flite", "no_such_voice", 100.0, "flite")
-    monkeypatch.setattr(synth, "SOURCE_VOICES", (bad,))
     with pytest.raises(synth.CorpusError, match="no_such_voice"):
         synth.check_engines([bad])
     monkeypatch.setattr(synth.shutil, "which", lambda name: None)

@@ -31,7 +31,7 @@ esac
 export ESPNET_PEFT_RUN_CMD="egs2/embedded/asr1/run.sh --target ${target}${args[*]+ ${args[*]}}"
 
 utils/peft_asr.sh \
-    --source_train_set source_train --source_valid_set source_dev --source_test_sets source_test \
+    --source_train_set source_train --source_valid_set source_dev --source_test_sets "source_test source_unseen_test" \
     --target_train_set "${target}_train" --target_valid_set "${target}_dev" --target_test_sets "${target}_test" \
     --data_opts "--size ${size} --source_train ${pretrain}" --foundation_dir foundation --foundation_config conf/train_foundation.yaml \
     --lm_config conf/train_lm.yaml \

@@ -52,14 +52,25 @@ def epoch_scores(exp: Path, criterion=("valid", "acc")) -> Tuple[Dict[int, float
     return scores, steps
 
 
+def base_schedule(config: dict) -> Optional[dict]:
+    """The warmuplr of a training config, if it runs one."""
+    if config.get("scheduler") != "warmuplr":
+        return None
+    return {"lr": float(config["optim_conf"]["lr"]),
+            "warmup_steps": int((config.get("scheduler_conf") or {}).get("warmup_steps", 25000))}
+
+
 def warmuplr(step: float, lr: float, warmup: float) -> float:
     """ESPnet's WarmupLR at ``step``: linear warm-up to ``lr``, then ``lr * sqrt(warmup / step)``."""
     step = max(step, 1.0)
     return lr * warmup ** 0.5 * min(step ** -0.5, step * warmup ** -1.5)
 
 
-def next_round_config(config: dict, steps_done: int, horizon: int) -> dict:
+def next_round_config(config: dict, steps_done: int, horizon: int, schedule: Optional[dict] = None) -> dict:
     """``config`` with a schedule that continues a ``warmuplr`` run after ``steps_done`` steps.
+
+    ``schedule`` (``{"lr", "warmup_steps"}``) is the first round's warmuplr; by default the one of
+    ``config`` (later rounds run the piecewise schedule this writes, so they pass the first one's).
 
     ESPnet's piecewise-linear warm-up interpolates through the listed points and then decays as
     ``lr * sqrt(last point / step)``: the points follow the original curve from ``steps_done`` on
@@ -67,10 +78,11 @@ def next_round_config(config: dict, steps_done: int, horizon: int) -> dict:
     curve's value there; past the horizon the rate keeps decaying, as ``sqrt(horizon / step)``
     (faster than the original would): lay the horizon out beyond the epochs the round will run.
     """
-    if config.get("scheduler") != "warmuplr":
-        return config  # another schedule: the next round restarts it
-    lr = float(config["optim_conf"]["lr"])
-    warmup = float((config.get("scheduler_conf") or {}).get("warmup_steps", 25000))
+    if schedule is None:
+        if config.get("scheduler") != "warmuplr":
+            return config  # another schedule: the next round restarts it
+        schedule = base_schedule(config)
+    lr, warmup = float(schedule["lr"]), float(schedule["warmup_steps"])
     points = [0, REWARMUP_STEPS] + [int(x) for x in np.linspace(REWARMUP_STEPS, horizon, 9)[1:]]
     out = dict(config)
     out["optim_conf"] = dict(config["optim_conf"], lr=float(warmuplr(steps_done + horizon, lr, warmup)))
@@ -114,7 +126,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.save(half, tmp)
     tmp.replace(args.out / "model.pth")
     info_file = args.out / "round.json"
-    history = json.loads(info_file.read_text())["rounds"] if info_file.is_file() else []
+    previous = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    history = previous.get("rounds", [])
     steps_total = sum(r["steps"] for r in history) + steps
     wall = args.exp / "train_wall.json"
     history.append({
@@ -123,12 +136,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         "steps": steps, "averaged_epochs": sorted(best), "command": args.command,
         "train_wall_seconds": json.loads(wall.read_text())["train_wall_seconds"] if wall.is_file() else None,
     })
-    info = {"model": "model.pth", "dtype": "float16", "epochs_total": sum(r["epochs"] for r in history),
-            "steps_total": steps_total, "rounds": history}
-    info_file.write_text(json.dumps(info, indent=2) + "\n")
     config = yaml.safe_load(args.config.read_text())
+    ran = args.exp / "config.yaml"  # the schedule this round actually ran (command-line overrides included)
+    if ran.is_file():
+        effective = yaml.safe_load(ran.read_text())
+        config.update({k: effective[k] for k in ("optim", "optim_conf", "scheduler", "scheduler_conf") if k in effective})
+    schedule = previous.get("schedule") or base_schedule(config)
+    info = {"model": "model.pth", "dtype": "float16", "epochs_total": sum(r["epochs"] for r in history),
+            "steps_total": steps_total, "schedule": schedule, "rounds": history}
+    info_file.write_text(json.dumps(info, indent=2) + "\n")
     steps_per_epoch = max(1, steps // max(1, len(scores)))
-    nxt = next_round_config(config, steps_total, args.horizon_epochs * steps_per_epoch)
+    nxt = next_round_config(config, steps_total, args.horizon_epochs * steps_per_epoch, schedule)
     header = (f"# Round {len(history) + 1} of the foundation training: {args.config} with the schedule continued\n"
               f"# after {steps_total} steps (written by local/foundation_round.py; start it with\n"
               f"# --init_param {args.out / 'model.pth'}).\n")

@@ -88,9 +88,10 @@ def _espeak(variant: str) -> Voice:
 
 
 # Source domain (adult US English). Voices are split by engine into training voices and voices held
-# out of the source training set entirely (leave-voices-out: ``source_unseen_test``); the held-out
-# speaker Kal is left out of both engines that have him. Robotic, whispering, child-like and
-# foreign-accented variants are used nowhere.
+# out of the source training set entirely (leave-voices-out: ``source_unseen_test``). The training
+# voices include the six of the first foundation model (2026-11-23), which the current one is
+# warm-started from, so no held-out voice was ever heard by either. Robotic, whispering, child-like
+# and foreign-accented variants are used nowhere.
 ESPEAK_TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "m8", "f1", "f2", "f3", "f5", "adam", "Alex",
                          "Alicia", "Andrea", "Andy", "aunty", "belinda", "benjamin", "caleb", "david", "ed",
                          "edward", "Gene", "iven", "john", "Lee", "max", "Michael", "Mike", "norbert", "paul",
@@ -99,13 +100,13 @@ ESPEAK_UNSEEN_VARIANTS = ("m6", "f4", "edward2", "iven2", "steph2", "linda", "qu
 SOURCE_TRAIN_VOICES = (
     Voice("flite_slt", "flite", "slt", 170.0, "flite"),
     Voice("flite_rms", "flite", "rms", 105.0, "flite"),
+    Voice("flite_kal16", "flite", "kal16", 105.0, "flite"),
     Voice("fest_ked", "festival", "ked_diphone", 110.0, "festvox-kdlpc16k"),
-    Voice("fest_slthts", "festival", "cmu_us_slt_arctic_hts", 170.0, "festvox-us-slt-hts"),
+    Voice("fest_kal", "festival", "kal_diphone", 105.0, "festvox-kallpc16k"),
     Voice("espeak_us", "espeak", "en-us", 120.0, "espeak-ng"),
 ) + tuple(_espeak(v) for v in ESPEAK_TRAIN_VARIANTS)
 SOURCE_UNSEEN_VOICES = (
-    Voice("flite_kal16", "flite", "kal16", 105.0, "flite"),
-    Voice("fest_kal", "festival", "kal_diphone", 105.0, "festvox-kallpc16k"),
+    Voice("fest_slthts", "festival", "cmu_us_slt_arctic_hts", 170.0, "festvox-us-slt-hts"),
 ) + tuple(_espeak(v) for v in ESPEAK_UNSEEN_VARIANTS)
 # every source split and the voices that read it: the dev set (model selection) mixes training voices
 # and held-out ones (other sentences than the unseen test set), so that the checkpoint chosen on it
@@ -134,14 +135,7 @@ CHILD_PROFILES = (
     ChildProfile("b", 1.30, 290.0, 1.5, 1.18),
     ChildProfile("c", 1.17, 240.0, 1.2, 1.05),
 )
-CHILD_BASE_VOICES = (
-    Voice("flite_slt", "flite", "slt", 170.0, "flite"),
-    Voice("flite_rms", "flite", "rms", 105.0, "flite"),
-    Voice("flite_kal16", "flite", "kal16", 105.0, "flite"),
-    Voice("fest_ked", "festival", "ked_diphone", 110.0, "festvox-kdlpc16k"),
-    Voice("fest_kal", "festival", "kal_diphone", 105.0, "festvox-kallpc16k"),
-    Voice("espeak_us", "espeak", "en-us", 120.0, "espeak-ng"),
-)
+CHILD_BASE_VOICES = SOURCE_TRAIN_VOICES[:6]  # the six voices of the first foundation model
 
 
 def engine_balanced(voices: Sequence[Voice]) -> List[Voice]:
@@ -296,34 +290,39 @@ def _interleave(styles: Sequence[Sequence[str]]) -> List[str]:
 
 
 def split_text(sents: Sequence, sizes: Dict[Tuple[str, str], int], seed: int,
-               vocab_size: int) -> Dict[Tuple[str, str], List[str]]:
+               vocab_size: int, train_only: Sequence[str] = ()) -> Dict[Tuple[str, str], List[str]]:
     """Disjoint sentence lists per (domain, split).
 
     ``sents`` is one list of sentences or a list of lists, one per text style. Sentences are
     first restricted to the ``vocab_size`` most frequent words; evaluation sets take the styles
     in turn (equal shares), the source training text is drawn next, and every dev/test sentence
     (all domains) uses only words seen in it, so test errors measure acoustics, not
-    out-of-vocabulary words.
+    out-of-vocabulary words. ``train_only`` sentences (those a warm-start model was trained on)
+    never enter an evaluation set: they open the source training text.
     """
     styles = [list(sents)] if sents and isinstance(sents[0], str) else [list(s) for s in sents]
     counts = collections.Counter(w for style in styles for s in style for w in s.split())
     top = {w for w, _ in counts.most_common(vocab_size)}
     rng = random.Random(seed)
     styles = [[s for s in style if all(w in top for w in s.split())] for style in styles]
+    fixed = sorted(set(train_only))
     for style in styles:
         rng.shuffle(style)
-    pool = _interleave(styles)
+    fixed_set = set(fixed)
+    pool = [s for s in _interleave(styles) if s not in fixed_set]
     need = sum(sizes.values())
     if len(pool) < need:
         raise CorpusError(f"only {len(pool)} sentences within the top-{vocab_size} vocabulary, "
                           f"{need} needed; lower --size or raise --vocab_size")
     out: Dict[Tuple[str, str], List[str]] = {}
-    n = sizes[("source", "train")]
+    n = sizes[("source", "train")] - len(fixed)
+    if n < 0:
+        raise CorpusError(f"{len(fixed)} train-only sentences do not fit {sizes[('source', 'train')]} training utterances")
     # evaluation candidates first (twice what the dev/test sets need, so that enough of them are
     # in the training vocabulary), so that every style is represented in every evaluation set
     n_eval = min(2 * sum(v for k, v in sizes.items() if k[1] != "train"), len(pool) - n)
     reserve, rest = pool[:n_eval], pool[n_eval:]
-    out[("source", "train")] = rest[:n]
+    out[("source", "train")] = fixed + rest[:n]
     rest = reserve + rest[n:]
     vocab = {w for s in out[("source", "train")] for w in s.split()}
     in_vocab = [s for s in rest if all(w in vocab for w in s.split())]
@@ -513,7 +512,7 @@ def write_data_dir(d: Path, jobs: Sequence[Job], durations: Dict[str, float]) ->
 def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2,
           domains: Sequence[str] = DOMAINS, vocab_size: int = 4000, mbrola: bool = False,
           sizes: Optional[Dict[Tuple[str, str], int]] = None, source_readings: int = 1,
-          skip: Sequence[str] = ()) -> Dict[str, dict]:
+          skip: Sequence[str] = (), train_only: Sequence[str] = ()) -> Dict[str, dict]:
     """Synthesise the corpus; returns per-data-dir statistics (also written as JSON).
 
     ``source_readings``: how many voices read each source training sentence (more acoustic
@@ -528,7 +527,7 @@ def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2
     all_sizes = dict(sizes) if sizes else {k: max(1, int(round(n * size))) for k, n in BASE_SIZES.items()}
     if any(n < 1 for n in all_sizes.values()):
         raise CorpusError(f"every split needs at least one utterance: {all_sizes}")
-    texts = split_text(text_styles(), all_sizes, seed, vocab_size)
+    texts = split_text(text_styles(), all_sizes, seed, vocab_size, train_only)
     src_vocab = {w for s in texts[("source", "train")] for w in s.split()}
     texts = {k: v for k, v in texts.items() if k[0] in domains and f"{k[0]}_{k[1]}" not in set(skip)}
     jobs = plan_jobs(texts, wavdir, seed, mbrola, readings={("source", "train"): max(1, int(source_readings))})
@@ -575,12 +574,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--mbrola", action="store_true", help="add mbrola L2 voices (contrib/non-free)")
     ap.add_argument("--source_readings", type=int, default=1, help="voices reading each source training sentence")
     ap.add_argument("--skip", default="", help="data dirs not to synthesise, e.g. source_train,source_dev")
+    ap.add_argument("--train_only", type=Path, default=None,
+                    help="sentences (one per line) that may only be source training text, never evaluation "
+                         "text: those a warm-start model was trained on")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         stats = build(args.out, args.wavdir, args.seed, args.size, args.nj,
                       [d for d in args.domains.split(",") if d], args.vocab_size, args.mbrola,
-                      source_readings=args.source_readings, skip=[s for s in args.skip.split(",") if s])
+                      source_readings=args.source_readings, skip=[s for s in args.skip.split(",") if s],
+                      train_only=args.train_only.read_text().split("\n")[:-1] if args.train_only else ())
     except CorpusError as e:
         print(f"synth_corpus: error: {e}", file=sys.stderr)
         return 2

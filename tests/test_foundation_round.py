@@ -50,9 +50,13 @@ def test_round_averages_the_best_epochs_in_half_precision(tmp_path, config):
     assert info["rounds"][0]["averaged_epochs"] == [2, 4] and info["steps_total"] == 400
     # a second round appends to the history and counts its steps on top
     _fake_exp(tmp_path / "exp2", accs=[0.6, 0.7], keep=(1, 2))
+    # round 2 ran the piecewise schedule round 1 wrote: round 3 still continues round 1's warmuplr
+    (tmp_path / "exp2" / "config.yaml").write_text((tmp_path / "round" / "train.yaml").read_text())
     fr.main(["--exp", str(tmp_path / "exp2"), "--out", str(tmp_path / "round"), "--nbest", "1", "--config", str(config)])
     info = json.loads((tmp_path / "round" / "round.json").read_text())
     assert [r["round"] for r in info["rounds"]] == [1, 2] and info["steps_total"] == 600 and info["epochs_total"] == 6
+    nxt = yaml.safe_load((tmp_path / "round" / "train.yaml").read_text())
+    assert nxt["scheduler_conf"]["warmup_lr_list"][1] == pytest.approx(fr.warmuplr(600 + fr.REWARMUP_STEPS, 0.001, 800))
 
 
 def test_next_round_continues_the_learning_rate_schedule(tmp_path, config):

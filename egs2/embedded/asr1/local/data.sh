@@ -21,7 +21,7 @@ else
     [ "${source_train}" = true ] || opts+=(--skip source_train,source_dev)
     rm -f data/lm_train.txt
     "${python}" utils/synth_corpus.py --out data --wavdir downloads/wav --size "${size}" --seed "${seed}" \
-        --nj "${nj}" "${opts[@]+"${opts[@]}"}"
+        --nj "${nj}" --train_only local/train_only_sentences.txt "${opts[@]+"${opts[@]}"}"
     rm -f data/.corpus_*
     touch "${stamp}"
 fi

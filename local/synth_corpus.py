@@ -315,9 +315,10 @@ def split_text(sents: Sequence, sizes: Dict[Tuple[str, str], int], seed: int,
         raise CorpusError(f"only {len(pool)} sentences within the top-{vocab_size} vocabulary, "
                           f"{need} needed; lower --size or raise --vocab_size")
     out: Dict[Tuple[str, str], List[str]] = {}
+    # a training set smaller than the train-only list (a toy --size) takes part of it; the rest of
+    # the list is still never evaluation text
+    fixed = fixed[: sizes[("source", "train")]]
     n = sizes[("source", "train")] - len(fixed)
-    if n < 0:
-        raise CorpusError(f"{len(fixed)} train-only sentences do not fit {sizes[('source', 'train')]} training utterances")
     # evaluation candidates first (twice what the dev/test sets need, so that enough of them are
     # in the training vocabulary), so that every style is represented in every evaluation set
     n_eval = min(2 * sum(v for k, v in sizes.items() if k[1] != "train"), len(pool) - n)

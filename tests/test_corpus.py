@@ -131,6 +131,9 @@ def test_train_only_sentences_never_reach_an_evaluation_set(corpus):
     out = synth.split_text(styles, sizes, seed=3, vocab_size=100, train_only=fixed)
     assert set(fixed) <= set(out[("source", "train")]) and len(out[("source", "train")]) == 10
     assert not set(fixed) & {s for k, v in out.items() if k[1] != "train" for s in v}
+    small = synth.split_text(styles, {**sizes, ("source", "train"): 2}, seed=3, vocab_size=100, train_only=fixed)
+    assert set(small[("source", "train")]) < set(fixed)  # a toy training set takes part of the list
+    assert not set(fixed) & {s for k, v in small.items() if k[1] != "train" for s in v}
     # the evaluation sets take both styles in turn
     assert {s.split()[0] for s in out[("source", "dev")]} == {"example", "gloss"}
 

@@ -16,7 +16,7 @@ import yaml
 from conftest import ROOT
 
 RECIPE = ROOT / "egs2" / "embedded" / "asr1"
-TOY = ["--size", "0.01", "--pretrain", "true", "--nbpe", "30", "--foundation_config", "conf/train_foundation_toy.yaml",
+TOY = ["--size", "0.01", "--pretrain", "true", "--nbpe", "40", "--foundation_config", "conf/train_foundation_toy.yaml",
        "--foundation_dir", "exp/foundation_toy", "--peft_config", "conf/peft_toy.yaml",
        "--train_config", "conf/train_peft_toy.yaml", "--decode_config", "conf/decode_toy.yaml",
        "--checkpoint", "valid.acc.best.pth", "--lm_config", "conf/train_lm_toy.yaml"]

@@ -23,11 +23,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from torch import nn
 
 from .config import PeftConfig
+from .errors import PeftError
 from .methods import get_method
-from .methods.base import Method, PeftError
-from .names import block_index, matches
+from .methods.base import Method
+from .names import block_index, matches, unmatched
 
-# role groups, first match wins (names are ESPnet's; see docs/environment notes)
+# role groups, first match wins (ESPnet's module names: E-Branchformer, Conformer, Transformer decoder)
 DEFAULT_GROUPS: Tuple[Tuple[str, str], ...] = (
     ("output", r"(^|\.)(output_layer|ctc_lo)$"),
     ("decoder", r"(^|\.)decoder\."),
@@ -72,6 +73,7 @@ class Plan:
     model_params: int
     budget: Optional[int] = None
     skipped: List[Tuple[str, str]] = field(default_factory=list)
+    #: the pretrained model's tensors when PEFT was applied (see ``espnet_peft.fingerprint``)
     fingerprints: Dict[str, Tuple[float, ...]] = field(default_factory=dict)
     config: Optional[PeftConfig] = None
 
@@ -121,7 +123,7 @@ class Plan:
 def group_of(name: str, cfg: PeftConfig) -> str:
     group = None
     for g, patterns in (cfg.allocation.groups or {}).items():
-        if any(matches(name, p) for p in ([patterns] if isinstance(patterns, str) else patterns)):
+        if any(matches(name, p) for p in patterns):
             group = g
             break
     if group is None:
@@ -196,6 +198,7 @@ def plan_modules(targets: Sequence[Tuple[str, nn.Module]], cfg: PeftConfig, mode
     """
     method: Method = get_method(cfg.method)
     opts = cfg.options
+    _check_patterns(cfg, [n for n, _ in targets])
     rows: List[Optional[PlanRow]] = [None] * len(targets)
     skipped: List[Tuple[str, str]] = []
     shapes = [tuple(method.shape(m)) for _, m in targets]
@@ -209,12 +212,9 @@ def plan_modules(targets: Sequence[Tuple[str, nn.Module]], cfg: PeftConfig, mode
             free.append(i)
         elif ov == "skip":
             skipped.append((name, "override: skip"))
-        elif isinstance(ov, Mapping):
-            hyper = method.explicit(shapes[i], {**cfg.hyper, **{("r" if k == "rank" else k): v for k, v in ov.items()}},
-                                    opts)
+        else:  # explicit hyperparameters (canonical keys, checked by the config)
+            hyper = method.explicit(shapes[i], {**cfg.hyper, **ov}, opts)
             rows[i] = PlanRow(name, shapes[i], groups[i], method.name, hyper, method.count(shapes[i], hyper, opts))
-        else:
-            raise PeftError(f"override for {name!r} must be a mapping of hyperparameters or 'skip', got {ov!r}")
 
     budget = resolve_budget(cfg.budget, model_params)
     if budget is not None and reserved:
@@ -236,6 +236,16 @@ def plan_modules(targets: Sequence[Tuple[str, nn.Module]], cfg: PeftConfig, mode
     if budget is not None and plan.total > budget:
         raise PeftError(f"explicit overrides alone need {plan.total:,} parameters, over the budget of {budget:,}")
     return plan
+
+
+def _check_patterns(cfg: PeftConfig, names: Sequence[str]) -> None:
+    """Override and group patterns that match no target module have no effect: errors."""
+    groups = cfg.allocation.groups or {}
+    for what, patterns in [("overrides", list(cfg.overrides))] + \
+            [(f"allocation.groups.{g}", list(p)) for g, p in groups.items()]:
+        problem = unmatched(what, patterns, names, "among the target modules")
+        if problem:
+            raise PeftError(problem)
 
 
 def _allocate(method: Method, opts, cfg: PeftConfig, targets, shapes, groups, free: List[int],

@@ -14,22 +14,7 @@ from typing import Dict
 import torch
 from torch import nn
 
-from .inject import get_plan
-from .methods import get_method
-from .methods.base import fingerprints_match
-from .state import FINGERPRINT, SCHEDULE, peft_state_dict
-
-
-def adapter_keys(model: nn.Module) -> Dict[str, None]:
-    plan = get_plan(model)
-    modules = dict(model.named_modules())
-    keys: Dict[str, None] = {}
-    for row in plan.rows:
-        keys.update({f"{row.name}.{k}": None for k in get_method(row.method).trainable_state(modules[row.name])})
-        keys[f"{row.name}.{FINGERPRINT}"] = None
-    if getattr(model, "peft_schedule", None) is not None:
-        keys[f"{SCHEDULE}.batches"] = None
-    return keys
+from .state import base_mismatch, peft_state_dict
 
 
 def _save_hook(module, state_dict, prefix, local_metadata):
@@ -42,24 +27,15 @@ def _save_hook(module, state_dict, prefix, local_metadata):
 
 
 def _load_pre_hook(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-    plan = get_plan(module)
-    bad = []
-    for row in plan.rows:
-        key = f"{prefix}{row.name}.{FINGERPRINT}"
-        fp = state_dict.pop(key, None)
-        if fp is None:
-            continue
-        own = plan.fingerprints[row.name]
-        theirs = [tuple(r) for r in fp.tolist()]
-        if len(own) != len(theirs) or not all(fingerprints_match(a, b) for a, b in zip(own, theirs)):
-            bad.append(row.name)
-    if bad:
-        error_msgs.append(f"the checkpoint was trained on another base model: the pretrained weights of "
-                          f"{len(bad)} adapted module(s) differ, e.g. {bad[:3]}")
+    problem, rest = base_mismatch(module, state_dict, prefix)
+    for k in set(state_dict) - set(rest):  # the base record is not a tensor of the model
+        del state_dict[k]
+    if problem:
+        error_msgs.append(problem)
 
 
 def _load_post_hook(module, incompatible):
-    expected = adapter_keys(module)
+    expected = set(peft_state_dict(module, clone=False))
     # frozen pretrained tensors are not part of an adapter-only state: not missing
     incompatible.missing_keys[:] = [k for k in incompatible.missing_keys
                                     if k in expected or (k.startswith("module.") and k[7:] in expected)]
@@ -82,7 +58,7 @@ def remove_adapter_only_checkpointing(model: nn.Module) -> None:
     model._peft_checkpoint_hooks = None
 
 
-def full_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
+def complete_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
     """The model's complete state dict, hooks or not."""
     hooks = getattr(model, "_peft_checkpoint_hooks", None)
     if not hooks:
@@ -92,3 +68,6 @@ def full_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
         return model.state_dict()
     finally:
         install_adapter_only_checkpointing(model)
+
+
+full_state_dict = complete_state_dict  # the former name, until bin/merge.py imports complete_state_dict

@@ -2,23 +2,26 @@
 
 Keys (see ``conf/peft/*.yaml`` for examples)::
 
-    method: ssvd_o                 # one of espnet_peft.METHODS
+    method: NAME                   # one of espnet_peft.METHODS
     target_modules: [attn.linear_q, feed_forward.w_1]   # dotted suffixes, matched at dots
     exclude_modules: []            # same syntax; removed from the matches
     budget: 0.01                   # int: parameter count; float < 1 or "1%": model fraction
-    r / rank, k, k_in, k_out       # explicit hyperparameters instead of a budget
+    r / rank, k, k_in, k_out       # explicit hyperparameters instead of a budget (the method's)
     allocation:                    # how a budget is split (see espnet_peft.budget)
       weights: uniform             # preset or {group: weight}
-      inner: 0.5                   # SSVD-O inner share
+      inner: 0.5                   # inner share (methods with an inner / outer split)
       within: equal                # equal | size  (split inside a group)
-      depth: {split: 6}            # optional lower / upper block groups
+      depth: {split: 6}            # optional lower / upper block groups ({ranges: {name: [lo, hi]}})
       groups: {name: [patterns]}   # extra module groups, matched before the built-in ones
     overrides: {pattern: {r: 16}}  # explicit hyperparameters for some modules ("skip" to drop)
     allow_skip: false              # modules too small for one unit are skipped, not an error
     init: eager                    # or lazy: initialise each wrapper at its first use
     freeze_norm_stats: true        # frozen BatchNorm layers keep their running statistics
     schedule: {frozen_encoder_steps: 500}   # Speech-FT stage 1: the head trains alone at first
-    + method options (alpha, rslora, dropout, directions, rotation, forward, svd, svd_niter, seed)
+    + the method's options (``python -m espnet_peft.bin.peft_config --options`` lists them)
+
+Everything that can be checked without the model is checked here: unknown keys, keys of another
+method, option values, options without effect; patterns are checked against the model when planning.
 """
 from __future__ import annotations
 
@@ -27,28 +30,28 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .methods import REGISTRY, get_method
-from .methods.base import PeftError
+from .errors import PeftError
+from .methods import REGISTRY, Method, get_method, hyper_names
+from .names import did_you_mean
 from .schedule import parse_schedule
 
 COMMON_KEYS = ("method", "target_modules", "exclude_modules", "budget", "allocation", "overrides",
                "allow_skip", "init", "freeze_norm_stats", "schedule")
-HYPER_ALIASES = {"rank": "r"}
-#: explicit-size keys of the built-in methods (dropped when a budget replaces them)
-HYPER_KEYS = ("r", "rank", "k", "k_in", "k_out", "head_blocks")
 ALLOCATION_KEYS = ("weights", "inner", "within", "depth", "groups")
+#: the option a method declares when a budget is split between its inner and outer sides
+INNER = "inner"
 
 
-def _method_keys(name: str) -> set:
-    m = REGISTRY[name]
-    keys = set(m.options) | set(m.hyper_keys)
-    if "r" in keys:
-        keys.add("rank")
-    if "k" in keys or "k_in" in keys:
-        keys |= {"k", "k_in", "k_out"} if "k_in" in keys else {"k"}
-    return keys
+def __getattr__(name: str):
+    if name == "HYPER_KEYS":  # every explicit-size key and alias, read from the registry
+        return hyper_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _method_keys(method: Method) -> set:
+    return set(method.options.names()) | set(method.hyper_names())
 
 
 def parse_budget(value: Any) -> Optional[Union[int, float]]:
@@ -58,16 +61,16 @@ def parse_budget(value: Any) -> Optional[Union[int, float]]:
     if isinstance(value, bool):
         raise PeftError(f"budget must be a number, got {value!r}")
     if isinstance(value, str):
-        v = value.strip()
+        text = value.strip()
         try:
-            if v.endswith("%"):
-                value = float(v[:-1]) / 100.0
-                if not 0 < value < 1:
-                    raise ValueError
-                return value
-            value = float(v)
+            number = float(text[:-1] if text.endswith("%") else text)
         except ValueError:
             raise PeftError(f"budget {value!r} is not a number, a fraction or a percentage") from None
+        if text.endswith("%"):
+            if not 0 < number < 100:
+                raise PeftError(f"budget {value!r} is out of range: a percentage must lie in (0%, 100%)")
+            return number / 100.0
+        value = number
     if isinstance(value, float):
         if 0 < value < 1:
             return value
@@ -78,6 +81,20 @@ def parse_budget(value: Any) -> Optional[Union[int, float]]:
     raise PeftError(f"budget must be a parameter count >= 1 or a fraction in (0, 1), got {value!r}")
 
 
+def _flag(data: Mapping[str, Any], key: str, default: bool) -> bool:
+    v = data.get(key, default)
+    if not isinstance(v, bool):
+        raise PeftError(f"{key} must be true or false, got {v!r}")
+    return v
+
+
+def _patterns(value: Any, key: str) -> List[str]:
+    value = [value] if isinstance(value, str) else (value or [])
+    if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) and p.strip() for p in value):
+        raise PeftError(f"{key} must be a list of dotted module-name patterns, got {value!r}")
+    return [p.strip() for p in value]
+
+
 @dataclass
 class Allocation:
     weights: Any = "uniform"
@@ -85,6 +102,28 @@ class Allocation:
     within: str = "equal"
     depth: Optional[Dict[str, Any]] = None
     groups: Dict[str, List[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "Allocation":
+        if not isinstance(raw, Mapping):
+            raise PeftError("allocation must be a mapping")
+        bad = sorted(set(raw) - set(ALLOCATION_KEYS))
+        if bad:
+            raise PeftError(f"unknown allocation key(s) {bad}{did_you_mean(bad[0], ALLOCATION_KEYS)}; "
+                            f"valid: {', '.join(ALLOCATION_KEYS)}")
+        alloc = cls(**{k: raw[k] for k in ALLOCATION_KEYS if k in raw and raw[k] is not None})
+        if alloc.within not in ("equal", "size"):
+            raise PeftError(f"allocation.within must be 'equal' or 'size', got {alloc.within!r}")
+        if not isinstance(alloc.weights, (str, Mapping)):
+            raise PeftError("allocation.weights must be a preset name or a mapping group -> weight")
+        depth = alloc.depth
+        if depth is not None and (not isinstance(depth, Mapping) or len(depth) != 1 or
+                                  not set(depth) <= {"split", "ranges"}):
+            raise PeftError(f"allocation.depth must be {{split: N}} or {{ranges: {{name: [lo, hi]}}}}, got {depth!r}")
+        if not isinstance(alloc.groups, Mapping):
+            raise PeftError("allocation.groups must map group names to module patterns")
+        alloc.groups = {g: _patterns(p, f"allocation.groups.{g}") for g, p in alloc.groups.items()}
+        return alloc
 
 
 @dataclass
@@ -118,25 +157,11 @@ class PeftConfig:
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike]) -> "PeftConfig":
-        p = Path(path)
-        if not p.is_file():
-            raise PeftError(f"PEFT config file not found: {p}")
-        text = p.read_text()
-        try:
-            if p.suffix == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
-            raise PeftError(f"cannot parse PEFT config {p}: {e}") from None
-        if not isinstance(data, Mapping):
-            raise PeftError(f"PEFT config {p} must hold a mapping at the top level")
+        data = read_config(path)
         try:
             return cls.from_dict(data)
         except PeftError as e:
-            raise PeftError(f"{p}: {e}") from None
+            raise PeftError(f"{path}: {e}") from None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PeftConfig":
@@ -144,51 +169,23 @@ class PeftConfig:
         if "method" not in data:
             raise PeftError(f"PEFT config needs 'method' (one of {', '.join(REGISTRY)})")
         method = get_method(str(data["method"]))
-        allowed = set(COMMON_KEYS) | _method_keys(method.name)
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            owners = {k: [n for n in REGISTRY if k in _method_keys(n)] for k in unknown}
-            detail = "; ".join(f"{k!r} applies to {', '.join(v)}" if v else f"{k!r} is not a config key"
-                               for k, v in owners.items())
-            raise PeftError(f"unknown config key(s) for method {method.name!r}: {detail}. "
-                            f"Valid keys: {', '.join(sorted(allowed))}")
-        targets = data.get("target_modules")
-        if isinstance(targets, str):
-            targets = [targets]
-        if not targets or not all(isinstance(t, str) and t.strip() for t in targets):
+        _check_keys(data, method)
+        targets = _patterns(data.get("target_modules"), "target_modules")
+        if not targets:
             raise PeftError("target_modules must be a non-empty list of dotted module-name suffixes")
-        excludes = data.get("exclude_modules") or []
-        if isinstance(excludes, str):
-            excludes = [excludes]
-        hyper = {HYPER_ALIASES.get(k, k): data[k] for k in HYPER_KEYS + tuple(method.hyper_keys)
-                 if k in data and data[k] is not None}
-        options = {k: copy.deepcopy(v) for k, v in method.options.items()}
-        options.update({k: data[k] for k in method.options if k in data})
-        alloc_raw = data.get("allocation") or {}
-        if not isinstance(alloc_raw, Mapping):
-            raise PeftError("allocation must be a mapping")
-        bad = sorted(set(alloc_raw) - set(ALLOCATION_KEYS))
-        if bad:
-            raise PeftError(f"unknown allocation key(s) {bad}; valid: {', '.join(ALLOCATION_KEYS)}")
-        allocation = Allocation(**{k: alloc_raw[k] for k in ALLOCATION_KEYS if k in alloc_raw})
-        if "inner" in alloc_raw:
-            options["inner"] = float(alloc_raw["inner"])
-        if not 0.0 <= float(allocation.inner) <= 1.0:
-            raise PeftError(f"allocation.inner must lie in [0, 1], got {allocation.inner}")
-        if allocation.within not in ("equal", "size"):
-            raise PeftError(f"allocation.within must be 'equal' or 'size', got {allocation.within!r}")
+        hyper = method.canonical_hyper({k: v for k, v in data.items() if k in method.hyper_names() and v is not None},
+                                       f"method {method.name!r}")
+        allocation = Allocation.from_dict(data.get("allocation") or {})
+        options = method.options.resolve(_given_options(data, method), f"method {method.name!r}", require_effect=True)
         init = data.get("init", "eager")
         if init not in ("eager", "lazy"):
             raise PeftError(f"init must be 'eager' or 'lazy', got {init!r}")
         options["init"] = init
-        overrides = data.get("overrides") or {}
-        if not isinstance(overrides, Mapping):
-            raise PeftError("overrides must map module patterns to hyperparameters or 'skip'")
-        cfg = cls(method=method.name, target_modules=[t.strip() for t in targets],
-                  exclude_modules=list(excludes), budget=parse_budget(data.get("budget")), hyper=hyper,
-                  options=options, allocation=allocation, overrides=dict(overrides),
-                  allow_skip=bool(data.get("allow_skip", False)), init=init,
-                  freeze_norm_stats=bool(data.get("freeze_norm_stats", True)),
+        cfg = cls(method=method.name, target_modules=targets,
+                  exclude_modules=_patterns(data.get("exclude_modules"), "exclude_modules"),
+                  budget=parse_budget(data.get("budget")), hyper=hyper, options=options, allocation=allocation,
+                  overrides=_overrides(data.get("overrides"), method), allow_skip=_flag(data, "allow_skip", False),
+                  init=init, freeze_norm_stats=_flag(data, "freeze_norm_stats", True),
                   schedule=parse_schedule(data.get("schedule")), raw=copy.deepcopy(data))
         if cfg.budget is not None and hyper:
             raise PeftError(f"give either a budget or explicit hyperparameters ({', '.join(hyper)}), not both")
@@ -202,3 +199,97 @@ class PeftConfig:
     def to_dict(self) -> Dict[str, Any]:
         """The config as given (for saving next to checkpoints)."""
         return copy.deepcopy(self.raw)
+
+
+def _check_keys(data: Mapping[str, Any], method: Method) -> None:
+    allowed = set(COMMON_KEYS) | _method_keys(method)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        owners = {k: [n for n, m in REGISTRY.items() if k in _method_keys(m)] for k in unknown}
+        detail = "; ".join(f"{k!r} applies to {', '.join(v)}" if v else
+                           f"{k!r} is not a config key{did_you_mean(k, allowed)}" for k, v in owners.items())
+        raise PeftError(f"unknown config key(s) for method {method.name!r}: {detail}. "
+                        f"Valid keys: {', '.join(sorted(allowed))}")
+
+
+def _given_options(data: Mapping[str, Any], method: Method) -> Dict[str, Any]:
+    given = {k: data[k] for k in method.options.names() if k in data}
+    inner = (data.get("allocation") or {}).get(INNER)
+    if inner is not None:
+        if INNER not in method.options:
+            split = [n for n, m in REGISTRY.items() if INNER in m.options]
+            raise PeftError(f"allocation.inner splits a budget between the inner and outer sides of "
+                            f"{', '.join(split)}; method {method.name!r} has no such split (remove it)")
+        given[INNER] = inner
+    return given
+
+
+def _overrides(raw: Any, method: Method) -> Dict[str, Any]:
+    if not raw:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise PeftError("overrides must map module patterns to hyperparameters or 'skip'")
+    out: Dict[str, Any] = {}
+    for pattern, value in raw.items():
+        if value == "skip":
+            out[str(pattern)] = value
+        elif isinstance(value, Mapping):
+            out[str(pattern)] = method.canonical_hyper(value, f"overrides[{pattern!r}]")
+        else:
+            raise PeftError(f"overrides[{pattern!r}] must be a mapping of hyperparameters or 'skip', got {value!r}")
+    return out
+
+
+def read_config(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """The mapping in a YAML / JSON config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise PeftError(f"PEFT config file not found: {p}")
+    text = p.read_text()
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
+        raise PeftError(f"cannot parse PEFT config {p}: {e}") from None
+    if not isinstance(data, Mapping):
+        raise PeftError(f"PEFT config {p} must hold a mapping at the top level")
+    return dict(data)
+
+
+def with_settings(data: Mapping[str, Any], settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of a config mapping with ``settings`` applied (``a.b`` sets a nested key).
+
+    A budget replaces the explicit hyperparameters (every registered method's keys and aliases),
+    explicit hyperparameters replace the budget, and another method drops the old method's
+    hyperparameters; the result is validated by :class:`PeftConfig` when it is used.
+    """
+    out = copy.deepcopy(dict(data))
+    for key, value in settings.items():
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise PeftError(f"cannot set {key!r}: {part!r} is not a mapping in the config")
+        node[last] = value
+    names, top = set(hyper_names()), {k.split(".")[0] for k in settings}
+    if top & {"budget", "method"}:
+        for k in names - top:
+            out.pop(k, None)
+    if top & names:
+        out.pop("budget", None)
+    return out
+
+
+def split_setting(text: str) -> Tuple[str, Any]:
+    """``KEY=VALUE`` from the command line, the value read as YAML (``2%`` stays a string)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise PeftError(f"a setting is KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value) if value.strip() else None

@@ -40,22 +40,37 @@ def read_table(path: PathLike) -> Dict[str, str]:
     return out
 
 
-def _audio_info(entry: str) -> Tuple[Optional[int], Optional[int], Optional[str]]:
-    """(frames, sample rate, problem) of a wav.scp entry; pipes and archives are not opened."""
+def error_text(e: BaseException) -> str:
+    """``str(e)``, or the type name when that fails (soundfile's ``LibsndfileError`` rebuilt from a
+    DataLoader worker has a ``__str__`` that raises: ``<exception str() failed>``)."""
+    try:
+        return str(e) or type(e).__name__
+    except Exception:  # noqa: BLE001 - a foreign __str__
+        return type(e).__name__
+
+
+def _audio_props(entry: str) -> Tuple[Optional[int], Optional[int], Optional[int], Optional[str]]:
+    """(frames, sample rate, channels, problem) of a wav.scp entry; pipes and archives are not opened."""
     if entry.endswith("|") or ".ark:" in entry:
-        return None, None, None
+        return None, None, None, None
     p = Path(entry)
     if not p.is_file():
-        return None, None, f"audio file missing: {entry}"
+        return None, None, None, f"audio file missing: {entry}"
     try:
         import soundfile
 
         info = soundfile.info(str(p))
     except Exception as e:  # soundfile.LibsndfileError and friends
-        return None, None, f"unreadable audio {entry}: {e}"
+        return None, None, None, f"unreadable audio {entry}: {error_text(e)}"
     if info.frames == 0:
-        return 0, info.samplerate, f"empty audio: {entry}"
-    return info.frames, info.samplerate, None
+        return 0, info.samplerate, info.channels, f"empty audio: {entry}"
+    return info.frames, info.samplerate, info.channels, None
+
+
+def _audio_info(entry: str) -> Tuple[Optional[int], Optional[int], Optional[str]]:
+    """(frames, sample rate, problem) of a wav.scp entry; pipes and archives are not opened."""
+    frames, sr, _, problem = _audio_props(entry)
+    return frames, sr, problem
 
 
 def check_data_dir(path: PathLike, sample_rate: Optional[int] = 16000, need_text: bool = True,
@@ -135,9 +150,12 @@ def validate_data_dir(path: PathLike, **kw) -> DataReport:
     return rep
 
 
-def validate_data_triplets(triplets, sample_rate: Optional[int] = None, max_report: int = 5) -> None:
+def validate_data_triplets(triplets, sample_rate: Optional[int] = None, max_report: int = 5,
+                           mono: bool = False) -> None:
     """Check ESPnet ``path,name,type`` data arguments before training: files exist, every
-    ``sound`` entry is readable audio, and all files of a split have the same ids."""
+    ``sound`` entry is readable audio (at ``sample_rate``, and with one channel when ``mono``: a
+    model trained or decoding at another rate than its frontend's is silently wrong), and all
+    files of a split have the same ids."""
     problems: List[str] = []
     ids = {}
     for t in triplets or []:
@@ -159,11 +177,17 @@ def validate_data_triplets(triplets, sample_rate: Optional[int] = None, max_repo
         if kind == "sound":
             bad = []
             for key, entry in table.items():
-                frames, sr, problem = _audio_info(entry)
+                frames, sr, channels, problem = _audio_props(entry)
                 if problem:
                     bad.append(f"{key}: {problem}")
-                elif sample_rate and sr and sr != sample_rate:
-                    bad.append(f"{key}: {sr} Hz, {sample_rate} Hz expected")
+                    continue
+                wrong = []
+                if sample_rate and sr and sr != sample_rate:
+                    wrong.append(f"{sr} Hz ({sample_rate} Hz expected)")
+                if mono and channels and channels != 1:
+                    wrong.append(f"{channels} channels (mono expected)")
+                if wrong:
+                    bad.append(f"{key}: {entry}: {', '.join(wrong)}")
             if bad:
                 problems.append(f"{name} ({path}): {len(bad)} bad audio entries: " + "; ".join(bad[:max_report]))
         elif kind == "text":

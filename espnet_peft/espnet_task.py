@@ -14,24 +14,38 @@ PEFT plan is applied and logged, everything else frozen. That all happens inside
 ``--resume``, ``--ngpu`` / DDP, AMP and n-best averaging work unchanged. Checkpoints hold the
 adapter state only (see :mod:`espnet_peft.checkpoint`).
 
-``build_model_from_file`` (used by inference) rebuilds the same wrapped model from the
-experiment's ``config.yaml`` and loads an adapter checkpoint onto it.
+An experiment is self-contained: training freezes the PEFT config into
+``<output_dir>/peft_config.yaml`` and records that copy in ``config.yaml``; everything that
+rebuilds the model later (``build_model_from_file`` for inference, ``espnet_peft.bin.merge``)
+reads the frozen copy beside ``config.yaml``, never the user's editable file.
+
+What is refused before compute (see the README, "Reliability"): bad data (missing, unreadable,
+wrong sample rate or channel count), a changed PEFT config on resume, a second trainer on the same
+output directory. During training, :class:`PeftTrainer` stops the run on a non-finite loss,
+gradient or weight (ESPnet skips such steps and carries on) and names an unreadable resume
+checkpoint. Model and adapter files load with ``torch.load(weights_only=True)``; only ESPnet's
+own resume ``checkpoint.pth`` (written by the training run itself) goes through pickle.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 import yaml
+from espnet2.train.trainer import Trainer
 
 from .checkpoint import install_adapter_only_checkpointing
 from .config import PeftConfig
-from .data import DataError, validate_data_triplets
+from .data import DataError, error_text, read_table, validate_data_triplets
 from .inject import apply_peft
 from .methods.base import PeftError
 
@@ -44,10 +58,28 @@ OVERRIDABLE = ("specaug", "specaug_conf", "model_conf", "preprocessor_conf", "in
 MERGED = ("model_conf", "preprocessor_conf")
 #: set by a training entry point: build_model then writes the plan next to the checkpoints
 TRAINING_ENV = "ESPNET_PEFT_TRAINING"
+#: the PEFT config an experiment was trained with, frozen in its directory
+FROZEN_PEFT_CONFIG = "peft_config.yaml"
+#: written by PeftTrainer when a run stops on non-finite values; merge refuses such a directory
+DIVERGED = "diverged.json"
+#: held by a training run in its output directory
+TRAIN_LOCK = "train.lock"
+
+log = logging.getLogger("espnet_peft")  # a named logger: never configures the root logger ESPnet sets up
+
+
+class TrainingDiverged(PeftError):
+    """A non-finite loss, gradient or weight: the run stops instead of reporting a result."""
 
 
 def _str_or_none(v: str) -> Optional[str]:
     return None if v.strip().lower() in ("none", "null", "") else v
+
+
+def describe_error(e: BaseException) -> str:
+    """``Type: message`` of an exception, safe against a ``__str__`` that raises."""
+    text = error_text(e)
+    return text if text == type(e).__name__ else f"{type(e).__name__}: {text}"
 
 
 def load_yaml(path: os.PathLike) -> Dict[str, Any]:
@@ -75,20 +107,35 @@ def resolve_pretrained(model: Optional[str], config: Optional[str]) -> (Path, Pa
     return m, c
 
 
-def load_state_file(path: os.PathLike) -> Dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict) and "optimizers" in state:
-        state = state["model"]  # an ESPnet checkpoint.pth
+def load_state_file(path: os.PathLike, what: str = "model file") -> Dict[str, torch.Tensor]:
+    """A state dict (model, adapter or averaged checkpoint) loaded with ``weights_only=True``: a
+    file that holds anything but tensors and plain containers is refused, not executed."""
+    p = Path(path)
+    if not p.is_file():
+        raise PeftError(f"{what} not found: {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" not in describe_error(e).lower():
+            raise PeftError(f"cannot read {what} {p}: the file is truncated or corrupt "
+                            f"({describe_error(e).splitlines()[0]})") from None
+        raise PeftError(f"refusing to load {what} {p}: it holds Python objects besides tensors, and loading them "
+                        f"would run code from the file (torch.load weights_only=True). Model and adapter files are "
+                        f"plain state dicts (N.epoch.pth, *.best.pth, *.ave.pth, model.pth); an ESPnet resume "
+                        f"checkpoint.pth is read only by the training run that wrote it") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise PeftError(f"cannot read {what} {p}: the file is truncated or corrupt "
+                        f"({describe_error(e).splitlines()[0]})") from None
     if isinstance(state, dict) and "module" in state and isinstance(state["module"], dict):
         state = state["module"]  # deepspeed
-    if not isinstance(state, dict):
-        raise PeftError(f"{path} does not hold a state dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PeftError(f"{what} {p} does not hold a state dict (name -> tensor)")
     return state
 
 
 def load_pretrained_weights(model: torch.nn.Module, path: os.PathLike) -> None:
     """Strictly load a pretrained state dict; a config / model mismatch is a clear error."""
-    state = load_state_file(path)
+    state = load_state_file(path, "pretrained model")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -106,8 +153,220 @@ def load_pretrained_weights(model: torch.nn.Module, path: os.PathLike) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def experiment_config(config_file: os.PathLike) -> Dict[str, Any]:
+    """An experiment's ``config.yaml`` with ``peft_config`` pointing at the frozen copy beside it
+    (the config the adapter was trained with), whatever path the file records."""
+    config_file = Path(config_file)
+    cfg = load_yaml(config_file)
+    if cfg.get("peft_config"):
+        frozen = config_file.parent / FROZEN_PEFT_CONFIG
+        if not frozen.is_file():
+            raise PeftError(f"{config_file} belongs to a PEFT experiment, but the PEFT config it was trained with "
+                            f"({frozen}, written by the training run) is missing; the user's "
+                            f"{cfg['peft_config']} may have been edited since, so it is not used")
+        cfg["peft_config"] = str(frozen)
+    return cfg
+
+
+def config_differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def check_resume_config(output_dir: os.PathLike, peft_config: Any) -> None:
+    """Resuming ``output_dir`` with another PEFT config than the one frozen there is refused."""
+    out = Path(output_dir)
+    frozen = out / FROZEN_PEFT_CONFIG
+    if not ((out / "checkpoint.pth").is_file() and frozen.is_file()):
+        return
+    old = yaml.safe_load(frozen.read_text()) or {}
+    new = PeftConfig.from_any(peft_config).to_dict()
+    diff = config_differences(old, new)
+    if diff:
+        raise PeftError(f"{out} holds a run trained with another PEFT config ({frozen}): {'; '.join(diff)}. Resuming "
+                        f"would load its checkpoint into another model; move {out} away or train into another "
+                        f"directory (recipes: --tag), or resume with --peft_config {frozen}")
+
+
+def expected_sample_rate(args: argparse.Namespace) -> Optional[int]:
+    """The sample rate the model's frontend assumes (None for frontends without one)."""
+    if getattr(args, "frontend", "default") not in (None, "default"):
+        return None
+    fs = (getattr(args, "frontend_conf", None) or {}).get("fs", 16000)
+    if isinstance(fs, str):
+        import humanfriendly
+
+        fs = humanfriendly.parse_size(fs)
+    return int(fs)
+
+
+def untokenizable_text(text_files: Iterable[str], args: argparse.Namespace, max_report: int = 5) -> List[str]:
+    """Non-ASCII characters of the transcripts that the model's tokenizer maps to <unk>, per file."""
+    token_type = getattr(args, "token_type", None)
+    known = None
+    if token_type == "bpe" and getattr(args, "bpemodel", None) and Path(args.bpemodel).is_file():
+        import sentencepiece as spm
+
+        sp = spm.SentencePieceProcessor(model_file=str(args.bpemodel))
+
+        def known(ch: str) -> bool:
+            return sp.unk_id() not in sp.encode(ch)
+    elif token_type == "char" and isinstance(getattr(args, "token_list", None), list):
+        tokens = set(args.token_list)
+
+        def known(ch: str) -> bool:
+            return ch in tokens
+    if known is None:
+        return []
+    out = []
+    for path in text_files:
+        table = read_table(path)
+        used = {c for v in table.values() for c in v if ord(c) > 127 and not c.isspace()}
+        unknown = sorted(c for c in used if not known(c))
+        if unknown:
+            utts = sorted(k for k, v in table.items() if any(c in v for c in unknown))
+            out.append(f"{path}: {len(utts)} of {len(table)} transcript(s) contain characters the tokenizer does not "
+                       f"know ({' '.join(unknown[:20])}), e.g. {utts[:max_report]}; they train as <unk>")
+    return out
+
+
+class _FiniteGuard:
+    """Counts training forwards and optimizer steps, and raises on a non-finite loss."""
+
+    def __init__(self, model: torch.nn.Module, epoch: Optional[int] = None):
+        self.forwards = 0
+        self.epoch = epoch
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        loss = output.get("loss") if isinstance(output, dict) else (output[0] if isinstance(output, (tuple, list)) else None)
+        if module.training:
+            self.forwards += 1
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            value = loss.detach().float().mean().item()
+            where = f" in epoch {self.epoch}" if self.epoch else ""
+            what = f"the training loss is {value} at batch {self.forwards}" if module.training else \
+                f"the validation loss is {value}"
+            raise TrainingDiverged(f"{what}{where}: the run diverged (lower the learning rate, or check the data)")
+
+    def remove(self):
+        self.handle.remove()
+
+
+class PeftTrainer(Trainer):
+    """ESPnet's trainer with the checks a trustworthy result needs: a non-finite loss, gradient or
+    weight stops the run (ESPnet logs a warning, skips the step and carries on, and the run is
+    later reported as if it had trained), and an unreadable resume checkpoint is named, with the
+    intact epoch checkpoints beside it."""
+
+    @classmethod
+    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory, plot_attention_iter_factory,
+            trainer_options, distributed_option) -> None:
+        out = Path(trainer_options.output_dir)
+        (out / DIVERGED).unlink(missing_ok=True)
+        cls._guard = _FiniteGuard(model)
+        try:
+            super().run(model=model, optimizers=optimizers, schedulers=schedulers,
+                        train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
+                        plot_attention_iter_factory=plot_attention_iter_factory, trainer_options=trainer_options,
+                        distributed_option=distributed_option)
+        except TrainingDiverged as e:
+            if not distributed_option.distributed or distributed_option.dist_rank == 0:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / DIVERGED).write_text(json.dumps({"error": str(e)}, indent=1) + "\n")
+            raise
+        finally:
+            cls._guard.remove()
+
+    @classmethod
+    def train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter, summary_writer, options,
+                        distributed_option) -> bool:
+        guard = cls._guard
+        guard.forwards = 0
+        guard.epoch = reporter.epoch if hasattr(reporter, "epoch") else None
+        steps = [0]
+
+        def count(*_):
+            steps[0] += 1
+
+        hooks = [o.register_step_post_hook(count) for o in optimizers]
+        try:
+            invalid = super().train_one_epoch(model=model, iterator=iterator, optimizers=optimizers,
+                                              schedulers=schedulers, scaler=scaler, reporter=reporter,
+                                              summary_writer=summary_writer, options=options,
+                                              distributed_option=distributed_option)
+        finally:
+            for h in hooks:
+                h.remove()
+        # without AMP, a step ESPnet skipped had a non-finite gradient norm (with AMP, the scaler
+        # skips steps by design while it calibrates)
+        expected = guard.forwards // max(1, options.accum_grad)
+        if scaler is None and len(optimizers) == 1 and not options.no_forward_run and steps[0] < expected:
+            raise TrainingDiverged(f"{expected - steps[0]} of {expected} updates in epoch {guard.epoch} had a "
+                                   f"non-finite gradient norm (ESPnet skips them): the run diverged (lower the "
+                                   f"learning rate, or set grad_clip)")
+        base = getattr(model, "module", model)
+        bad = [n for n, p in base.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
+        if bad:
+            raise TrainingDiverged(f"{len(bad)} trainable tensor(s) hold non-finite values after epoch {guard.epoch}, "
+                                   f"e.g. {bad[:3]}: the run diverged (lower the learning rate)")
+        return invalid
+
+    @staticmethod
+    def resume(checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0, strict: bool = True):
+        try:
+            Trainer.resume(checkpoint=checkpoint, model=model, reporter=reporter, optimizers=optimizers,
+                           schedulers=schedulers, scaler=scaler, ngpu=ngpu, strict=strict)
+        except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as e:
+            raise PeftError(unreadable_checkpoint(Path(checkpoint), e)) from None
+        except RuntimeError as e:
+            if re.search(r"PytorchStreamReader|zip archive|central directory|unexpected EOF", describe_error(e)):
+                raise PeftError(unreadable_checkpoint(Path(checkpoint), e)) from None
+            raise
+
+
+def unreadable_checkpoint(path: Path, error: BaseException) -> str:
+    intact = []
+    for f in sorted(path.parent.glob("*epoch.pth"), key=lambda f: -int(re.sub(r"\D", "", f.name) or 0)):
+        try:
+            load_state_file(f)
+            intact.append(f.name)
+        except PeftError:
+            pass
+    way_out = (f" Intact epoch checkpoints beside it: {', '.join(intact)}: merge one of them "
+               f"(espnet_peft.bin.merge --model_file {path.parent / intact[0]}; recipes: --stage 11 --checkpoint "
+               f"{intact[0]}), or move {path.name} away to train again from epoch 1." if intact else
+               f" No intact epoch checkpoint is beside it: move {path.name} away to train again from epoch 1.")
+    return (f"cannot resume from {path}: the file is truncated or corrupt "
+            f"({describe_error(error).splitlines()[0]}).{way_out}")
+
+
+class _DirLock:
+    """An exclusive, non-blocking lock on a file in a directory (released when the process ends)."""
+
+    def __init__(self, path: Path, what: str):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.seek(0)
+            holder = self.fh.read().strip() or "another process"
+            self.fh.close()
+            raise PeftError(f"{what} is in use: {holder} holds {path}; wait for it to finish or stop it") from None
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+        self.fh.flush()
+
+    def release(self):
+        self.fh.close()
+
+
 class PeftTaskMixin:
     """Mixed in before an ESPnet task class (``class PeftASRTask(PeftTaskMixin, ASRTask)``)."""
+
+    trainer = PeftTrainer
 
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -160,6 +419,29 @@ class PeftTaskMixin:
                             f"architecture, token list and frontend come from the pretrained model (remove them)")
 
     @classmethod
+    def check_data(cls, args: argparse.Namespace) -> None:
+        """The data, before compute: files, readable audio at the frontend's sample rate, one channel,
+        matching ids (statistics runs included); transcripts the tokenizer cannot spell are a warning."""
+        fs = expected_sample_rate(args)
+        triplets = list(args.train_data_path_and_name_and_type or []) + list(args.valid_data_path_and_name_and_type or [])
+        try:
+            validate_data_triplets(args.train_data_path_and_name_and_type, sample_rate=fs, mono=True)
+            validate_data_triplets(args.valid_data_path_and_name_and_type, sample_rate=fs, mono=True)
+        except DataError as e:
+            raise PeftError(f"{e}\n  (stage 3 of the recipes, local/format_data.py, writes {fs or 16000} Hz mono "
+                            f"16-bit audio)") from None
+        if args.collect_stats:
+            return
+        texts = [t[0] if isinstance(t, (tuple, list)) else str(t).split(",")[0] for t in triplets
+                 if (t[2] if isinstance(t, (tuple, list)) else str(t).split(",")[2]) == "text"]
+        # A warning, not an error: real transcripts (names in Common Voice, loan words) carry a few
+        # characters the pretrained tokenizer never saw. Refusing the whole data set for them, or
+        # dropping those utterances, would cost more than training a few <unk> tokens; the user
+        # decides whether to normalise the text (local/data.sh) now that it is visible.
+        for problem in untokenizable_text(texts, args):
+            log.warning("espnet_peft: warning: %s", problem)
+
+    @classmethod
     def check_peft_args(cls, args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         """Everything that can be checked before compute is spent."""
         if getattr(args, "use_adapter", False):
@@ -169,16 +451,13 @@ class PeftTaskMixin:
                             "their initialisation; use --pretrained_model instead")
         resolve_pretrained(args.pretrained_model, args.pretrained_config)
         cls.inherit_pretrained_config(args, parser)
-        if args.collect_stats:
-            return
-        if not args.peft_config:
-            raise PeftError("--peft_config is required (a PEFT config, e.g. conf/peft/ssvd_o.yaml)")
-        PeftConfig.from_any(args.peft_config)  # parse errors now, not after data loading
-        try:
-            validate_data_triplets(args.train_data_path_and_name_and_type)
-            validate_data_triplets(args.valid_data_path_and_name_and_type)
-        except DataError as e:
-            raise PeftError(str(e)) from None
+        if not args.collect_stats:
+            if not args.peft_config:
+                raise PeftError("--peft_config is required (a PEFT config, e.g. conf/peft/ssvd_o.yaml)")
+            PeftConfig.from_any(args.peft_config)  # parse errors now, not after data loading
+            if args.resume and args.output_dir:
+                check_resume_config(args.output_dir, args.peft_config)
+        cls.check_data(args)
 
     @classmethod
     def main(cls, args: Optional[argparse.Namespace] = None, cmd=None):
@@ -187,13 +466,22 @@ class PeftTaskMixin:
             args = parser.parse_args(cmd)
         try:
             cls.check_peft_args(args, parser)
+            lock = _DirLock(Path(args.output_dir) / TRAIN_LOCK, f"output directory {args.output_dir}") \
+                if args.output_dir and not args.dry_run else None
         except PeftError as e:
             parser.error(str(e))
         before = os.environ.get(TRAINING_ENV)
         os.environ[TRAINING_ENV] = "1"  # inherited by DDP worker processes
         try:
             return super().main(args=args)
+        except TrainingDiverged as e:
+            logging.error("espnet_peft: %s", e)
+            raise SystemExit(f"espnet_peft: error: {e}") from None
+        except PeftError as e:  # an unreadable resume checkpoint
+            raise SystemExit(f"espnet_peft: error: {e}") from None
         finally:
+            if lock is not None:
+                lock.release()
             if before is None:
                 os.environ.pop(TRAINING_ENV, None)
             else:
@@ -225,7 +513,67 @@ class PeftTaskMixin:
         if os.environ.get(TRAINING_ENV) == "1" and getattr(args, "output_dir", None):
             out = Path(args.output_dir)
             out.mkdir(parents=True, exist_ok=True)
-            (out / "peft_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+            frozen = out / FROZEN_PEFT_CONFIG
+            frozen.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
             (out / "peft_plan.txt").write_text(str(plan) + "\n")
             (out / "peft_plan.json").write_text(json.dumps(plan.as_dict(), indent=1) + "\n")
+            # config.yaml (written by ESPnet after build_model) records the frozen copy, not the
+            # user's editable file: the experiment is self-contained
+            args.peft_config = str(frozen)
         return model
+
+    @classmethod
+    def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
+        """Inference on an experiment: the model rebuilt from its ``config.yaml`` with its frozen PEFT
+        config, the adapter (or model) state loaded with ``weights_only=True``."""
+        from .state import load_peft_state_dict
+
+        if config_file is None:
+            config_file = Path(model_file).parent / "config.yaml"
+        args = argparse.Namespace(**experiment_config(config_file))
+        model = cls.build_model(args)
+        if device != "mps":
+            model.to(device)
+        if model_file is not None:
+            state = load_state_file(model_file)
+            if getattr(model, "peft_plan", None) is not None:
+                load_peft_state_dict(model, state)
+            else:
+                model.load_state_dict(state, strict=True)
+        return model, args
+
+
+def check_inference_data(triplets: Sequence, train_config: Optional[str]) -> None:
+    """``espnet_peft.bin.*_inference``: refuse audio at another sample rate than the model's frontend
+    or with more than one channel, before the model is loaded (stock ESPnet would decode it at the
+    wrong rate)."""
+    if not triplets or not train_config or not Path(train_config).is_file():
+        return
+    fs = expected_sample_rate(argparse.Namespace(**load_yaml(train_config)))
+    sound = [t for t in triplets if (t[2] if isinstance(t, (tuple, list)) else str(t).split(",")[2]) == "sound"]
+    try:
+        validate_data_triplets(sound, sample_rate=fs, mono=True)
+    except DataError as e:
+        raise SystemExit(f"espnet_peft: error: {e}\n  (resample and down-mix to {fs} Hz mono first, "
+                         f"e.g. local/format_data.py --fs {fs} SRC_DIR DST_DIR)") from None
+
+
+class weights_only_loads:
+    """Within the block, every ``torch.load`` reads with ``weights_only=True``, whatever its caller
+    asks: ESPnet's inference loads model and LM files with ``weights_only=False``, which runs any
+    code pickled into them. Used by ``espnet_peft.bin.*_inference``."""
+
+    def __enter__(self):
+        self._load = torch.load
+        original = self._load
+
+        def load(*args, **kwargs):
+            kwargs["weights_only"] = True
+            return original(*args, **kwargs)
+
+        torch.load = load
+        return self
+
+    def __exit__(self, *exc):
+        torch.load = self._load
+        return False

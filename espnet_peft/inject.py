@@ -1,61 +1,38 @@
-"""Finding target modules in a model and swapping in the method's wrappers."""
+"""Swapping the method's wrappers into a model, after planning (targets: ``targets.py``)."""
 from __future__ import annotations
 
-import difflib
-from typing import Any, List, Tuple
+from typing import Any, List
 
-import torch
 from torch import nn
 
 from .budget import Plan, PlanRow, plan_modules
 from .config import PeftConfig
+from .errors import PeftError
+from .fingerprint import record
 from .methods import get_method
-from .methods.base import Method, PeftError, fingerprint
-from .names import block_index, matches
+from .methods.base import Method
+from .names import block_index
 from .schedule import FreezeSchedule
+from .targets import find_targets
 
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def find_targets(model: nn.Module, cfg: PeftConfig, method: Method) -> List[Tuple[str, nn.Module]]:
-    named = [(n, m) for n, m in model.named_modules() if n]
-    hits = {}
-    empty = []
-    for pattern in cfg.target_modules:
-        found = [(n, m) for n, m in named if matches(n, pattern)]
-        if not found:
-            empty.append(pattern)
-        hits.update({n: m for n, m in found})
-    if empty:
-        tails = sorted({".".join(n.split(".")[-2:]) for n, _ in named})
-        hints = {p: difflib.get_close_matches(p, tails, n=3, cutoff=0.5) for p in empty}
-        detail = "; ".join(f"{p!r}" + (f" (did you mean {', '.join(h)}?)" if h else "") for p, h in hints.items())
-        raise PeftError(f"target_modules pattern(s) matched no module of {type(model).__name__}: {detail}")
-    for pattern in cfg.exclude_modules:
-        hits = {n: m for n, m in hits.items() if not matches(n, pattern)}
-    if not hits:
-        raise PeftError("no module left to adapt after exclude_modules")
-    order = {n: i for i, (n, _) in enumerate(named)}
-    names = sorted(hits, key=order.get)
-    # a module inside another target is covered by it (only possible for container targets)
-    names = [n for n in names if not any(n.startswith(o + ".") for o in names if o != n)]
-    bad = [(n, hits[n]) for n in names if not method.supports(hits[n])]
-    if bad:
-        lines = []
-        for n, m in bad[:6]:
-            inner = [f"{n}.{c}" for c, sub in m.named_modules() if c and method.supports(sub)]
-            hint = f"; its supported submodules: {', '.join(inner[:4])}" if inner else ""
-            lines.append(f"{n} ({type(m).__name__}{hint})")
-        raise PeftError(f"method {method.name!r} cannot adapt {len(bad)} matched module(s): " + "; ".join(lines))
-    return [(n, hits[n]) for n in names]
-
-
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, new)
+
+
+def _in_mode_of(module: nn.Module, wrapper: nn.Module) -> nn.Module:
+    """The wrapper, its new modules (dropout, a head) in the train / eval mode of the module it wraps."""
+    old = {id(m) for m in module.modules()}
+    for m in wrapper.modules():
+        if id(m) not in old:
+            m.training = module.training
+    return wrapper
 
 
 def _keep_eval(module: nn.Module, args) -> None:
@@ -86,8 +63,8 @@ def release_norm_statistics(model: nn.Module) -> None:
 
 
 def nested_rows(targets, cfg: PeftConfig, method: Method) -> List[PlanRow]:
-    """Rows of adapters that a wrapping method carries inside the module it wraps (HFF's
-    ``adapters``), named as they will be after wrapping. Explicit sizes only."""
+    """Rows of adapters that a wrapping method (one with an ``inner_attr``) carries inside the module
+    it wraps (its ``adapters`` option), named as they will be after wrapping. Explicit sizes only."""
     spec = cfg.options.get("adapters") if method.inner_attr else None
     if not spec:
         return []
@@ -135,14 +112,13 @@ def apply_peft(model: nn.Module, config: Any) -> Plan:
     if cfg.schedule.get("frozen_encoder_steps") and not any(
             r.name == prefix or r.name.startswith(prefix + ".") for r in plan.rows):
         raise PeftError(f"schedule: the plan adapts nothing under {prefix!r}, so there is nothing to hold back")
-    modules = dict(model.named_modules())
-    for row in plan.rows:
-        plan.fingerprints[row.name] = tuple(fingerprint(p) for p in modules[row.origin or row.name].parameters())
+    plan.fingerprints = record(model)  # the whole pretrained model, before anything is wrapped
     for p in model.parameters():
         p.requires_grad_(False)
     for row in plan.rows:  # outer wrappers first: nested rows are named inside them
         module = model.get_submodule(row.name)
-        _set_module(model, row.name, get_method(row.method).wrap(module, row.hyper, row.options or cfg.options))
+        wrapper = get_method(row.method).wrap(module, row.hyper, row.options or cfg.options)
+        _set_module(model, row.name, _in_mode_of(module, wrapper))
     if cfg.freeze_norm_stats:
         freeze_norm_statistics(model)
     trainable = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
@@ -161,7 +137,3 @@ def get_plan(model: nn.Module) -> Plan:
     if plan is None:
         raise PeftError("the model has no PEFT applied (call espnet_peft.apply_peft first)")
     return plan
-
-
-def trainable_parameters(model: nn.Module) -> List[torch.nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]

@@ -6,9 +6,9 @@ from typing import Dict, Mapping
 import torch
 from torch import nn
 
+from .errors import PeftError
 from .inject import _set_module, get_plan, release_norm_statistics
 from .methods import get_method
-from .methods.base import PeftError
 
 
 @torch.no_grad()

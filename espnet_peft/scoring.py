@@ -5,14 +5,24 @@ Normalisation (applied to references and hypotheses alike): Unicode NFKC, lower 
 special tokens (``<...>``) removed, every character that is not a letter, digit, apostrophe
 or space replaced by a space, runs of spaces collapsed. CER counts characters of the
 normalised text without spaces.
+
+Confidence intervals (any recipe can report them): :func:`bootstrap_wer` (WER with a bootstrap
+interval over utterances or speakers), :func:`paired_bootstrap` (the interval and p-value of a
+WER difference between two systems on the same test set), :func:`bootstrap_replicates` (shared
+resamples of many systems, for any derived number), and the :class:`UtteranceErrors` helpers
+that read them from Kaldi-style text files.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
 
 _SPECIAL = re.compile(r"<[^<>\s]*>")
 _NON_WORD = re.compile(r"[^\w' ]|_")
@@ -77,8 +87,11 @@ def score(refs: Mapping[str, str], hyps: Mapping[str, str]) -> Dict[str, float]:
 
 def score_files(ref_path, hyp_path, out_json: Optional[Path] = None) -> Dict[str, float]:
     result = score(read_trn(ref_path), read_trn(hyp_path))
-    if out_json:
-        Path(out_json).write_text(json.dumps(result, indent=1) + "\n")
+    if out_json:  # atomically: parallel sweep runs re-score the same base decoding
+        out = Path(out_json)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        os.replace(tmp, out)
     return result
 
 
@@ -99,3 +112,211 @@ def learning_forgetting(base_target: float, adapted_target: float, base_source: 
     if full_target is not None and base_target - full_target > 0:
         out["gain_recovered"] = gain / (base_target - full_target)
     return out
+
+
+# --------------------------------------------------------------------------- confidence intervals
+# Bootstrap intervals of WER and paired bootstrap tests of WER differences (Bisani & Ney 2004):
+# numpy only, vectorised, deterministic given ``seed``. A WER is a ratio of sums (errors over
+# reference words), so a resample draws units (utterances, or speakers with all their
+# utterances) with replacement and divides the resampled error sum by the resampled word sum.
+# Several systems scored on the same test set share the same resamples (that is what makes a
+# difference "paired"). A system given as several seeds (a 2-D array, one row per seed) is the
+# mean over its seeds; with ``resample_seeds`` every resample also draws its seeds with
+# replacement, so the interval carries the training noise between seeds as well as the test
+# sampling noise (with 2-3 seeds it still understates the former a little: report the spread).
+@dataclass(frozen=True)
+class UtteranceErrors:
+    """Word errors (substitutions + deletions + insertions) and reference words per utterance,
+    sorted by utterance id, counted exactly as :func:`score` counts them (``wer`` equals its WER)."""
+
+    ids: Tuple[str, ...]
+    errors: np.ndarray
+    words: np.ndarray
+    speakers: Optional[Tuple[str, ...]] = None
+
+    @property
+    def wer(self) -> float:
+        return 100.0 * float(self.errors.sum()) / max(1, int(self.words.sum()))
+
+
+def read_utt2spk(path) -> Dict[str, str]:
+    return read_trn(path)
+
+
+def _chunk_errors(chunks) -> int:
+    n = 0
+    for c in chunks:
+        if c.type in ("substitute", "delete"):
+            n += c.ref_end_idx - c.ref_start_idx
+        elif c.type == "insert":
+            n += c.hyp_end_idx - c.hyp_start_idx
+    return n
+
+
+def utterance_errors(refs: Mapping[str, str], hyps: Mapping[str, str],
+                     utt2spk: Optional[Mapping[str, str]] = None) -> UtteranceErrors:
+    """Per-utterance word errors of hypotheses against references (the normalisation and the
+    empty-reference rule of :func:`score`); ``utt2spk`` adds each utterance's speaker."""
+    import jiwer
+
+    extra = sorted(set(hyps) - set(refs))
+    if extra:
+        raise ValueError(f"{len(extra)} hypotheses have no reference, e.g. {extra[:3]}")
+    ids = tuple(sorted(refs))
+    pairs = [(normalize(refs[k]), normalize(hyps.get(k, ""))) for k in ids]
+    words = np.array([len(r.split()) for r, _ in pairs], dtype=np.int64)
+    errors = np.array([0 if r.strip() else len(h.split()) for r, h in pairs], dtype=np.int64)
+    keep = [i for i, (r, _) in enumerate(pairs) if r.strip()]
+    if keep:
+        out = jiwer.process_words([pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
+        for i, chunks in zip(keep, out.alignments):
+            errors[i] = _chunk_errors(chunks)
+    speakers = None
+    if utt2spk is not None:
+        missing = [k for k in ids if k not in utt2spk]
+        if missing:
+            raise ValueError(f"{len(missing)} utterances have no speaker, e.g. {missing[:3]}")
+        speakers = tuple(utt2spk[k] for k in ids)
+    return UtteranceErrors(ids, errors, words, speakers)
+
+
+def utterance_errors_files(ref_path, hyp_path, utt2spk_path=None) -> UtteranceErrors:
+    """:func:`utterance_errors` of Kaldi-style text files (``utt2spk_path`` optional)."""
+    spk = read_utt2spk(utt2spk_path) if utt2spk_path and Path(utt2spk_path).is_file() else None
+    return utterance_errors(read_trn(ref_path), read_trn(hyp_path), spk)
+
+
+def stack_seeds(runs: Sequence[UtteranceErrors]) -> UtteranceErrors:
+    """Several runs (seeds) of one system on one test set as one system: ``errors`` becomes a
+    (seeds, utterances) array. The runs must cover the same utterances with the same references."""
+    if not runs:
+        raise ValueError("no runs to stack")
+    first = runs[0]
+    for r in runs[1:]:
+        if r.ids != first.ids or not np.array_equal(r.words, first.words):
+            raise ValueError("the runs were scored on different utterances or references")
+    return UtteranceErrors(first.ids, np.stack([np.atleast_2d(r.errors) for r in runs]).reshape(-1, len(first.ids)),
+                           first.words, first.speakers)
+
+
+def _units(errors_list, words, speakers, unit: str):
+    """Per-unit error rows (one (seeds, units) array per system) and per-unit words."""
+    words = np.asarray(words, dtype=np.float64)
+    mats = [np.atleast_2d(np.asarray(e, dtype=np.float64)) for e in errors_list]
+    for m in mats:
+        if m.shape[1] != words.shape[0]:
+            raise ValueError(f"errors cover {m.shape[1]} utterances, words {words.shape[0]}")
+    if unit == "utterance":
+        return mats, words
+    if unit != "speaker":
+        raise ValueError(f"unit must be 'utterance' or 'speaker', got {unit!r}")
+    if speakers is None:
+        raise ValueError("a speaker-level bootstrap needs the speaker of every utterance (utt2spk)")
+    _, inv = np.unique(np.asarray(speakers, dtype=object).astype(str), return_inverse=True)
+    g = int(inv.max()) + 1
+    agg = lambda row: np.bincount(inv, weights=row, minlength=g)  # noqa: E731
+    return [np.stack([agg(r) for r in m]) for m in mats], agg(words)
+
+
+def bootstrap_replicates(systems: Sequence[Any], words, speakers=None, *, unit: str = "utterance",
+                         n_resamples: int = 2000, seed: int = 0, resample_seeds: bool = True):
+    """WER (%) of every system on ``n_resamples`` shared bootstrap resamples of one test set.
+
+    ``systems``: per-utterance error counts of each system, 1-D (utterances) or 2-D (seeds x
+    utterances, the system being the mean over its seeds); ``words``: reference words per
+    utterance; ``unit``: ``"utterance"`` or ``"speaker"`` (resample speakers with all their
+    utterances; needs ``speakers``). Returns ``(point, reps)``: the WER of every system on the
+    test set itself (K,) and on every resample (n_resamples, K). The utterance resamples depend
+    only on ``seed`` and the test set (not on the systems), the seed draws of system k on
+    ``(seed, k)``."""
+    mats, w = _units(systems, words, speakers, unit)
+    n, k = w.shape[0], len(mats)
+    if n == 0:
+        raise ValueError("an empty test set")
+    total = max(float(w.sum()), 1e-12)
+    point = np.array([100.0 * m.mean(axis=0).sum() / total for m in mats])
+    reps = np.empty((int(n_resamples), k))
+    rng = np.random.default_rng(seed)
+    seed_rngs = [np.random.default_rng([seed, i + 1]) for i in range(k)]
+    chunk = max(1, min(int(n_resamples), (1 << 22) // n))  # at most ~4 M counts in memory at once
+    for start in range(0, int(n_resamples), chunk):
+        b = min(chunk, int(n_resamples) - start)
+        idx = rng.integers(0, n, size=(b, n))
+        counts = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+        counts = counts.astype(np.float64)
+        wb = counts @ w
+        wb[wb <= 0] = np.nan
+        for i, m in enumerate(mats):
+            per_seed = counts @ m.T  # (b, seeds)
+            s = m.shape[0]
+            if s > 1 and resample_seeds:
+                weights = seed_rngs[i].multinomial(s, np.full(s, 1.0 / s), size=b) / s
+                e = (per_seed * weights).sum(axis=1)
+            else:
+                e = per_seed.mean(axis=1)
+            reps[start:start + b, i] = 100.0 * e / wb
+    return point, reps
+
+
+def interval(reps, level: float = 0.95) -> Tuple[float, float]:
+    """The percentile interval of bootstrap replicates (NaNs ignored)."""
+    lo, hi = np.nanpercentile(np.asarray(reps, dtype=np.float64), [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
+
+
+def difference_stats(diff: float, reps, level: float = 0.95) -> Dict[str, Any]:
+    """A paired difference and its bootstrap replicates -> its percentile interval, ``significant``
+    (the interval excludes 0) and the two-sided bootstrap p-value (twice the smaller share of
+    replicates on either side of 0, at least 1 / resamples; 1.0 when every replicate is 0), which
+    is below 1 - level exactly when the interval excludes 0, up to the resamples' resolution."""
+    reps = np.asarray(reps, dtype=np.float64)
+    reps = reps[~np.isnan(reps)]
+    b = reps.shape[0]
+    if not b:
+        return {"diff": float(diff), "low": float("nan"), "high": float("nan"), "p_value": 1.0, "significant": False,
+                "level": level, "resamples": 0}
+    lo, hi = interval(reps, level)
+    below, above = int((reps <= 0).sum()), int((reps >= 0).sum())
+    p = min(1.0, max(2.0 * min(below, above), 1.0) / b)
+    return {"diff": float(diff), "low": lo, "high": hi, "p_value": p, "significant": bool(lo > 0 or hi < 0),
+            "level": level, "resamples": b}
+
+
+def bootstrap_wer(errors, words, speakers=None, *, unit: str = "utterance", n_resamples: int = 2000,
+                  seed: int = 0, level: float = 0.95, resample_seeds: bool = True) -> Dict[str, Any]:
+    """WER (%) with its bootstrap interval over utterances (``unit="utterance"``) or speakers
+    (``unit="speaker"``, needs ``speakers``). ``errors``: per utterance, or (seeds, utterances)."""
+    point, reps = bootstrap_replicates([errors], words, speakers, unit=unit, n_resamples=n_resamples, seed=seed,
+                                       resample_seeds=resample_seeds)
+    lo, hi = interval(reps[:, 0], level)
+    n_units = len(set(speakers)) if unit == "speaker" else len(np.asarray(words))
+    return {"wer": float(point[0]), "low": lo, "high": hi, "level": level, "unit": unit, "units": n_units,
+            "resamples": int(n_resamples)}
+
+
+def paired_bootstrap(errors_a, errors_b, words, speakers=None, *, unit: str = "utterance", n_resamples: int = 2000,
+                     seed: int = 0, level: float = 0.95, resample_seeds: bool = True) -> Dict[str, Any]:
+    """Paired bootstrap of WER(a) - WER(b) on one test set (both systems scored on the same
+    utterances; each 1-D or seeds x utterances): ``diff`` (positive: a makes more errors), its
+    interval, the two-sided ``p_value`` and ``significant``; ``wer_a`` and ``wer_b`` beside."""
+    point, reps = bootstrap_replicates([errors_a, errors_b], words, speakers, unit=unit, n_resamples=n_resamples,
+                                       seed=seed, resample_seeds=resample_seeds)
+    out = difference_stats(point[0] - point[1], reps[:, 0] - reps[:, 1], level)
+    out.update(wer_a=float(point[0]), wer_b=float(point[1]), unit=unit)
+    return out
+
+
+def wer_interval(runs, *, unit: str = "utterance", **kw) -> Dict[str, Any]:
+    """:func:`bootstrap_wer` of an :class:`UtteranceErrors` (or a list of them: seeds)."""
+    u = stack_seeds(runs) if isinstance(runs, (list, tuple)) else runs
+    return bootstrap_wer(u.errors, u.words, u.speakers, unit=unit, **kw)
+
+
+def compare(a, b, *, unit: str = "utterance", **kw) -> Dict[str, Any]:
+    """:func:`paired_bootstrap` of two :class:`UtteranceErrors` (or lists of them: seeds),
+    e.g. ``compare(adapted, base)`` on a source test set: the forgetting and its interval."""
+    ua = stack_seeds(a) if isinstance(a, (list, tuple)) else a
+    ub = stack_seeds(b) if isinstance(b, (list, tuple)) else b
+    if ua.ids != ub.ids or not np.array_equal(ua.words, ub.words):
+        raise ValueError("the two systems were scored on different utterances or references")
+    return paired_bootstrap(ua.errors, ub.errors, ua.words, ua.speakers, unit=unit, **kw)

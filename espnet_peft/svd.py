@@ -2,7 +2,8 @@
 
 Every SVD-based method (PiSSA, SSVD, SSVD-O) asks for the same thing: ``k`` singular triplets
 of the weight that was actually loaded, either the largest (``top``) or the smallest (``tail``),
-in float64 for accuracy, with a sign convention that makes the result reproducible across
+in float64 (except the Gram and randomized routes for the top directions of a float32 weight,
+see ``FLOAT32_MIN_RATIO``), with a sign convention that makes the result reproducible across
 runs (each left vector's largest-magnitude entry is positive).
 """
 from __future__ import annotations
@@ -54,9 +55,8 @@ def randomized_svd(w: torch.Tensor, k: int, niter: int = 4, oversample: int = 10
     ``niter + 1`` products with ``G``, re-orthonormalised after each, then Rayleigh-Ritz on ``G``:
     the subspace error shrinks like ``(sigma_{l+1} / sigma_k)^(2 niter + 2)`` (``l = k + oversample``),
     at least as fast as ``niter`` power iterations on ``W`` itself, while every product past
-    forming ``G`` costs ``min(d)^2 l`` instead of ``d_out d_in l`` (measured 1.3-2.4x faster than
-    power iterations on ``W`` for ``k = 164`` on 1024-wide layers, one thread). A spectrum that
-    reaches below ``1e-7 sigma_max`` within the ``k`` falls back to a full SVD.
+    forming ``G`` costs ``min(d)^2 l`` instead of ``d_out d_in l``. A spectrum that reaches below
+    ``1e-7 sigma_max`` within the ``k`` falls back to a full SVD.
     """
     g, tall = _gram(w)
     q = g.shape[0]
@@ -75,13 +75,12 @@ def randomized_svd(w: torch.Tensor, k: int, niter: int = 4, oversample: int = 10
 def gram_svd(w: torch.Tensor, select: slice = slice(None)) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Thin SVD through the eigendecomposition of the smaller Gram matrix, in ``w``'s dtype.
 
-    2-4x faster than LAPACK's SVD; a singular value ``sigma`` has absolute error of about
+    Faster than LAPACK's SVD; a singular value ``sigma`` has absolute error of about
     ``eps * sigma_max^2 / sigma``, so a selection reaching below ``1e-7 sigma_max`` (float64)
     falls back to a full SVD. ``select`` picks triplets (in descending order) before the other
-    side's vectors are formed, so that only those are multiplied out. (Computing only the
-    selected eigenpairs, LAPACK's ``syevr`` through SciPy, was 1.6x faster on one thread for 164
-    of 1024 but slower inside the 2-thread benchmark, and SciPy's import alone costs a small model
-    a second; torch's ``eigh`` stays.)
+    side's vectors are formed, so that only those are multiplied out. (Torch's ``eigh`` computes
+    every eigenpair; computing only the selected ones through SciPy was not faster in the
+    benchmark, see bench/RESULTS.md.)
     """
     g, tall = _gram(w)
     evals, evecs = torch.linalg.eigh(g)
@@ -96,11 +95,10 @@ def principal_subspace(weight: torch.Tensor, k: int, directions: str = "top", mo
 
     ``directions='top'``: the ``k`` largest singular values; ``'tail'``: the ``k`` smallest
     (still ordered largest first within the selection). ``mode``: ``full`` (LAPACK SVD),
-    ``gram`` (eigendecomposition of the smaller Gram matrix: the same subspaces, about 3x
-    faster) or ``randomized`` (a range finder on the Gram matrix with ``niter`` power iterations
-    and a fixed seed; ``top`` only, for ``k`` well below ``min(d)``; approximate near the k-th
-    singular value when the spectrum has no gap there, and about 1.5x faster than ``gram`` on
-    1024-wide layers).
+    ``gram`` (eigendecomposition of the smaller Gram matrix: the same subspaces up to its
+    precision, faster) or ``randomized`` (a range finder on the Gram matrix with ``niter`` power
+    iterations and a fixed seed; ``top`` only, for ``k`` well below ``min(d)``; approximate near
+    the k-th singular value when the spectrum has no gap there, and faster still).
     """
     if directions not in ("top", "tail"):
         raise ValueError(f"directions must be 'top' or 'tail', got {directions!r}")

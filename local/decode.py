@@ -9,6 +9,10 @@ One job decodes its share (``--job J --nj N``) of every ``--data_dir`` with ever
 decoding options and the language model). A set is skipped when its ``text`` exists and that
 signature still matches, so a retrained model, a changed beam or a new LM re-decodes.
 
+Model and LM files are loaded with ``torch.load(weights_only=True)`` (ESPnet's loader asks for
+pickle, which runs any code in a crafted file), and audio at another sample rate than the model's
+frontend, or with more than one channel, stops the job with the utterance named.
+
 ``--lm_dir`` names a language model directory (``config.yaml`` + ``model.pth``, written by
 ESPnet's ``lm_train``); it is used when the decoding options set ``lm_weight`` > 0, and a
 positive weight without it is an error before anything is decoded.
@@ -77,6 +81,32 @@ def signature(model_dir: Path, opts: dict) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def weights_only_torch_load() -> None:
+    """Make every ``torch.load`` of this (short-lived) process read with ``weights_only=True``:
+    ESPnet's ``build_model_from_file`` passes ``weights_only=False``, and the base model of a recipe
+    may come from anywhere (``--foundation_source``)."""
+    import torch
+
+    original = torch.load
+
+    def load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return original(*args, **kwargs)
+
+    torch.load = load
+
+
+def model_sample_rate(model_dir: Path) -> int:
+    """The sample rate the model's frontend assumes (ESPnet's default frontend: 16 kHz)."""
+    cfg = yaml.safe_load((model_dir / "config.yaml").read_text()) or {}
+    fs = (cfg.get("frontend_conf") or {}).get("fs", 16000)
+    if isinstance(fs, str):
+        import humanfriendly
+
+        fs = humanfriendly.parse_size(fs)
+    return int(fs)
+
+
 def load_model(model_dir: Path, task: str, opts: dict):
     cfg, model = _model_files(model_dir, "model")
     if yaml.safe_load(cfg.read_text()).get("encoder") == "espnet_peft_hff":
@@ -116,6 +146,7 @@ def decode(args) -> None:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
+    weights_only_torch_load()
     opts = decoding_options(args)
     for model_dir, out_dir in zip(args.model_dir, args.output_dir):
         sets = todo(out_dir, args.data_dir, signature(Path(model_dir), opts))
@@ -123,6 +154,7 @@ def decode(args) -> None:
             continue
         run_opts = dict(opts, device=args.device) if args.device else dict(opts)
         recognize = load_model(Path(model_dir), args.task, run_opts)
+        fs = model_sample_rate(Path(model_dir))
         for d in sets:
             wav = read_scp(d / "wav.scp")
             out = Path(out_dir) / d.name
@@ -132,6 +164,9 @@ def decode(args) -> None:
             with open(out / f"hyp.{args.job}", "w", encoding="utf-8") as fh:
                 for key in shard(wav, args.job, args.nj):
                     speech, sr = soundfile.read(wav[key], dtype="float32", always_2d=True)
+                    if sr != fs or speech.shape[1] != 1:  # the recipe formats to fs mono (stage 3)
+                        sys.exit(f"decode.py: {d}: {key}: {wav[key]} is {sr} Hz with {speech.shape[1]} channel(s); "
+                                 f"{model_dir} expects {fs} Hz mono (format the data: local/format_data.py)")
                     speech = speech[:, 0]
                     audio_s += len(speech) / sr
                     with torch.no_grad():

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Content identities of model files: what a decoding result, an adapted experiment or a sweep
-cell was produced from. ``file_id.py PATH`` prints the identity (16 hex digits of SHA-256).
+cell was produced from. ``file_id.py PATH`` prints the identity (16 hex digits of SHA-256);
+``file_id.py PATH PATH...`` the identity of the set (each path as given and its content, in order:
+what a cache built from several files, such as a data set's statistics, is keyed by).
 
 A file is hashed once per (path, inode, size, modification time), the identity kept in memory and
 in ``$ESPNET_PEFT_CACHE/file_ids`` (default ``~/.cache/espnet_peft/file_ids``): one decoding call
@@ -56,7 +58,14 @@ def recorded_foundation_id(exp_dir) -> Optional[str]:
     return f.read_text().strip() if f.is_file() else None
 
 
+def files_id(paths) -> str:
+    """The identity of several files: their names (as given) and contents, in order."""
+    lines = "".join(f"{p}\t{file_id(p)}\n" for p in paths)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_file():
-        sys.exit(f"usage: file_id.py FILE (an existing file; got {sys.argv[1:]})")
-    print(file_id(sys.argv[1]))
+    missing = [p for p in sys.argv[1:] if not Path(p).is_file()]
+    if len(sys.argv) < 2 or missing:
+        sys.exit(f"usage: file_id.py FILE [FILE...] (existing files; not found: {missing or 'no file given'})")
+    print(file_id(sys.argv[1]) if len(sys.argv) == 2 else files_id(sys.argv[1:]))

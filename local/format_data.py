@@ -26,7 +26,7 @@ import numpy as np
 import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from espnet_peft.data import read_table  # noqa: E402
+from espnet_peft.data import error_text, read_table  # noqa: E402
 
 
 def load_audio(entry: str, fs: int, seg: Optional[Tuple[float, float]] = None) -> Tuple[np.ndarray, bool]:
@@ -83,7 +83,7 @@ def format_dir(src: Path, dst: Path, fs: int = 16000, do_filter: bool = False, m
         try:
             audio, converted = load_audio(entry, fs, seg)
         except Exception as e:  # unreadable, failing pipe
-            problems.append(f"{key}: cannot read audio {entry}: {e}")
+            problems.append(f"{key}: cannot read audio {entry}: {error_text(e)}")
             continue
         dur = len(audio) / fs
         if len(audio) == 0 or (do_filter and not (min_dur <= dur <= max_dur)) or (do_filter and not text[key].strip()):

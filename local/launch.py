@@ -8,9 +8,15 @@ with the command, start time, exit status and elapsed time. Exits non-zero (nami
 logs) if any job failed.
 
 Backends:
-  local   jobs run as local processes, ``--max-jobs`` at a time (default: all at once)
+  local   jobs run as local processes, ``--max-jobs`` at a time (default: all at once), each
+          in its own process group
   slurm   one ``sbatch --wait`` array job; ``--gpu``, ``--mem``, ``--time``, ``--cpus``,
           ``--partition`` map to sbatch options, ``$ESPNET_PEFT_SLURM_ARGS`` adds more
+
+Stopping: SIGTERM, SIGINT or SIGHUP to launch.py stops every job it started (local: SIGTERM to
+each job's process group, SIGKILL after ``$ESPNET_PEFT_KILL_GRACE`` seconds, default 10; slurm:
+``scancel`` of the array job), notes it in the job logs, and exits 128 + the signal number: no
+job is left running (and writing) after its launcher is gone.
 """
 from __future__ import annotations
 
@@ -18,10 +24,10 @@ import argparse
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -62,15 +68,78 @@ def substitute(text: str, var: Optional[str], idx: Optional[int]) -> str:
     return re.sub(rf"\b{var}\b", str(idx), text) if var else text
 
 
-def run_local(log: Path, cmd: str) -> int:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    with open(log, "w") as fh:
-        fh.write(f"# {cmd}\n# started at {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.uname().nodename}\n")
-        fh.flush()
-        rc = subprocess.call(["bash", "-c", cmd], stdout=fh, stderr=subprocess.STDOUT, cwd=os.getcwd())
-        fh.write(f"# exit status {rc}, elapsed {time.time() - start:.1f} s\n")
-    return rc
+class Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, _frame):
+    raise Interrupted(signum)
+
+
+def catch_signals() -> None:
+    """SIGTERM / SIGINT / SIGHUP raise :class:`Interrupted` in the main thread."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupted)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_jobs(procs: List[subprocess.Popen], grace: Optional[float] = None) -> None:
+    """SIGTERM to each job's process group, SIGKILL to what is left after ``grace`` seconds."""
+    grace = float(os.environ.get("ESPNET_PEFT_KILL_GRACE", "10")) if grace is None else grace
+    for p in procs:
+        _kill_group(p.pid, signal.SIGTERM)
+    deadline = time.time() + grace
+    while time.time() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.1)
+    for p in procs:  # the leader may be gone while other members of its group still run
+        _kill_group(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+def run_local(tasks: List[Tuple[Path, str]], max_jobs: int) -> List[int]:
+    """Run (log, command) jobs, ``max_jobs`` at a time (0: all), each in its own process group."""
+    rcs: List[Optional[int]] = [None] * len(tasks)
+    running = {}  # index -> (process, log handle, start time)
+    pending = list(range(len(tasks)))
+    limit = max_jobs if max_jobs > 0 else len(tasks)
+    try:
+        while pending or running:
+            while pending and len(running) < limit:
+                i = pending.pop(0)
+                log, cmd = tasks[i]
+                log.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(log, "w")
+                fh.write(f"# {cmd}\n# started at {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.uname().nodename}\n")
+                fh.flush()
+                p = subprocess.Popen(["bash", "-c", cmd], stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=os.getcwd(), process_group=0)
+                running[i] = (p, fh, time.time())
+            for i, (p, fh, start) in list(running.items()):
+                rc = p.poll()
+                if rc is not None:
+                    fh.write(f"# exit status {rc}, elapsed {time.time() - start:.1f} s\n")
+                    fh.close()
+                    rcs[i] = rc
+                    del running[i]
+            time.sleep(0.05)
+    except Interrupted as e:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # stopping is not interrupted again
+            signal.signal(sig, signal.SIG_IGN)
+        stop_jobs([p for p, _, _ in running.values()])
+        for p, fh, start in running.values():
+            fh.write(f"# stopped by signal {e.signum} to launch.py (job process group killed), "
+                     f"elapsed {time.time() - start:.1f} s\n")
+            fh.close()
+        raise
+    return [rc if rc is not None else 1 for rc in rcs]
 
 
 def run_slurm(args, jobs, log_t: str, cmd_t: str) -> List[Tuple[Path, int]]:
@@ -107,7 +176,19 @@ def run_slurm(args, jobs, log_t: str, cmd_t: str) -> List[Tuple[Path, int]]:
         sb.append(f"--partition={args.partition}")
     sb += shlex.split(os.environ.get("ESPNET_PEFT_SLURM_ARGS", ""))
     sb.append(str(script))
-    res = subprocess.run(sb, capture_output=True, text=True)
+    p = subprocess.Popen(sb, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)
+    job_id = ""
+    try:
+        job_id = (p.stdout.readline() or "").strip().split(";")[0]  # --parsable: the id, at submission
+        out, err = p.communicate()
+    except Interrupted:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        if job_id:
+            subprocess.run(["scancel", job_id], capture_output=True)
+        stop_jobs([p])
+        raise
+    res = subprocess.CompletedProcess(sb, p.returncode, job_id + "\n" + out, err)
     if res.returncode != 0 and "error" in res.stderr.lower() and not any(
             Path(status_t.replace("%a", str(i))).exists() for i in range(lo, hi + 1)):
         sys.stderr.write(f"launch.py: sbatch failed: {res.stderr.strip()}\n")
@@ -123,15 +204,18 @@ def run_slurm(args, jobs, log_t: str, cmd_t: str) -> List[Tuple[Path, int]]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args, jobs, log_t, cmd = parse(sys.argv[1:] if argv is None else argv)
     cmd_t = command_string(cmd)
-    if args.backend == "slurm":
-        results = run_slurm(args, jobs, log_t, cmd_t)
-    else:
-        var, lo, hi = jobs if jobs else (None, 1, 1)
-        tasks = [(Path(substitute(log_t, var, i)), substitute(cmd_t, var, i)) for i in range(lo, hi + 1)]
-        workers = args.max_jobs if args.max_jobs > 0 else len(tasks)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            rcs = list(pool.map(lambda t: run_local(*t), tasks))
-        results = [(log, rc) for (log, _), rc in zip(tasks, rcs)]
+    catch_signals()
+    try:
+        if args.backend == "slurm":
+            results = run_slurm(args, jobs, log_t, cmd_t)
+        else:
+            var, lo, hi = jobs if jobs else (None, 1, 1)
+            tasks = [(Path(substitute(log_t, var, i)), substitute(cmd_t, var, i)) for i in range(lo, hi + 1)]
+            rcs = run_local(tasks, args.max_jobs)
+            results = [(log, rc) for (log, _), rc in zip(tasks, rcs)]
+    except Interrupted as e:
+        sys.stderr.write(f"launch.py: stopped by signal {e.signum}; its jobs were stopped ({log_t})\n")
+        return 128 + e.signum
     failed = [(log, rc) for log, rc in results if rc != 0]
     if failed:
         for log, rc in failed:

@@ -32,7 +32,7 @@ def package_lm(lm_exp: Path, checkpoint: str, out: Path) -> list:
     out.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load((lm_exp / "config.yaml").read_text())
     cfg["bpemodel"] = str(out.parent / "bpe.model")
-    state = torch.load(ckpt, map_location="cpu")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     torch.save(state, out / "model.pth")
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     n = sum(v.numel() for v in state.values() if v.is_floating_point())
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     shutil.copy(args.bpedir / "tokens.txt", args.out / "tokens.txt")
     cfg["bpemodel"] = str(args.out / "bpe.model")
     cfg["token_list"] = [l.rstrip("\n") for l in (args.out / "tokens.txt").read_text().splitlines()]
-    state = torch.load(ckpt, map_location="cpu")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     torch.save(state, args.out / "model.pth")
     (args.out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     n = sum(v.numel() for v in state.values() if v.is_floating_point())

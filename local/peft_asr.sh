@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The shared stage driver of every espnet-peft ASR recipe (the role of ESPnet's asr.sh).
-# A recipe's run.sh sets its corpus options and calls:  utils/peft_asr.sh [options] "$@"
+# The shared stage driver of every espnet-peft ASR recipe (the role of ESPnet's asr.sh). It lives in
+# the top-level local/; each recipe links it beside its run.sh (egs2/<corpus>/asr1/peft_asr.sh ->
+# ../../../local/peft_asr.sh, as ESPnet recipes link asr.sh), and run.sh ends with
+#     exec ./peft_asr.sh [its corpus options] "$@"
+# Run from the recipe directory. The other shared tools are reached as utils/<name> (utils/ links to
+# the top-level local/ in every recipe); each has that one name in a recipe.
 # Stages (see README, "Recipes"):
 #   1 data preparation (local/data.sh)     2 data check      3 format (16 kHz mono)
 #   4 filter lengths                        5 tokenizer (the foundation model's BPE)
@@ -11,11 +15,26 @@
 #  10 PEFT adaptation (espnet_peft.bin.asr_train)   11 merge (+ interpolation --alpha)
 #  12 decode target test sets              13 score target test sets
 #  14 forgetting: decode + score source test sets, base vs adapted
-#  15 report: RESULTS.md block, JSON summary, printed table
+#  15 report: ${expdir}/RESULTS.md, JSON summary, printed table (--results FILE: that file too)
+# Reliability (README, "Reliability"): options, configs and data are checked before compute; a
+# running experiment holds ${exp}/run.lock; a signal to this script stops the job it runs (its
+# whole process group); caches (statistics, decodings) are keyed by the content they depend on.
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
 min() { [ "$1" -lt "$2" ] && echo "$1" || echo "$2"; }
+# print_args ARGS...: the arguments as one shell command line (quoted where needed)
+print_args() {
+    local a out=""
+    for a in "$@"; do
+        if [[ "${a}" =~ ^[A-Za-z0-9_./:=,+%@-]+$ ]]; then out+=" ${a}"; else out+=" '${a//\'/\'\\\'\'}'"; fi
+    done
+    echo "${out# }"
+}
+# this script's own command line (as ESPnet's asr.sh keeps run_args): stage 10 records it in
+# ${exp}/command.txt and the report cites it
+me="$0"; [ "$(dirname "$0")" != "$(pwd)" ] || me="./$(basename "$0")"  # (exec gives the full path)
+run_args="$(print_args "${me}" "$@")"
 
 # ---------------------------------------------------------------- options (defaults)
 stage=1                 # first stage to run
@@ -33,7 +52,7 @@ max_dur=20.0            # stage 4: longest training utterance (s)
 # data sets
 source_train_set=""     # foundation training set (stages 6-9)
 source_valid_set=""     # foundation validation set
-source_test_sets=""     # source-domain test sets (forgetting, stage 14)
+source_test_sets=""     # source-domain test sets (forgetting, stage 14; every one is reported)
 target_train_set=""     # adaptation training set (stage 10)
 target_valid_set=""     # adaptation validation set
 target_test_sets=""     # target-domain test sets (stages 12-13)
@@ -57,71 +76,50 @@ budget=""                           # overrides the PEFT config's budget (count,
 peft_args=""                        # extra options for espnet_peft.bin.asr_train
 tag=""                              # experiment name (default: tag_prefix + peft_config's name)
 tag_prefix=""                       # prefix of the default tag (run.sh: the target domain)
-alpha=1.0                           # stage 11: interpolation toward the pretrained model
+alpha=1.0                           # stage 11: interpolation toward the pretrained model, in [0, 1]
 checkpoint=valid.acc.ave.pth        # which adapter checkpoint to merge
 decode_config=conf/decode.yaml      # beam search options for Speech2Text
 expdir=exp                          # experiments live in ${expdir}/<tag>
 dumpdir=dump                        # formatted data
-results=RESULTS.md                  # stage 15 writes its block here
+results=""                          # stage 15 always writes ${expdir}/RESULTS.md; a FILE here (e.g. the
+                                    # committed RESULTS.md) is updated too: only the sections of the
+                                    # targets run here change, the others are kept
 recipe_name=""                      # for the report (default: the recipe directory name)
 prepare_only=false                  # sweeps: only the shared work (adaptation statistics, base decoding)
+# ---------------------------------------------------------------- end of options
 
-help_message="Usage: $0 [options]   (every option above, e.g. --stage 10 --peft_config conf/peft/lora.yaml)
-  --stage / --stop_stage N   stages to run (1-15)      --tag NAME   experiment name
-  --peft_config FILE         PEFT config                --alpha A    interpolation (stage 11)
-  --pretrain true            retrain the foundation model (stages 6-9) instead of using ${foundation_dir}
-  --nj N / --ngpu N          parallel jobs / training GPUs"
+help_message="Usage: ${me} [options]   e.g. --stage 10 --peft_config conf/peft/lora.yaml --tag child_lora
+Options (--name value or --name=value; defaults as shown):
+$(sed -n '/^# -* options (defaults)$/,/^# -* end of options$/p' "$0" | sed '1d;$d')"
 
 . utils/parse_options.sh
 . ./path.sh
 . ./cmd.sh
+recipe_rel="$(pwd)"; [ -z "${MAIN_ROOT:-}" ] || recipe_rel="${recipe_rel#"${MAIN_ROOT}"/}"
+run_cmd="cd $(print_args "${recipe_rel}") && ${run_args}"  # what reproduces this run, from the repository
 
 # ---------------------------------------------------------------- checks before compute
-case "${task}" in asr|s2t) ;; *) echo "$0: --task must be asr or s2t, got '${task}'" >&2; exit 1 ;; esac
-case "${stage}" in ''|*[!0-9]*) echo "$0: --stage must be a number 1-15, got '${stage}'" >&2; exit 1 ;; esac
-case "${stop_stage}" in ''|*[!0-9]*) echo "$0: --stop_stage must be a number 1-15, got '${stop_stage}'" >&2; exit 1 ;; esac
+die() { echo "${me}: $*" >&2; exit 1; }
+case "${task}" in asr|s2t) ;; *) die "--task must be asr or s2t, got '${task}'" ;; esac
+case "${stage}" in ''|*[!0-9]*) die "--stage must be a number 1-15, got '${stage}'" ;; esac
+case "${stop_stage}" in ''|*[!0-9]*) die "--stop_stage must be a number 1-15, got '${stop_stage}'" ;; esac
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 15 ] || [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 15 ]; then
-    echo "$0: unknown stage: stages are 1-15 (got --stage ${stage} --stop_stage ${stop_stage})" >&2; exit 1
+    die "unknown stage: stages are 1-15 (got --stage ${stage} --stop_stage ${stop_stage})"
 fi
 if [ "${task}" = s2t ] && [ "${pretrain}" = true ]; then
-    echo "$0: --pretrain true trains ASR foundation models only; S2T (OWSM) models come from --foundation_source" >&2
-    exit 1
+    die "--pretrain true trains ASR foundation models only; S2T (OWSM) models come from --foundation_source"
 fi
-if [ "${stage}" -gt "${stop_stage}" ]; then
-    echo "$0: --stage ${stage} is after --stop_stage ${stop_stage}" >&2; exit 1
-fi
+[ "${stage}" -le "${stop_stage}" ] || die "--stage ${stage} is after --stop_stage ${stop_stage}"
+# --alpha is used at stage 11, after training: checked now
+awk -v a="${alpha}" 'BEGIN { exit !(a ~ /^([0-9]+\.?[0-9]*|\.[0-9]+)$/ && a + 0 >= 0 && a + 0 <= 1) }' ||
+    die "--alpha must be a number in [0, 1] (the interpolation weight toward the adapted model), got '${alpha}'"
 for v in source_test_sets target_train_set target_valid_set target_test_sets; do
-    [ -n "${!v}" ] || { echo "$0: --${v} must be set (by run.sh)" >&2; exit 1; }
+    [ -n "${!v}" ] || die "--${v} must be set (by run.sh)"
 done
 if [ "${pretrain}" = true ] && { [ -z "${source_train_set}" ] || [ -z "${source_valid_set}" ]; }; then
-    echo "$0: --pretrain true needs --source_train_set and --source_valid_set" >&2; exit 1
+    die "--pretrain true needs --source_train_set and --source_valid_set"
 fi
-wall_start() {  # start time for train_wall.json; a resumed run adds to the time already spent
-    local prev=0
-    [ -f "$1/checkpoint.pth" ] && [ -f "$1/train_wall.json" ] && \
-        prev=$("${python}" -c "import json,sys; print(json.load(open(sys.argv[1]))['train_wall_seconds'])" \
-            "$1/train_wall.json")
-    echo $(( $(date +%s) - prev ))
-}
-keep_log() {  # a resumed training run keeps the earlier log as <log>.1, <log>.2, ...
-    [ -s "$1" ] || return 0
-    local n=1
-    while [ -e "$1.${n}" ]; do n=$((n + 1)); done
-    mv "$1" "$1.${n}"
-}
-# train_exp EXP MODULE [options]: an ESPnet training run in EXP (resumed if a checkpoint is there;
-# the earlier log kept) that records its wall time, a resumed run's included, in EXP/train_wall.json
-train_exp() {
-    local exp="$1" module="$2" start
-    shift 2
-    mkdir -p "${exp}"
-    start=$(wall_start "${exp}")
-    keep_log "${exp}/train.log"
-    ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m "${module}" "$@" \
-        --output_dir "${exp}" --ngpu "${ngpu}" --resume true
-    echo "{\"train_wall_seconds\": $(( $(date +%s) - start ))}" > "${exp}/train_wall.json"
-}
-need_file() { [ -f "$1" ] || { echo "$0: $2 not found: $1" >&2; exit 1; }; }
+need_file() { [ -f "$1" ] || die "$2 not found: $1"; }
 [ "${stop_stage}" -lt 10 ] || [ "${stage}" -gt 10 ] || need_file "${train_config}" "--train_config"
 [ "${stop_stage}" -lt 12 ] || need_file "${decode_config}" "--decode_config"
 if [ -n "${lm_config}" ] && [ "${pretrain}" = true ] && [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 6 ]; then
@@ -134,17 +132,23 @@ fi
 if [ -n "${budget}" ]; then  # a copy of the PEFT config with this budget (explicit hyperparameters dropped)
     need_file "${peft_config}" "--peft_config"
     name="$(basename "${peft_config}" .yaml)_b$(echo "${budget}" | tr -d ' ' | sed 's/%/pct/')"
-    mkdir -p "${expdir}/peft_configs"
-    "${python}" -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); c['budget'] = sys.argv[2]; \
-[c.pop(k, None) for k in ('r', 'rank', 'k', 'k_in', 'k_out', 'head_blocks')]; yaml.safe_dump(c, open(sys.argv[3], 'w'), sort_keys=False)" \
-        "${peft_config}" "${budget}" "${expdir}/peft_configs/${name}.yaml"
+    "${python}" -m espnet_peft.bin.peft_config "${peft_config}" "${expdir}/peft_configs/${name}.yaml" \
+        --set "budget=${budget}" || die "invalid --budget ${budget} for --peft_config ${peft_config}"
     peft_config="${expdir}/peft_configs/${name}.yaml"
 fi
 [ -n "${tag}" ] || tag="${tag_prefix}$(basename "${peft_config}" .yaml)"
+exp="${expdir}/${tag}"
 if [ "${stop_stage}" -ge 10 ] && [ "${stage}" -le 11 ]; then
     need_file "${peft_config}" "--peft_config"
-    "${python}" -c "import sys; from espnet_peft.config import PeftConfig; PeftConfig.from_any(sys.argv[1])" \
-        "${peft_config}" || { echo "$0: invalid --peft_config ${peft_config}" >&2; exit 1; }
+    "${python}" -m espnet_peft.bin.peft_config "${peft_config}" || die "invalid --peft_config ${peft_config}"
+    # a resumed experiment keeps the PEFT config frozen in it (nothing of ${exp} is written before)
+    if [ "${stage}" -le 10 ] && [ -f "${exp}/checkpoint.pth" ]; then
+        "${python}" -c "import sys; from espnet_peft.espnet_task import check_resume_config, PeftError
+try:
+    check_resume_config(sys.argv[1], sys.argv[2])
+except PeftError as e:
+    sys.exit(f'{sys.argv[3]}: error: {e}')" "${exp}" "${peft_config}" "${me}" || exit 1
+    fi
 fi
 # decoding with an LM (lm_weight > 0) needs one: the foundation model's, or the one stage 7 trains
 decode_lm_dir=""
@@ -152,9 +156,8 @@ if [ "${stop_stage}" -ge 8 ] && [ -f "${decode_config}" ] && "${python}" -c "imp
 sys.exit(0 if float((yaml.safe_load(open(sys.argv[1])) or {}).get('lm_weight') or 0) > 0 else 1)" "${decode_config}"; then
     decode_lm_dir="${foundation_dir}/lm"
     if [ ! -f "${decode_lm_dir}/model.pth" ] && ! { [ "${pretrain}" = true ] && [ -n "${lm_config}" ]; }; then
-        echo "$0: ${decode_config} sets lm_weight > 0 but ${decode_lm_dir}/model.pth does not exist" \
-             "(retrain with --pretrain true --lm_config FILE, or set lm_weight: 0)" >&2
-        exit 1
+        die "${decode_config} sets lm_weight > 0 but ${decode_lm_dir}/model.pth does not exist" \
+            "(retrain with --pretrain true --lm_config FILE, or set lm_weight: 0)"
     fi
 fi
 # an experiment belongs to the foundation model it was trained on (${exp}/foundation_id): adapting
@@ -166,17 +169,14 @@ check_foundation_id() {
     foundation_fid=$("${python}" utils/file_id.py "${foundation_dir}/model.pth")
     if [ -f "${exp}/foundation_id" ]; then
         [ "$(cat "${exp}/foundation_id")" = "${foundation_fid}" ] && return 0
-        echo "$0: ${exp} was trained on another foundation model (id $(cat "${exp}/foundation_id"), now ${foundation_fid});" \
-             "move it away or choose another --tag" >&2
-        exit 1
+        die "${exp} was trained on another foundation model (id $(cat "${exp}/foundation_id"), now ${foundation_fid});" \
+            "move it away or choose another --tag"
     elif [ -f "${exp}/checkpoint.pth" ] || [ -f "${exp}/peft_plan.json" ]; then
-        echo "$0: ${exp} holds a run without a recorded foundation model (${exp}/foundation_id);" \
-             "move it away or choose another --tag" >&2
-        exit 1
+        die "${exp} holds a run without a recorded foundation model (${exp}/foundation_id);" \
+            "move it away or choose another --tag"
     fi
 }
 [ -n "${recipe_name}" ] || recipe_name="$(basename "$(dirname "$(pwd)")")"
-exp="${expdir}/${tag}"
 merged="${exp}/merged"; [ "${alpha}" = "1.0" ] || merged="${exp}/merged_alpha${alpha}"
 base_decode="${expdir}/base_decode"
 # the source training sets matter only when the foundation model is (re)trained here
@@ -191,28 +191,135 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ] && ! { [ "${pretrain}" = 
 fi
 mkdir -p "${expdir}"
 
+# ---------------------------------------------------------------- jobs, signals, locks
+# run_job CMD...: CMD in a process group of its own, in the background, waited for: a signal to this
+# script then reaches on_signal at once (bash runs traps only between foreground commands), which
+# stops that whole group (launch.py, which cmd.sh's commands are, stops the jobs it started), so no
+# trainer is left writing into ${exp} after its recipe is gone.
+_job=""
+run_job() {
+    setsid "$@" < /dev/null &
+    _job=$!
+    local rc=0
+    wait "${_job}" || rc=$?
+    _job=""
+    return "${rc}"
+}
+on_signal() {  # on_signal NAME NUMBER
+    trap - INT TERM HUP
+    if [ -n "${_job}" ]; then
+        log "stopped by SIG$1: stopping the running job (process group ${_job})"
+        kill -TERM -- "-${_job}" 2>/dev/null || true
+        (   # a watchdog; it must not hold the experiment's lock
+            [ -z "${exp_lock_fd}" ] || exec {exp_lock_fd}>&-
+            sleep "$(( ${ESPNET_PEFT_KILL_GRACE:-10} + 5 ))"; kill -KILL -- "-${_job}" 2>/dev/null
+        ) &
+        local watchdog=$!
+        wait "${_job}" 2>/dev/null || true
+        kill "${watchdog}" 2>/dev/null || true
+        kill -KILL -- "-${_job}" 2>/dev/null || true
+    fi
+    exit $((128 + $2))
+}
+trap 'on_signal INT 2' INT
+trap 'on_signal TERM 15' TERM
+trap 'on_signal HUP 1' HUP
+
+# lock_exp: a running experiment holds ${exp}/run.lock (an flock, released when this script and
+# the jobs it started are gone): a second run of the same experiment is refused
+exp_lock_fd=""
+lock_exp() {
+    [ -z "${exp_lock_fd}" ] || return 0
+    mkdir -p "${exp}"
+    exec {exp_lock_fd}>>"${exp}/run.lock"
+    if ! flock -n "${exp_lock_fd}"; then
+        die "${exp} is in use by another run ($(head -c 300 "${exp}/run.lock" || true)); wait for it to finish" \
+            "or stop it, or choose another --tag"
+    fi
+    echo "pid $$ on $(hostname): ${run_cmd}" > "${exp}/run.lock"
+}
+
+# wall_add EXP SECONDS: add a training run's wall time to EXP/train_wall.json
+wall_add() {
+    "${python}" - "$1/train_wall.json" "$2" <<'EOF'
+import json, os, sys
+path, seconds = sys.argv[1], int(sys.argv[2])
+before = json.load(open(path))["train_wall_seconds"] if os.path.isfile(path) else 0
+open(path, "w").write(json.dumps({"train_wall_seconds": before + seconds}) + "\n")
+EOF
+}
+keep_log() {  # a resumed training run keeps the earlier log as <log>.1, <log>.2, ...
+    [ -s "$1" ] || return 0
+    local n=1
+    while [ -e "$1.${n}" ]; do n=$((n + 1)); done
+    mv "$1" "$1.${n}"
+}
+# train_exp EXP MODULE [options]: an ESPnet training run in EXP through ${cuda_cmd}, resumed from
+# EXP/checkpoint.pth when there is one (the earlier log kept). A fresh run records this script's
+# command line in EXP/command.txt; a run that trained at least one epoch adds its wall time to
+# EXP/train_wall.json (re-running a finished training changes neither).
+train_exp() {
+    local exp="$1" module="$2" before after t0
+    shift 2
+    mkdir -p "${exp}"
+    if [ ! -f "${exp}/checkpoint.pth" ]; then  # a fresh start
+        rm -f "${exp}/train_wall.json"
+        echo "${run_cmd}" > "${exp}/command.txt"
+    fi
+    before="$(readlink "${exp}/latest.pth" || true)"
+    keep_log "${exp}/train.log"
+    t0=$(date +%s)
+    local rc=0
+    # shellcheck disable=SC2086  # ${cuda_cmd} is a command line
+    run_job ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m "${module}" "$@" \
+        --output_dir "${exp}" --ngpu "${ngpu}" --resume true || rc=$?
+    if [ "${rc}" -ne 0 ]; then  # e.g. a diverged run: its reason, then stop before anything uses it
+        grep -h "espnet_peft: error:" "${exp}/train.log" >&2 || true
+        die "training in ${exp} failed (exit ${rc}); see ${exp}/train.log"
+    fi
+    after="$(readlink "${exp}/latest.pth" || true)"
+    [ "${after}" = "${before}" ] || wall_add "${exp}" "$(( $(date +%s) - t0 ))"
+    grep -h "espnet_peft: warning:" "${exp}/train.log" >&2 || true  # e.g. text the tokenizer cannot spell
+}
+
 # decode_sets "SETS" MODEL_DIR OUT_DIR [MODEL_DIR OUT_DIR ...]: every model decodes every set not
 # decoded yet, all in the same ${decode_cmd} jobs (one espnet2 import per job)
 decode_sets() {
     local sets="$1"; shift
-    local pairs=("$@") dargs=() margs=() s i n
+    local pairs=("$@") dargs=() margs=() s i n lock_fd=""
     for s in ${sets}; do dargs+=(--data_dir "${dumpdir}/raw/${s}"); done
+    # the LM of the model being decoded: the foundation model's (a new one's, at stage 8)
+    [ -z "${decode_lm_dir}" ] || dargs+=(--lm_dir "${decode_lm_dir}")
+    # the base model's decodings are shared by every experiment: decoded under a lock; once done,
+    # they are left out (other runs then decode their own models in parallel)
+    for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+        [ "${pairs[i + 1]}" = "${base_decode}" ] || continue
+        exec {lock_fd}>>"${base_decode}.lock"
+        flock "${lock_fd}"
+        if [ "$("${python}" utils/decode.py --pending --model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}" \
+                "${dargs[@]}" --decode_config "${decode_config}")" = 0 ] && [ "${#pairs[@]}" -gt 2 ]; then
+            exec {lock_fd}>&-; lock_fd=""
+            pairs=("${pairs[@]:0:i}" "${pairs[@]:i+2}")
+        fi
+        break
+    done
     for ((i = 0; i < ${#pairs[@]}; i += 2)); do
         margs+=(--model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}")
     done
-    # the LM of the model being decoded: the foundation model's (a new one's, at stage 8)
-    [ -z "${decode_lm_dir}" ] || dargs+=(--lm_dir "${decode_lm_dir}")
     # done = decoded with these model files, decoding options and LM (decode.py's signature)
     if [ "$("${python}" utils/decode.py --pending "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}")" = 0 ]; then
-        log "already decoded: ${sets}"; return 0
+        log "already decoded: ${sets}"
+    else
+        n=$(min "${nj}" "$(for s in ${sets}; do wc -l < "${dumpdir}/raw/${s}/wav.scp"; done | sort -n | head -1)")
+        mkdir -p "${pairs[1]}/log"
+        log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${n} jobs)"
+        # shellcheck disable=SC2086  # ${decode_cmd} is a command line
+        run_job ${decode_cmd} JOB=1:"${n}" "${pairs[1]}/log/decode.JOB.log" \
+            "${python}" utils/decode.py --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" \
+            --job JOB --nj "${n}"
+        "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" --nj "${n}"
     fi
-    n=$(min "${nj}" "$(for s in ${sets}; do wc -l < "${dumpdir}/raw/${s}/wav.scp"; done | sort -n | head -1)")
-    mkdir -p "${pairs[1]}/log"
-    log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${n} jobs)"
-    ${decode_cmd} JOB=1:"${n}" "${pairs[1]}/log/decode.JOB.log" \
-        "${python}" utils/decode.py --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" \
-        --job JOB --nj "${n}"
-    "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" --nj "${n}"
+    [ -z "${lock_fd}" ] || exec {lock_fd}>&-
 }
 
 # score SETS decoded in DIR
@@ -227,31 +334,63 @@ score_sets() {
     done
 }
 
-# adaptation data options, and the statistics (shapes) of the adaptation sets, computed once
+# adaptation data options, and the statistics (shapes) of the adaptation sets
 peft_data_args=()
+peft_data_files=()
 for _split in train valid; do
     _set="${target_train_set}"; [ "${_split}" = train ] || _set="${target_valid_set}"
     peft_data_args+=(--${_split}_data_path_and_name_and_type "${dumpdir}/raw/${_set}/wav.scp,speech,sound"
                      --${_split}_data_path_and_name_and_type "${dumpdir}/raw/${_set}/text,text,text")
+    peft_data_files+=("${dumpdir}/raw/${_set}/wav.scp" "${dumpdir}/raw/${_set}/text")
     if [ "${task}" = s2t ]; then
         peft_data_args+=(--${_split}_data_path_and_name_and_type "${dumpdir}/raw/${_set}/text.prev,text_prev,text"
                          --${_split}_data_path_and_name_and_type "${dumpdir}/raw/${_set}/text.ctc,text_ctc,text")
+        peft_data_files+=("${dumpdir}/raw/${_set}/text.prev" "${dumpdir}/raw/${_set}/text.ctc")
     fi
+    peft_data_files+=("${dumpdir}/raw/${_set}/utt2dur")  # (stage 3 writes it: optional, checked when used)
 done
 peft_stats="${expdir}/stats_${target_train_set}"
+peft_data_id=""
+# peft_statistics: the statistics describe the data (and the tokenizer that counts text lengths):
+# they are keyed by the content of both (${peft_stats}/data_id) and collected again when it
+# changes; collected under a lock, since every experiment of these sets shares them
 peft_statistics() {
-    [ ! -f "${peft_stats}/train/speech_shape" ] || return 0
-    need_file "${foundation_dir}/model.pth" "foundation model"
-    ${train_cmd} "${peft_stats}/stats.log" "${python}" -m "espnet_peft.bin.${task}_train" --collect_stats true \
+    local lock_fd f key files=()
+    for f in "${peft_data_files[@]}" "${foundation_dir}/config.yaml" "${foundation_dir}/bpe.model"; do
+        case "${f}" in
+            */utt2dur|*/bpe.model) [ ! -f "${f}" ] || files+=("${f}") ;;
+            *) need_file "${f}" "adaptation data (stages 3-4)"; files+=("${f}") ;;
+        esac
+    done
+    key="$("${python}" utils/file_id.py "${files[@]}")"
+    peft_data_id="${key}"
+    exec {lock_fd}>>"${peft_stats}.lock"
+    flock "${lock_fd}"
+    if [ -f "${peft_stats}/train/speech_shape" ] && [ "$(cat "${peft_stats}/data_id" 2>/dev/null)" = "${key}" ]; then
+        exec {lock_fd}>&-
+        return 0
+    fi
+    if [ -e "${peft_stats}" ]; then
+        log "the statistics in ${peft_stats} describe other data (id $(cat "${peft_stats}/data_id" 2>/dev/null ||
+             echo unknown), now ${key}): collecting them again"
+        rm -rf "${peft_stats}"
+    fi
+    log "collecting the statistics of ${target_train_set} / ${target_valid_set} into ${peft_stats}"
+    mkdir -p "${peft_stats}"
+    # shellcheck disable=SC2086  # ${train_cmd} is a command line
+    run_job ${train_cmd} "${peft_stats}/stats.log" "${python}" -m "espnet_peft.bin.${task}_train" --collect_stats true \
         --pretrained_model "${foundation_dir}/model.pth" --bpemodel "${foundation_dir}/bpe.model" \
         --normalize none "${peft_data_args[@]}" \
         --train_shape_file "${dumpdir}/raw/${target_train_set}/wav.scp" \
         --valid_shape_file "${dumpdir}/raw/${target_valid_set}/wav.scp" \
         --output_dir "${peft_stats}" --batch_type unsorted --batch_size 16 --ngpu 0
+    echo "${key}" > "${peft_stats}/data_id"
+    exec {lock_fd}>&-
 }
 
 if [ "${prepare_only}" = true ]; then
     log "preparing shared work: adaptation statistics, base-model decoding of every test set"
+    need_file "${foundation_dir}/model.pth" "the foundation model"
     peft_statistics
     decode_sets "${target_test_sets} ${source_test_sets}" "${foundation_dir}" "${base_decode}"
     # shellcheck disable=SC2086
@@ -263,14 +402,14 @@ fi
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "stage 1: data preparation (local/data.sh ${data_opts})"
     # shellcheck disable=SC2086
-    local/data.sh ${data_opts}
+    run_job local/data.sh ${data_opts}
 fi
 
 # ---------------------------------------------------------------- 2: data check
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     log "stage 2: checking data directories"
-    # shellcheck disable=SC2086
-    "${python}" utils/check_data.py --fs 0 $(for s in ${all_sets}; do echo "data/${s}"; done | sort -u)
+    # shellcheck disable=SC2046
+    run_job "${python}" utils/check_data.py --fs 0 $(for s in ${all_sets}; do echo "data/${s}"; done | sort -u)
 fi
 
 # ---------------------------------------------------------------- 3-4: format, filter
@@ -279,14 +418,14 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     for s in $(echo ${all_sets} | tr ' ' '\n' | sort -u); do
         f=false
         [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ] && [[ " ${train_sets} " == *" ${s} "* ]] && f=true
-        "${python}" utils/format_data.py --fs "${fs}" --filter "${f}" --min_dur "${min_dur}" \
+        run_job "${python}" utils/format_data.py --fs "${fs}" --filter "${f}" --min_dur "${min_dur}" \
             --max_dur "${max_dur}" --owsm_prefix "${owsm_prefix}" "data/${s}" "${dumpdir}/raw/${s}"
     done
 elif [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     log "stage 4: filtering the training sets by length (${min_dur}-${max_dur} s)"
     for s in $(echo ${train_sets} | tr ' ' '\n' | sort -u); do
-        "${python}" utils/format_data.py --fs "${fs}" --filter true --min_dur "${min_dur}" --max_dur "${max_dur}" \
-            --owsm_prefix "${owsm_prefix}" "data/${s}" "${dumpdir}/raw/${s}"
+        run_job "${python}" utils/format_data.py --fs "${fs}" --filter true --min_dur "${min_dur}" \
+            --max_dur "${max_dur}" --owsm_prefix "${owsm_prefix}" "data/${s}" "${dumpdir}/raw/${s}"
     done
 fi
 
@@ -297,10 +436,10 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         log "stage 5: training a ${nbpe}-unit BPE model on ${source_train_set}"
         mkdir -p "${bpedir}"
         cut -d' ' -f2- "${dumpdir}/raw/${source_train_set}/text" > "${bpedir}/train.txt"
-        "${python}" -c "import sentencepiece as spm, sys; spm.SentencePieceTrainer.train(input=sys.argv[1], \
+        run_job "${python}" -c "import sentencepiece as spm, sys; spm.SentencePieceTrainer.train(input=sys.argv[1], \
 vocab_size=int(sys.argv[2]), model_type='unigram', model_prefix=sys.argv[3], character_coverage=1.0, \
 input_sentence_size=100000000, minloglevel=2)" "${bpedir}/train.txt" "${nbpe}" "${bpedir}/bpe"
-        "${python}" -m espnet2.bin.tokenize_text --token_type bpe --input "${bpedir}/train.txt" \
+        run_job "${python}" -m espnet2.bin.tokenize_text --token_type bpe --input "${bpedir}/train.txt" \
             --output "${bpedir}/tokens.txt" --bpemodel "${bpedir}/bpe.model" --field 1- --cleaner none \
             --write_vocabulary true --add_symbol '<blank>:0' --add_symbol '<unk>:1' --add_symbol '<sos/eos>:-1'
     elif [ -f "${foundation_dir}/model.pth" ]; then
@@ -309,8 +448,7 @@ input_sentence_size=100000000, minloglevel=2)" "${bpedir}/train.txt" "${nbpe}" "
     elif [ -n "${foundation_source}" ]; then
         log "stage 5: the tokenizer comes with the foundation model, fetched at stage 6"
     else
-        echo "$0: no foundation model in ${foundation_dir}: set --foundation_source or --pretrain true" >&2
-        exit 1
+        die "no foundation model in ${foundation_dir}: set --foundation_source or --pretrain true"
     fi
 fi
 
@@ -330,7 +468,8 @@ if [ "${pretrain}" = true ]; then
     if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         log "stage 6: foundation statistics"
         mkdir -p "${stats}"
-        ${train_cmd} "${stats}/stats.log" "${python}" -m espnet2.bin.asr_train --collect_stats true \
+        # shellcheck disable=SC2086  # ${train_cmd} is a command line
+        run_job ${train_cmd} "${stats}/stats.log" "${python}" -m espnet2.bin.asr_train --collect_stats true \
             --config "${foundation_config}" --normalize none "${tok_args[@]}" "${data_args[@]}" \
             --train_shape_file "${dumpdir}/raw/${source_train_set}/wav.scp" \
             --valid_shape_file "${dumpdir}/raw/${source_valid_set}/wav.scp" \
@@ -338,7 +477,8 @@ if [ "${pretrain}" = true ]; then
         if [ -n "${lm_config}" ]; then
             log "stage 6: language model statistics (${lm_train_text})"
             mkdir -p "${lm_exp}_stats"
-            ${train_cmd} "${lm_exp}_stats/stats.log" "${python}" -m espnet2.bin.lm_train --collect_stats true \
+            # shellcheck disable=SC2086
+            run_job ${train_cmd} "${lm_exp}_stats/stats.log" "${python}" -m espnet2.bin.lm_train --collect_stats true \
                 --config "${lm_config}" "${lm_tok_args[@]}" "${lm_data_args[@]}" \
                 --train_shape_file "${lm_train_text}" --valid_shape_file "${dumpdir}/raw/${source_valid_set}/text" \
                 --output_dir "${lm_exp}_stats" --batch_type unsorted --batch_size 64 --ngpu 0
@@ -377,11 +517,12 @@ if [ "${pretrain}" = true ]; then
         [ -z "${decode_lm_dir}" ] || decode_lm_dir="${pkg}/lm"
         decode_sets "${source_valid_set} ${source_test_sets} ${target_test_sets}" "${pkg}" "${foundation_exp}/decode"
         decode_lm_dir="${lm_dir_after}"
+        # shellcheck disable=SC2086
         score_sets "${foundation_exp}/decode" ${source_valid_set} ${source_test_sets} ${target_test_sets}
     fi
     if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
         log "stage 9: packaging the foundation model into ${foundation_dir}"
-        "${python}" utils/package_foundation.py --exp "${foundation_exp}" --bpedir "${bpedir}" \
+        run_job "${python}" utils/package_foundation.py --exp "${foundation_exp}" --bpedir "${bpedir}" \
             --decode_dir "${foundation_exp}/decode" --out "${foundation_dir}" \
             ${lm_config:+--lm_exp "${lm_exp}"} --decode_config "${decode_config}"
         rm -rf "${base_decode}"  # base results of an older foundation model are stale
@@ -391,48 +532,54 @@ elif [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 6 ]; then
         log "stages 6-9: using the foundation model in ${foundation_dir} (--pretrain true retrains it)"
     elif [ -n "${foundation_source}" ]; then
         log "stage 6: fetching the foundation model ${foundation_source} into ${foundation_dir}"
-        "${python}" utils/fetch_foundation.py --source "${foundation_source}" --out "${foundation_dir}"
+        run_job "${python}" utils/fetch_foundation.py --source "${foundation_source}" --out "${foundation_dir}"
     else
-        echo "$0: no foundation model in ${foundation_dir}: set --foundation_source (a model-zoo tag or a" \
-             "local model directory) or --pretrain true" >&2
-        exit 1
+        die "no foundation model in ${foundation_dir}: set --foundation_source (a model-zoo tag or a" \
+            "local model directory) or --pretrain true"
     fi
 fi
 
 # ---------------------------------------------------------------- 10: PEFT adaptation
 if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
-    need_file "${foundation_dir}/model.pth" "foundation model"
+    lock_exp
     log "stage 10: PEFT adaptation ${exp} (${peft_config}); log: ${exp}/train.log"
     need_file "${foundation_dir}/model.pth" "the foundation model"
     check_foundation_id  # the model may have changed since the up-front check (stage 6 fetches it)
-    mkdir -p "${exp}"
-    echo "${foundation_fid}" > "${exp}/foundation_id"
-    cp "${peft_config}" "${exp}/peft_config.source.yaml"
-    echo "${ESPNET_PEFT_RUN_CMD:-}" > "${exp}/command.txt"  # the report cites the training command
     peft_statistics
-    start=$(wall_start "${exp}")
-    keep_log "${exp}/train.log"
-    # shellcheck disable=SC2086
-    ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m "espnet_peft.bin.${task}_train" \
+    # an experiment also belongs to the data it was trained on (the statistics' key)
+    if [ -f "${exp}/checkpoint.pth" ] && [ -f "${exp}/data_id" ] && [ "$(cat "${exp}/data_id")" != "${peft_data_id}" ]; then
+        die "${exp} was trained on other data (id $(cat "${exp}/data_id"), now ${peft_data_id}: ${target_train_set}" \
+            "or ${target_valid_set} changed); move it away or choose another --tag"
+    fi
+    echo "${foundation_fid}" > "${exp}/foundation_id"
+    echo "${peft_data_id}" > "${exp}/data_id"
+    [ -f "${exp}/checkpoint.pth" ] || cp "${peft_config}" "${exp}/peft_config.source.yaml"
+    # shellcheck disable=SC2086  # ${peft_args}: extra options
+    train_exp "${exp}" "espnet_peft.bin.${task}_train" \
         --config "${train_config}" --peft_config "${peft_config}" \
         --pretrained_model "${foundation_dir}/model.pth" --bpemodel "${foundation_dir}/bpe.model" \
         "${peft_data_args[@]}" \
         --train_shape_file "${peft_stats}/train/speech_shape" --train_shape_file "${peft_stats}/train/text_shape" \
         --valid_shape_file "${peft_stats}/valid/speech_shape" --valid_shape_file "${peft_stats}/valid/text_shape" \
-        --output_dir "${exp}" --ngpu "${ngpu}" --resume true ${peft_args}
-    echo "{\"train_wall_seconds\": $(( $(date +%s) - start ))}" > "${exp}/train_wall.json"
+        ${peft_args}
 fi
 
 # ---------------------------------------------------------------- 11: merge
 if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
+    lock_exp
+    if [ -f "${exp}/diverged.json" ]; then
+        die "the training in ${exp} stopped on non-finite values (${exp}/diverged.json): nothing of it is merged;" \
+            "train again with a lower learning rate (move ${exp} away, or choose another --tag)"
+    fi
     need_file "${exp}/${checkpoint}" "adapter checkpoint (run stage 10)"
     log "stage 11: merging ${exp}/${checkpoint} into ${merged} (alpha=${alpha})"
-    "${python}" -m espnet_peft.bin.merge --train_config "${exp}/config.yaml" --model_file "${exp}/${checkpoint}" \
-        --output_dir "${merged}" --alpha "${alpha}"
+    run_job "${python}" -m espnet_peft.bin.merge --train_config "${exp}/config.yaml" \
+        --model_file "${exp}/${checkpoint}" --output_dir "${merged}" --alpha "${alpha}"
 fi
 
 # ---------------------------------------------------------------- 12-13: target domain
 if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
+    lock_exp
     need_file "${merged}/model.pth" "merged model (run stage 11)"
     sets="${target_test_sets}"
     [ "${stop_stage}" -lt 14 ] || sets="${sets} ${source_test_sets}"  # stage 14's sets in the same jobs
@@ -440,6 +587,7 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
     decode_sets "${sets}" "${foundation_dir}" "${base_decode}" "${merged}" "${merged}/decode"
 fi
 if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
+    lock_exp
     log "stage 13: scoring the target test sets"
     # shellcheck disable=SC2086
     score_sets "${base_decode}" ${target_test_sets}
@@ -449,6 +597,7 @@ fi
 
 # ---------------------------------------------------------------- 14: forgetting
 if [ "${stage}" -le 14 ] && [ "${stop_stage}" -ge 14 ]; then
+    lock_exp
     need_file "${merged}/model.pth" "merged model (run stage 11)"
     log "stage 14: forgetting evaluation on the source test sets (${source_test_sets})"
     decode_sets "${source_test_sets}" "${foundation_dir}" "${base_decode}" "${merged}" "${merged}/decode"
@@ -460,9 +609,10 @@ fi
 
 # ---------------------------------------------------------------- 15: report
 if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
-    log "stage 15: report"
+    lock_exp
+    log "stage 15: report (${expdir}/RESULTS.md${results:+ and ${results}})"
     "${python}" utils/report.py --exp "${exp}" --merged "${merged}" --base_decode "${base_decode}" \
         --source_test_sets "${source_test_sets}" --target_test_sets "${target_test_sets}" \
-        --recipe "${recipe_name}" --results "${results}" --expdir "${expdir}" --alpha "${alpha}"
+        --recipe "${recipe_name}" --expdir "${expdir}" --alpha "${alpha}" ${results:+--results "${results}"}
 fi
 log "done (stages ${stage}-${stop_stage})"

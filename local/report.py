@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
-"""Recipe stage 15: the experiment's JSON summary, the recipe's RESULTS.md, a printed table.
+"""Recipe stage 15: the experiment's JSON summary, the results table, a printed table.
 
 ``<merged>/summary.json`` holds every number of one experiment (base and adapted WER / CER on
-every source and target test set, learning / forgetting, trainable parameters, train time,
-command). ``RESULTS.md`` is regenerated from all summaries under ``--expdir``.
+every source and target test set, learning on every target set, forgetting on every source set,
+trainable parameters, train time, command), all read from the experiment directory (its frozen
+PEFT config, plan, train time and command) and the scores. ``<expdir>/RESULTS.md`` is regenerated
+from all summaries under ``--expdir``. A committed results file is written only when asked
+(``--results FILE``), and then only the sections of the targets present here change: a run on a
+fresh clone never erases published results.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from espnet_peft.scoring import learning_forgetting  # noqa: E402
@@ -21,9 +28,15 @@ from espnet_peft.scoring import learning_forgetting  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from file_id import recorded_foundation_id  # noqa: E402
 
+SECTION = re.compile(r"^## Target ", re.M)
+
 
 def read_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _round(v):
+    return round(v, 4) if isinstance(v, float) else v
 
 
 def collect(args) -> dict:
@@ -35,26 +48,35 @@ def collect(args) -> dict:
             r = read_json(d / s / "result.json")
             if r is None:
                 raise SystemExit(f"report.py: no score for {s} in {d} (run stages 12-14)")
+            if not all(math.isfinite(r[k]) for k in ("wer", "cer")):
+                raise SystemExit(f"report.py: {d / s / 'result.json'} holds a non-finite score")
             info = read_json(d / s / "decode_info.json") or {}
             scores[name][s] = {"wer": round(r["wer"], 3), "cer": round(r["cer"], 3), "utterances": r["utterances"],
                                "words": r["words"], "rtf": info.get("rtf")}
     plan = read_json(exp / "peft_plan.json") or {}
     import yaml
 
-    cfg_path = exp / "peft_config.yaml"
+    cfg_path = exp / "peft_config.yaml"  # the config the adapter was trained with (frozen by training)
     peft_cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
     train_cfg = yaml.safe_load((exp / "config.yaml").read_text()) if (exp / "config.yaml").is_file() else {}
     wall = read_json(exp / "train_wall.json") or {}
-    lf = learning_forgetting(scores["base"][tgt[0]]["wer"], scores["adapted"][tgt[0]]["wer"],
-                             scores["base"][src[0]]["wer"], scores["adapted"][src[0]]["wer"])
+    b, a = scores["base"], scores["adapted"]
+    # forgetting on every source set, learning on every target set
+    forgetting = {s: {k: _round(v) for k, v in learning_forgetting(0.0, 0.0, b[s]["wer"], a[s]["wer"]).items()
+                      if k in ("forgetting", "forgetting_rel")} for s in src}
+    learning = {t: {k: _round(v) for k, v in learning_forgetting(b[t]["wer"], a[t]["wer"], 0.0, 0.0).items()
+                    if k in ("target_gain", "target_gain_rel")} for t in tgt}
+    lf = learning_forgetting(b[tgt[0]]["wer"], a[tgt[0]]["wer"], b[src[0]]["wer"], a[src[0]]["wer"])
     return {
         "recipe": args.recipe, "tag": exp.name, "method": peft_cfg.get("method", plan.get("method")),
         "peft_config": peft_cfg, "alpha": float(args.alpha),
         "trainable_params": plan.get("total"), "fraction": plan.get("fraction"),
         "model_params": plan.get("model_params"), "budget": plan.get("budget"),
         "epochs": train_cfg.get("max_epoch"), "train_wall_seconds": wall.get("train_wall_seconds"),
-        "source_test_sets": src, "target_test_sets": tgt, "base": scores["base"], "adapted": scores["adapted"],
-        "learning_forgetting": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in lf.items()},
+        "source_test_sets": src, "target_test_sets": tgt, "base": b, "adapted": a,
+        "forgetting": forgetting, "learning": learning,
+        # the first target and source set (what the sweep report plots)
+        "learning_forgetting": {k: _round(v) for k, v in lf.items()},
         "command": training_command(exp), "date": time.strftime("%Y-%m-%d %H:%M"),
         # the foundation model the adapter was trained on (stage 10 records it)
         "foundation_id": recorded_foundation_id(exp),
@@ -63,14 +85,18 @@ def collect(args) -> dict:
 
 
 def training_command(exp: Path) -> str:
-    """The command that trained the experiment (stage 10 keeps it), not a later re-run of the report."""
+    """The command that trained the experiment (stage 10 keeps the driver's command line), not a
+    later re-run of the report."""
     kept = exp / "command.txt"
-    command = kept.read_text().strip() if kept.is_file() else ""
-    return command or os.environ.get("ESPNET_PEFT_RUN_CMD", "")
+    return kept.read_text().strip() if kept.is_file() else ""
 
 
 def fmt(x, nd=2):
     return "-" if x is None else f"{x:.{nd}f}"
+
+
+def signed(x, nd=2):
+    return "-" if x is None else f"{x:+.{nd}f}"
 
 
 def budget_label(s: dict) -> str:
@@ -79,67 +105,125 @@ def budget_label(s: dict) -> str:
     return f"{s['trainable_params']:,} ({100 * s['fraction']:.2f}%)"
 
 
-def results_md(summaries, recipe: str) -> str:
-    lines = [f"# RESULTS: {recipe}", "",
-             "Generated by stage 15 (`utils/report.py`) from every `exp/*/merged*/summary.json`.",
-             "WER in %, text normalised as in `espnet_peft/scoring.py`. Forgetting = adapted source WER - "
-             "base source WER (positive: forgot). Gain = base target WER - adapted target WER.", ""]
-    by_target = {}
+def _wer(s: dict, who: str, test_set: str):
+    return (s.get(who, {}).get(test_set) or {}).get("wer")
+
+
+def _forgetting(s: dict, src: str):
+    if src in (s.get("forgetting") or {}):
+        return s["forgetting"][src]["forgetting"]
+    a, b = _wer(s, "adapted", src), _wer(s, "base", src)
+    return None if a is None or b is None else a - b
+
+
+def _gain(s: dict, tgt: str):
+    a, b = _wer(s, "adapted", tgt), _wer(s, "base", tgt)
+    return None if a is None or b is None else b - a
+
+
+def _ordered(groups: List[List[str]]) -> List[str]:
+    out: List[str] = []
+    for g in groups:
+        out += [x for x in g if x not in out]
+    return out
+
+
+def results_sections(summaries) -> Dict[str, str]:
+    """One markdown section per target (its title line is the key)."""
+    by_target: Dict[str, list] = {}
     for s in summaries:
-        by_target.setdefault(s["target_test_sets"][0], []).append(s)
-    for tgt, group in sorted(by_target.items()):
-        src = group[0]["source_test_sets"][0]
-        base = group[0]["base"]
-        lines += [f"## Target `{tgt}` (forgetting on `{src}`)", "",
-                  f"Base (foundation) model: {tgt} WER {fmt(base[tgt]['wer'])}, {src} WER {fmt(base[src]['wer'])}.", "",
-                  f"| experiment | method | trainable (fraction) | alpha | {tgt} WER | gain | {src} WER | forgetting "
-                  f"| CER {tgt} | train time |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        by_target.setdefault(", ".join(s["target_test_sets"]), []).append(s)
+    sections = {}
+    for key, group in sorted(by_target.items()):
+        tgts = group[0]["target_test_sets"]
+        srcs = _ordered([s["source_test_sets"] for s in group])
+        first = group[0]
+        title = f"## Target `{key}` (forgetting on {', '.join(f'`{s}`' for s in srcs)})"
+        base = ", ".join(f"{t} WER {fmt(_wer(first, 'base', t))}" for t in tgts + srcs)
+        head = (["experiment", "method", "trainable (fraction)", "alpha"]
+                + [c for t in tgts for c in (f"{t} WER", f"gain on {t}")]
+                + [c for s in srcs for c in (f"{s} WER", f"forgetting on {s}")]
+                + [f"CER {tgts[0]}", "train time"])
+        lines = [title, "", f"Base (foundation) model: {base}.", "", "| " + " | ".join(head) + " |",
+                 "|---|---|" + "---:|" * (len(head) - 2)]
         for s in sorted(group, key=lambda s: (s["tag"], s["alpha"])):
-            a, lf = s["adapted"], s["learning_forgetting"]
             tt = s.get("train_wall_seconds")
-            lines.append(f"| {s['tag']} | {s['method']} | {budget_label(s)} | {s['alpha']:g} | {fmt(a[tgt]['wer'])} "
-                         f"| {fmt(lf['target_gain'])} | {fmt(a[src]['wer'])} | {fmt(lf['forgetting'])} "
-                         f"| {fmt(a[tgt]['cer'])} | {fmt(tt / 60, 1) + ' min' if tt else '-'} |")
+            cells = ([s["tag"], s["method"], budget_label(s), f"{s['alpha']:g}"]
+                     + [c for t in tgts for c in (fmt(_wer(s, "adapted", t)), fmt(_gain(s, t)))]
+                     + [c for x in srcs for c in (fmt(_wer(s, "adapted", x)), fmt(_forgetting(s, x)))]
+                     + [fmt((s["adapted"].get(tgts[0]) or {}).get("cer")), fmt(tt / 60, 1) + " min" if tt else "-"])
+            lines.append("| " + " | ".join(cells) + " |")
         cmds = sorted({s["command"] for s in group if s.get("command")})
         machines = sorted({s["machine"] for s in group})
         lines += ["", "Commands:", ""] + [f"    {c}" for c in cmds] + ["", f"Machine: {', '.join(machines)}", ""]
-    return "\n".join(lines) + "\n"
+        sections[title.split(" (")[0]] = "\n".join(lines)
+    return sections
+
+
+def results_md(summaries, recipe: str, keep: str = "") -> str:
+    """The results file; sections of ``keep`` (an earlier file) whose targets have no summary here
+    are kept as they are."""
+    header = [f"# RESULTS: {recipe}", "",
+              "Generated by stage 15 (`utils/report.py`) from `exp/*/merged*/summary.json`.",
+              "WER in %, text normalised as in `espnet_peft/scoring.py`. Forgetting = adapted source WER - "
+              "base source WER (positive: forgot), on every source test set. Gain = base target WER - adapted "
+              "target WER.", ""]
+    sections = {}
+    if keep:
+        for part in SECTION.split(keep)[1:]:
+            text = ("## Target " + part).rstrip("\n") + "\n"
+            sections[text.splitlines()[0].split(" (")[0]] = text
+    sections.update(results_sections(summaries))
+    return "\n".join(header) + "\n" + "\n".join(sections[k].rstrip("\n") + "\n" for k in sorted(sections))
 
 
 def print_table(s: dict) -> None:
-    src, tgt = s["source_test_sets"][0], s["target_test_sets"][0]
-    b, a, lf = s["base"], s["adapted"], s["learning_forgetting"]
+    src, tgt = s["source_test_sets"], s["target_test_sets"]
+    b, a = s["base"], s["adapted"]
     name = f"adapted ({s['method']}, {budget_label(s)}" + (f", alpha {s['alpha']:g})" if s["alpha"] != 1 else ")")
     w = max(len(name), 18)
+    cols = src + tgt
+    widths = [max(18, len(c) + 5) for c in cols]
     print()
-    print(f"{'':<{w}}  {src + ' WER':>18}  {tgt + ' WER':>18}")
-    print(f"{'base (foundation)':<{w}}  {fmt(b[src]['wer']):>18}  {fmt(b[tgt]['wer']):>18}")
-    print(f"{name:<{w}}  {fmt(a[src]['wer']):>18}  {fmt(a[tgt]['wer']):>18}")
-    rel = lf.get("forgetting_rel")
-    print(f"forgetting: {lf['forgetting']:+.2f} WER points on {src}" + (f" ({rel:+.1f}% relative)" if rel is not None else "")
-          + f"; learning: {lf['target_gain']:+.2f} WER points on {tgt}")
+    print(f"{'':<{w}}" + "".join(f"  {c + ' WER':>{n}}" for c, n in zip(cols, widths)))
+    print(f"{'base (foundation)':<{w}}" + "".join(f"  {fmt(b[c]['wer']):>{n}}" for c, n in zip(cols, widths)))
+    print(f"{name:<{w}}" + "".join(f"  {fmt(a[c]['wer']):>{n}}" for c, n in zip(cols, widths)))
+    parts = []
+    for x in src:
+        f = s["forgetting"][x]
+        rel = f.get("forgetting_rel")
+        parts.append(f"{signed(f['forgetting'])} WER points on {x}" + (f" ({rel:+.1f}% relative)" if rel is not None else ""))
+    gains = [f"{signed(s['learning'][t]['target_gain'])} WER points on {t}" for t in tgt]
+    print(f"forgetting: {', '.join(parts)}; learning: {', '.join(gains)}")
     print()
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exp", required=True)
     ap.add_argument("--merged", required=True)
     ap.add_argument("--base_decode", required=True)
     ap.add_argument("--source_test_sets", required=True)
     ap.add_argument("--target_test_sets", required=True)
     ap.add_argument("--recipe", default="")
-    ap.add_argument("--results", default="RESULTS.md")
     ap.add_argument("--expdir", default="exp")
+    ap.add_argument("--results", default=None,
+                    help="also update this results file (e.g. the committed RESULTS.md): the sections of the "
+                         "targets reported here are replaced, the others kept (default: only <expdir>/RESULTS.md)")
     ap.add_argument("--alpha", default="1.0")
     args = ap.parse_args(argv)
     summary = collect(args)
     out = Path(args.merged) / "summary.json"
-    out.write_text(json.dumps(summary, indent=1) + "\n")
+    out.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
     summaries = [json.loads(p.read_text()) for p in sorted(Path(args.expdir).glob("*/merged*/summary.json"))]
-    Path(args.results).write_text(results_md(summaries, args.recipe))
+    written = [Path(args.expdir) / "RESULTS.md"]
+    written[0].write_text(results_md(summaries, args.recipe))
+    if args.results:
+        dst = Path(args.results)
+        dst.write_text(results_md(summaries, args.recipe, dst.read_text() if dst.is_file() else ""))
+        written.append(dst)
     print_table(summary)
-    print(f"report.py: {out} and {args.results} written")
+    print(f"report.py: {out} and {' and '.join(map(str, written))} written")
     return 0
 
 

@@ -240,3 +240,231 @@ def test_alpha_interpolation(world):
         if s1[k].is_floating_point():
             assert torch.allclose(s0[k], pre_state[k], atol=1e-6)
             assert torch.allclose(sh[k], 0.5 * (pre_state[k] + s1[k]), atol=1e-6)
+
+
+# ------------------------------------------------------------------ issue 19: nothing silent
+def _payload_file(path, marker):
+    """A .pth whose unpickling runs ``touch marker`` (what a crafted model file can do)."""
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"encoder.weight": Payload()}, path)
+    return path
+
+
+def _trained(world, name, cfg=None, **kw):
+    exp = world["root"] / f"exp_{name}"
+    if not (exp / "valid.loss.best.pth").exists():
+        exp = peft_train(world["root"], world["data"], world["pre"], cfg or PEFT["lora"], name, **kw)
+    return exp
+
+
+def test_merge_follows_the_frozen_config_not_the_edited_file(world, tmp_path):
+    """Item 1: editing the user's PEFT config after training (LoRA alpha 4 -> 16) does not change
+    the merged model: merge reads the copy frozen in the experiment."""
+    import yaml
+
+    cfg = dict(PEFT["lora"], alpha=4)
+    exp = _trained(world, "lora_alpha4", cfg)
+    recorded = yaml.safe_load((exp / "config.yaml").read_text())["peft_config"]
+    assert Path(recorded) == exp / "peft_config.yaml"  # config.yaml names the frozen copy
+    ckpt = exp / "valid.loss.best.pth"
+    merge_experiment(exp / "config.yaml", ckpt, tmp_path / "before")
+    write_yaml(world["root"] / "lora_alpha4.peft.yaml", dict(cfg, alpha=16))  # the user's file, edited
+    merge_experiment(exp / "config.yaml", ckpt, tmp_path / "after")
+    a = torch.load(tmp_path / "before" / "model.pth", weights_only=True)
+    b = torch.load(tmp_path / "after" / "model.pth", weights_only=True)
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_config_without_its_frozen_copy_is_refused(world, tmp_path):
+    import shutil
+
+    exp = _trained(world, "lora")
+    copy = tmp_path / "exp"
+    shutil.copytree(exp, copy, ignore=shutil.ignore_patterns("peft_config.yaml"))
+    with pytest.raises(PeftError, match="PEFT config it was trained with .*missing"):
+        merge_experiment(copy / "config.yaml", copy / "valid.loss.best.pth", tmp_path / "m")
+
+
+def test_crafted_pickle_in_a_model_file_does_not_run(world, tmp_path):
+    """Item 4: --model_file (merge), --pretrained_model (training) and --asr_model_file (inference)
+    load with weights_only=True: the payload is refused, never executed."""
+    from espnet_peft.bin import asr_inference
+    from espnet_peft.espnet_task import load_state_file
+    from espnet_peft.tasks.asr import PeftASRTask
+
+    marker = tmp_path / "pwned"
+    exp = _trained(world, "lora")
+    evil = _payload_file(tmp_path / "evil.pth", marker)
+    with pytest.raises(PeftError, match="refusing to load .*evil.pth.*Python objects"):
+        load_state_file(evil)
+    with pytest.raises(PeftError, match="refusing to load adapter checkpoint"):
+        merge_experiment(exp / "config.yaml", evil, tmp_path / "merged")
+    assert not (tmp_path / "merged" / "model.pth").exists()
+    # as the pretrained model of a training run (its config beside it)
+    pre_dir = tmp_path / "pre"
+    pre_dir.mkdir()
+    _payload_file(pre_dir / "model.pth", marker)
+    (pre_dir / "config.yaml").write_text((world["pre"] / "config.yaml").read_text())
+    conf = write_yaml(tmp_path / "t.yaml", {"max_epoch": 1, "batch_type": "unsorted", "batch_size": 4,
+                                           "use_tensorboard": False, "use_matplotlib": False, "num_workers": 0})
+    with pytest.raises(SystemExit, match="refusing to load pretrained model .*model.pth"):
+        PeftASRTask.main(cmd=["--config", str(conf), "--output_dir", str(tmp_path / "exp"), "--ngpu", "0",
+                              "--peft_config", str(write_yaml(tmp_path / "p.yaml", PEFT["lora"])),
+                              "--pretrained_model", str(pre_dir / "model.pth")] + data_args(world["data"]))
+    # as the model file of inference on an experiment
+    with pytest.raises(PeftError, match="refusing to load"):
+        asr_inference.main(["--asr_train_config", str(exp / "config.yaml"), "--asr_model_file", str(evil),
+                            "--output_dir", str(tmp_path / "dec"), "--data_path_and_name_and_type",
+                            f"{world['data'] / 'source_test' / 'wav.scp'},speech,sound"])
+    assert not marker.exists()
+
+
+def test_diverged_training_stops_and_is_never_merged(world, tmp_path, capsys):
+    """Item 3: a non-finite loss stops the run with a clear error (ESPnet alone skips the step and
+    carries on); merge refuses a diverged experiment and non-finite weights, and writes no NaN."""
+    root, data, pre = world["root"], world["data"], world["pre"]
+    with pytest.raises(SystemExit, match="the run diverged"):
+        peft_train(root, data, pre, PEFT["lora"], "diverged", max_epoch=2,
+                   extra=["--optim", "sgd", "--optim_conf", "lr=1.0e+30"])
+    exp = root / "exp_diverged"
+    assert "the run diverged" in json.loads((exp / "diverged.json").read_text())["error"]
+    # an adapter checkpoint beside the record of a diverged run is not merged
+    good = _trained(world, "lora") / "valid.loss.best.pth"
+    (exp / "some.pth").write_bytes(good.read_bytes())
+    with pytest.raises(PeftError, match="stopped on non-finite values"):
+        merge_experiment(exp / "config.yaml", exp / "some.pth", tmp_path / "m0")
+    # non-finite adapter weights: refused, nothing written (the verification used to pass: NaN > 1e-3
+    # is False, and merge_info.json held NaN)
+    state = torch.load(good, weights_only=True)
+    key = next(k for k, v in state.items() if v.is_floating_point() and "fingerprint" not in k)
+    state[key] = torch.full_like(state[key], float("nan"))
+    torch.save(state, tmp_path / "nan.pth")
+    with pytest.raises(PeftError, match="non-finite"):
+        merge_experiment(good.parent / "config.yaml", tmp_path / "nan.pth", tmp_path / "m1")
+    assert not (tmp_path / "m1" / "merge_info.json").exists() and not (tmp_path / "m1" / "model.pth").exists()
+
+
+def test_truncated_checkpoints_name_the_file(world, tmp_path, capsys):
+    """Item 7: a truncated adapter checkpoint and a truncated resume checkpoint are named, and the
+    intact N.epoch.pth beside the latter is offered."""
+    import shutil
+
+    root, data, pre = world["root"], world["data"], world["pre"]
+    good = _trained(world, "lora") / "valid.loss.best.pth"
+    data_bytes = good.read_bytes()
+    (tmp_path / "trunc.pth").write_bytes(data_bytes[: len(data_bytes) // 2])
+    with pytest.raises(PeftError, match=r"cannot read adapter checkpoint .*trunc.pth: the file is truncated or corrupt"):
+        merge_experiment(good.parent / "config.yaml", tmp_path / "trunc.pth", tmp_path / "m")
+    exp = peft_train(root, data, pre, PEFT["lora"], "resume_trunc", max_epoch=1)
+    ckpt = (exp / "checkpoint.pth").read_bytes()
+    (exp / "checkpoint.pth").write_bytes(ckpt[: len(ckpt) // 3])
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match=r"cannot resume from .*checkpoint.pth: the file is truncated.*"
+                                         r"Intact epoch checkpoints beside it: 1epoch.pth"):
+        peft_train(root, data, pre, PEFT["lora"], "resume_trunc", max_epoch=2)
+    shutil.rmtree(exp)
+
+
+def test_resume_with_a_changed_peft_config_fails_before_writing(world, capsys):
+    """Item 7: the plan, config.yaml and frozen config of the experiment are left as they were."""
+    root, data, pre = world["root"], world["data"], world["pre"]
+    exp = peft_train(root, data, pre, PEFT["lora"], "resume_cfg", max_epoch=1)
+    kept = {f: (exp / f).read_bytes() for f in ("config.yaml", "peft_plan.json", "peft_plan.txt", "peft_config.yaml")}
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        peft_train(root, data, pre, dict(PEFT["lora"], budget=3000), "resume_cfg", max_epoch=2)
+    assert re.search(r"holds a run trained with another PEFT config.*budget: 6000 -> 3000", capsys.readouterr().err)
+    assert {f: (exp / f).read_bytes() for f in kept} == kept
+
+
+def test_collect_stats_on_bad_audio_names_the_file(world, tmp_path, capsys):
+    """Item 7: statistics runs check their audio before compute (no `<exception str() failed>`)."""
+    from espnet_peft.tasks.asr import PeftASRTask
+
+    data = world["data"]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    lines = (data / "source_train" / "wav.scp").read_text().splitlines()
+    (bad / "wav.scp").write_text("\n".join(lines[:-1] + [f"{lines[-1].split()[0]} {tmp_path / 'bad.wav'}"]) + "\n")
+    (bad / "text").write_text((data / "source_train" / "text").read_text())
+    args = data_args(data)
+    args[args.index(f"{data / 'source_train' / 'wav.scp'},speech,sound")] = f"{bad / 'wav.scp'},speech,sound"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        PeftASRTask.main(cmd=["--collect_stats", "true", "--pretrained_model", str(world["pre"] / "valid.loss.best.pth"),
+                              "--normalize", "none", "--output_dir", str(tmp_path / "stats"), "--ngpu", "0",
+                              "--batch_type", "unsorted", "--batch_size", "4"] + args)
+    err = capsys.readouterr().err
+    assert f"unreadable audio {tmp_path / 'bad.wav'}" in err and "str() failed" not in err
+
+
+def _foreign_audio_dir(world, tmp_path, sr=44100, channels=2):
+    """The source training set with its last utterance replaced by 44.1 kHz stereo audio."""
+    import numpy as np
+
+    data = world["data"]
+    d = tmp_path / "foreign"
+    d.mkdir()
+    wav = tmp_path / "cd_quality.wav"
+    t = np.arange(sr) / sr
+    soundfile.write(str(wav), np.stack([0.1 * np.sin(2 * np.pi * 220 * t)] * channels, 1), sr)
+    lines = (data / "source_train" / "wav.scp").read_text().splitlines()
+    (d / "wav.scp").write_text("\n".join(lines[:-1] + [f"{lines[-1].split()[0]} {wav}"]) + "\n")
+    (d / "text").write_text((data / "source_train" / "text").read_text())
+    return d, wav
+
+
+def test_audio_at_another_rate_or_stereo_is_refused(world, tmp_path, capsys):
+    """Item 6 (recipe-visible part): asr_train and asr_inference given 44.1 kHz stereo audio directly
+    refuse it, naming the file (they would train / decode at the wrong rate)."""
+    from espnet_peft.bin import asr_inference
+    from espnet_peft.tasks.asr import PeftASRTask
+
+    data = world["data"]
+    d, wav = _foreign_audio_dir(world, tmp_path)
+    args = data_args(data)
+    args[args.index(f"{data / 'source_train' / 'wav.scp'},speech,sound")] = f"{d / 'wav.scp'},speech,sound"
+    conf = write_yaml(tmp_path / "t.yaml", {"max_epoch": 1, "batch_type": "unsorted", "batch_size": 4,
+                                           "use_tensorboard": False, "use_matplotlib": False, "num_workers": 0})
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        PeftASRTask.main(cmd=["--config", str(conf), "--output_dir", str(tmp_path / "exp"), "--ngpu", "0",
+                              "--peft_config", str(write_yaml(tmp_path / "p.yaml", PEFT["lora"])),
+                              "--pretrained_model", str(world["pre"] / "valid.loss.best.pth")] + args)
+    err = capsys.readouterr().err
+    assert f"{wav}: 44100 Hz (16000 Hz expected), 2 channels (mono expected)" in err
+    assert not (tmp_path / "exp").exists()
+    exp = _trained(world, "lora")
+    with pytest.raises(SystemExit, match="44100 Hz .* 2 channels"):
+        asr_inference.main(["--asr_train_config", str(exp / "config.yaml"),
+                            "--asr_model_file", str(exp / "valid.loss.best.pth"), "--output_dir", str(tmp_path / "dec"),
+                            "--data_path_and_name_and_type", f"{d / 'wav.scp'},speech,sound"])
+
+
+def test_text_the_tokenizer_cannot_spell_is_a_warning(world, tmp_path, caplog):
+    """Item 6 (recipe-visible part): non-ASCII characters the tokenizer maps to <unk> are reported
+    (a warning: see PeftTaskMixin.check_data for why it is not an error)."""
+    import logging
+    import shutil
+
+    from espnet_peft.tasks.asr import PeftASRTask
+
+    data = world["data"]
+    d = tmp_path / "accented"
+    shutil.copytree(data / "source_train", d)
+    lines = (d / "text").read_text().splitlines()
+    key, words = lines[0].split(" ", 1)
+    (d / "text").write_text("\n".join([f"{key} café {words}"] + lines[1:]) + "\n")
+    args = data_args(data)
+    args[args.index(f"{data / 'source_train' / 'text'},text,text")] = f"{d / 'text'},text,text"
+    parser = PeftASRTask.get_parser()
+    ns = parser.parse_args(["--output_dir", str(tmp_path / "exp"), "--pretrained_model",
+                            str(world["pre"] / "valid.loss.best.pth"),
+                            "--peft_config", str(write_yaml(tmp_path / "p.yaml", PEFT["lora"]))] + args)
+    with caplog.at_level(logging.WARNING, logger="espnet_peft"):
+        PeftASRTask.check_peft_args(ns, parser)
+    assert any("tokenizer does not know (é)" in r.getMessage() and key in r.getMessage() for r in caplog.records)

@@ -2,8 +2,6 @@
 budget planner counts it, and the exported model rebuilds through ESPnet's class choices."""
 from __future__ import annotations
 
-import argparse
-
 import pytest
 import torch
 

@@ -66,3 +66,28 @@ def test_slurm_failures_are_reported(slurm, tmp_path):
     res = launch("--backend", "slurm", "JOB=1:2", str(tmp_path / "x.JOB.log"), "exit $(( JOB - 1 ))", env=slurm)
     assert res.returncode == 1
     assert "x.2.log" in res.stderr and "x.1.log" not in res.stderr
+
+
+def test_killing_launch_py_stops_its_jobs(tmp_path):
+    """Issue 19 item 8: SIGTERM to launch.py stops every job it started (each job's whole process
+    group: here a shell and its sleep), notes it in the job logs and exits 128 + 15."""
+    import signal
+
+    pids = tmp_path / "pids"
+    proc = subprocess.Popen(LAUNCH + ["--backend", "local", "JOB=1:2", str(tmp_path / "k.JOB.log"),
+                                      f"sleep 300 & echo $$ $! >> {pids}; wait"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (pids.is_file() and len(pids.read_text().split()) == 4):
+            time.sleep(0.1)
+        started = [int(p) for p in pids.read_text().split()]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM and "stopped by signal 15" in err
+        for pid in started:  # the job shells and their children are gone
+            assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1][:3]
+        assert "stopped by signal 15" in (tmp_path / "k.1.log").read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""The rules of docs/methods.md, checked on real (tiny) ESPnet encoders for every method."""
+"""The rules of the method specification (methods.md), checked on real (tiny) ESPnet encoders for every method."""
 from __future__ import annotations
 
 import math

@@ -73,6 +73,7 @@ def copy_recipe(dst: Path) -> Path:
     shutil.copytree(RECIPE / "local", dst / "local")
     shutil.copytree(RECIPE / "conf", dst / "conf", symlinks=False)
     (dst / "utils").symlink_to(ROOT / "local")
+    (dst / "peft_asr.sh").symlink_to(ROOT / "local" / "peft_asr.sh")  # the recipe's link to the driver
     (dst / "conf" / "train_toy.yaml").write_text(yaml.safe_dump(TOY_TRAIN))
     (dst / "conf" / "decode_toy.yaml").write_text(yaml.safe_dump(TOY_DECODE))
     (dst / "conf" / "peft_toy.yaml").write_text(yaml.safe_dump({
@@ -106,4 +107,5 @@ def test_myst_owsm_recipe_end_to_end(tmp_path):
     text = (recipe / "dump" / "raw" / "myst_train" / "text").read_text().splitlines()[0]
     assert text.split(" ", 1)[1].startswith("<eng><asr><notimestamps> ")
     assert (recipe / "dump" / "raw" / "myst_test" / "text.plain").exists()
-    assert "myst" in (recipe / "RESULTS.md").read_text()
+    assert "myst" in (recipe / "exp" / "RESULTS.md").read_text()  # reports go under exp/
+    assert not (recipe / "RESULTS.md").exists()

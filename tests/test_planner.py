@@ -1,13 +1,10 @@
-"""The budget planner (docs/methods.md, "Per-subspace parameter-budget allocation"), config
+"""The budget planner (methods.md, "Per-subspace parameter-budget allocation"), config
 parsing and the clear errors, on a real ESPnet ASR model (E-Branchformer + Transformer decoder)."""
 from __future__ import annotations
 
 import argparse
-import math
-from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 import espnet_peft

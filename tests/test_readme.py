@@ -28,3 +28,12 @@ def test_library_quick_start_runs(tmp_path):
     assert plan.method == "ssvd_o" and 0 < plan.total <= 0.02 * plan.model_params
     assert not any("ssvd" in n for n, _ in encoder.named_parameters())  # merged back to plain layers
     assert ns["state"] and all(hasattr(v, "shape") for v in ns["state"].values())
+
+
+def test_readme_has_a_reliability_table():
+    """Issue 19: what is checked before compute, what resumes, what is locked, what is refused."""
+    section = re.search(r"\n## Reliability\n(.*?)\n## ", README, re.S).group(1)
+    rows = [l.split("|")[1].strip() for l in section.splitlines() if l.startswith("| **")]
+    for what in ("checked before compute", "resumes", "locked", "refused"):
+        assert f"**{what}**" in rows, what
+    assert "[Reliability](#reliability)" in README

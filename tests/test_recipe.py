@@ -1,4 +1,7 @@
-"""The embedded recipe at toy size: stages 1-15 through run.sh, and its argument errors.
+"""The embedded recipe at toy size: stages 1-15 through run.sh, its argument errors, and what the
+recipe guarantees around a run (README, "Reliability"): reports under exp/, statistics keyed by
+their data, a diverged run stopped before stage 11, an experiment locked while it runs and
+stopped with its recipe, a finished training not re-counted.
 
 The recipe is copied into a temporary directory (its data/, dump/, exp/ and RESULTS.md stay
 untouched) and run with a toy foundation model (stages 6-9 retrain it in seconds)."""
@@ -7,37 +10,52 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import ROOT
+from recipe_fixtures import copy_recipe as _copy_recipe
+from recipe_fixtures import flock_free, processes_mentioning, recipe_env
 
 RECIPE = ROOT / "egs2" / "embedded" / "asr1"
+RECIPES = ["cmu_kids", "cv_accents", "embedded", "myst", "ogi_kids"]
 TOY = ["--size", "0.01", "--pretrain", "true", "--nbpe", "40", "--foundation_config", "conf/train_foundation_toy.yaml",
        "--foundation_dir", "exp/foundation_toy", "--peft_config", "conf/peft_toy.yaml",
        "--train_config", "conf/train_peft_toy.yaml", "--decode_config", "conf/decode_toy.yaml",
        "--checkpoint", "valid.acc.best.pth", "--lm_config", "conf/train_lm_toy.yaml"]
+SOURCE_SETS = ["source_test", "source_unseen_test"]  # run.sh's --source_test_sets
 
 
 def copy_recipe(dst: Path) -> Path:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in ("run.sh", "cmd.sh", "path.sh"):
-        shutil.copy(RECIPE / name, dst / name)
-    shutil.copytree(RECIPE / "local", dst / "local")
-    shutil.copytree(RECIPE / "conf", dst / "conf", symlinks=False)
-    (dst / "utils").symlink_to(ROOT / "local")
+    dst = _copy_recipe(RECIPE, dst)
+    shutil.copy(RECIPE / "RESULTS.md", dst / "RESULTS.md")  # the committed results, as in a clone
     return dst
 
 
 def run(recipe: Path, *args, check=True):
-    env = dict(os.environ, MAIN_ROOT=str(ROOT), OMP_NUM_THREADS="1")
-    res = subprocess.run(["bash", "run.sh", *args], cwd=recipe, capture_output=True, text=True, env=env)
+    res = subprocess.run(["bash", "run.sh", *args], cwd=recipe, capture_output=True, text=True, env=recipe_env())
     if check and res.returncode != 0:
         raise AssertionError(f"run.sh {' '.join(args)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
     return res
+
+
+def toy_config(recipe: Path, name: str, **changes) -> str:
+    conf = yaml.safe_load((recipe / "conf" / "train_peft_toy.yaml").read_text())
+    conf.update(changes)
+    (recipe / "conf" / name).write_text(yaml.safe_dump(conf))
+    return f"conf/{name}"
+
+
+def with_option(args, option, value):
+    args = list(args)
+    args[args.index(option) + 1] = value
+    return args
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +79,47 @@ def test_stages_1_to_15_at_toy_size(toy):
     assert "language model: seq_rnn" in (recipe / "exp" / "foundation_toy" / "RESULTS.md").read_text()
     summary = json.loads((exp / "merged" / "summary.json").read_text())
     assert summary["method"] == "ssvd_o" and summary["target_test_sets"] == ["child_test"]
+    assert summary["source_test_sets"] == SOURCE_SETS
     for who in ("base", "adapted"):
-        for s in ("child_test", "source_test"):
-            assert 0 <= summary[who][s]["wer"] and summary[who][s]["utterances"] == 2
+        for s in ["child_test"] + SOURCE_SETS:
+            assert 0 <= summary[who][s]["wer"] and summary[who][s]["utterances"] > 0
     assert set(summary["learning_forgetting"]) >= {"target_gain", "forgetting", "forgetting_rel"}
-    results = (recipe / "RESULTS.md").read_text()
+    results = (recipe / "exp" / "RESULTS.md").read_text()
     assert "child_peft_toy" in results and "| ssvd_o |" in results
     # the printed table
     assert "base (foundation)" in res.stdout and "forgetting:" in res.stdout
     # per-stage logs exist
     assert (recipe / "exp" / "child_peft_toy" / "train.log").exists()
     assert list((recipe / "exp" / "base_decode").glob("log/decode.*.log"))
+    # the experiment records the driver's own command line (as ESPnet's asr.sh keeps run_args)
+    command = (exp / "command.txt").read_text()
+    assert "./peft_asr.sh " in command and "--target_train_set child_train" in command
+    assert summary["command"] == command.strip()
+
+
+def test_report_shows_forgetting_on_every_source_test_set(toy):
+    """Issue 19 item 9: the summary, RESULTS.md and the printed table cover every source set."""
+    recipe, res = toy
+    summary = json.loads((recipe / "exp" / "child_peft_toy" / "merged" / "summary.json").read_text())
+    assert set(summary["forgetting"]) == set(SOURCE_SETS)
+    for s in SOURCE_SETS:
+        f = summary["forgetting"][s]["forgetting"]
+        assert f == pytest.approx(summary["adapted"][s]["wer"] - summary["base"][s]["wer"], abs=1e-3)
+        assert f"WER points on {s}" in res.stdout and f"{s} WER" in res.stdout
+        assert f"forgetting on {s}" in (recipe / "exp" / "RESULTS.md").read_text()
+
+
+def test_main_job_never_rewrites_committed_results(toy):
+    """Issue 19 item 9: reports go to exp/; the committed RESULTS.md changes only when asked, and
+    then only in the sections of the targets run here."""
+    recipe, _ = toy
+    committed = (RECIPE / "RESULTS.md").read_text()
+    assert (recipe / "RESULTS.md").read_text() == committed  # the full run left it alone
+    run(recipe, *TOY, "--stage", "15", "--results", "RESULTS.md")
+    updated = (recipe / "RESULTS.md").read_text()
+    assert "child_peft_toy" in updated
+    accent = committed[committed.index("## Target `accent_test`"):committed.index("## Target `child_test`")]
+    assert accent in updated  # the target not run here is kept as published
 
 
 def test_rerun_skips_finished_decoding(toy):
@@ -83,10 +131,126 @@ def test_rerun_skips_finished_decoding(toy):
     sig = json.loads((out / "decode_info.json").read_text())["signature"]
     conf = yaml.safe_load((recipe / "conf" / "decode_toy.yaml").read_text())
     (recipe / "conf" / "decode_nolm.yaml").write_text(yaml.safe_dump(dict(conf, lm_weight=0.0)))
-    args = [a if a != "conf/decode_toy.yaml" else "conf/decode_nolm.yaml" for a in TOY]
-    res = run(recipe, *args, "--stage", "12", "--stop_stage", "12")
+    res = run(recipe, *with_option(TOY, "--decode_config", "conf/decode_nolm.yaml"), "--stage", "12", "--stop_stage", "12")
     assert "already decoded" not in res.stdout
     assert json.loads((out / "decode_info.json").read_text())["signature"] != sig
+
+
+def test_rerun_of_a_finished_training_keeps_its_command_and_wall_time(toy):
+    """Issue 19 item 8: re-running a finished stage 10 neither overwrites command.txt nor adds to
+    train_wall.json."""
+    recipe, _ = toy
+    exp = recipe / "exp" / "child_peft_toy"
+    command, wall = (exp / "command.txt").read_text(), (exp / "train_wall.json").read_text()
+    run(recipe, *TOY, "--stage", "10", "--stop_stage", "10", "--nj", "1")
+    assert (exp / "command.txt").read_text() == command
+    assert (exp / "train_wall.json").read_text() == wall
+
+
+def test_changed_peft_config_on_resume_is_refused_before_writing(toy):
+    """Issue 19 item 7: the experiment's plan, config.yaml and source copy stay as they were."""
+    recipe, _ = toy
+    exp = recipe / "exp" / "child_peft_toy"
+    kept = {f: (exp / f).read_bytes() for f in ("peft_plan.json", "peft_plan.txt", "config.yaml",
+                                                  "peft_config.yaml", "peft_config.source.yaml")}
+    conf = yaml.safe_load((recipe / "conf" / "peft_toy.yaml").read_text())
+    (recipe / "conf" / "peft_changed.yaml").write_text(yaml.safe_dump(dict(conf, k_in=2)))
+    res = run(recipe, *with_option(TOY, "--peft_config", "conf/peft_changed.yaml"), "--tag", "child_peft_toy",
+              "--stage", "10", check=False)
+    assert res.returncode != 0 and "another PEFT config" in res.stderr and "k_in: 4 -> 2" in res.stderr
+    assert "stage 10:" not in res.stdout  # refused before the stage started
+    assert {f: (exp / f).read_bytes() for f in kept} == kept
+
+
+def test_config_edited_after_training_does_not_change_the_merged_model(toy):
+    """Issue 19 item 1 at recipe level: stage 11 follows the config frozen in the experiment."""
+    recipe, _ = toy
+    exp = recipe / "exp" / "child_peft_toy"
+    cfg = yaml.safe_load((exp / "config.yaml").read_text())
+    assert Path(cfg["peft_config"]) == Path("exp/child_peft_toy/peft_config.yaml")
+    before = torch.load(exp / "merged" / "model.pth", weights_only=True)
+    source = recipe / "conf" / "peft_toy.yaml"
+    text = source.read_text()
+    try:
+        source.write_text(text.replace("k_out: 4", "k_out: 2"))  # the user's file, edited after training
+        run(recipe, *TOY, "--stage", "11", "--stop_stage", "11")
+    finally:
+        source.write_text(text)
+    after = torch.load(exp / "merged" / "model.pth", weights_only=True)
+    assert set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_nan_run_exits_before_stage_11(toy):
+    """Issue 19 item 3: a diverged training (learning rate 1e30) stops the recipe with a clear error;
+    nothing is merged, decoded or reported."""
+    recipe, _ = toy
+    conf = toy_config(recipe, "train_nan.yaml", optim="sgd", optim_conf={"lr": 1.0e30}, max_epoch=2)
+    res = run(recipe, *with_option(TOY, "--train_config", conf), "--stage", "10", "--tag", "child_nan", check=False)
+    assert res.returncode != 0
+    log = (recipe / "exp" / "child_nan" / "train.log").read_text()
+    assert "the run diverged" in log and "espnet_peft: error:" in log
+    assert "stage 11" not in res.stdout and not (recipe / "exp" / "child_nan" / "merged").exists()
+    assert json.loads((recipe / "exp" / "child_nan" / "diverged.json").read_text())["error"]
+    # merging what it left is refused too
+    res = run(recipe, *TOY, "--stage", "11", "--tag", "child_nan", check=False)
+    assert res.returncode != 0 and "non-finite" in res.stderr
+
+
+def test_killed_run_leaves_no_trainer_and_a_running_experiment_is_locked(toy):
+    """Issue 19 item 8: a second run of a running experiment is refused; SIGTERM to run.sh stops the
+    trainer (and everything else it started) and releases the lock."""
+    recipe, _ = toy
+    tag = f"child_kill{os.getpid()}"
+    exp = recipe / "exp" / tag
+    conf = toy_config(recipe, "train_long.yaml", max_epoch=100000)
+    args = [*with_option(TOY, "--train_config", conf), "--stage", "10", "--tag", tag]
+    first = subprocess.Popen(["bash", "run.sh", *args], cwd=recipe, env=recipe_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:  # the trainer is running and training
+            log = exp / "train.log"
+            if log.is_file() and "epoch started" in log.read_text() and \
+                    any("espnet_peft.bin.asr_train" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+                        for p in processes_mentioning(f"exp/{tag}") if Path(f"/proc/{p}").exists()):
+                break
+            assert first.poll() is None, first.communicate()
+            time.sleep(1)
+        else:
+            pytest.fail("the training did not start")
+        second = run(recipe, *args, check=False)
+        assert second.returncode != 0 and f"exp/{tag} is in use by another run" in second.stderr
+        assert not flock_free(exp / "run.lock")
+        first.send_signal(signal.SIGTERM)  # to run.sh only, as `kill PID` does
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 128 + signal.SIGTERM, out[-2000:] + err[-2000:]
+        time.sleep(0.5)
+        assert processes_mentioning(f"exp/{tag}") == []  # no trainer, no launcher left
+        assert flock_free(exp / "run.lock")
+        assert "stopped by signal" in (exp / "train.log").read_text()
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        for pid in processes_mentioning(f"exp/{tag}"):  # only what this test started
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_growing_a_data_set_recollects_its_statistics(toy):
+    """Issue 19 item 2: the adaptation statistics are keyed by the data they describe."""
+    recipe, _ = toy
+    stats = recipe / "exp" / "stats_child_train" / "train" / "speech_shape"
+    before = len(stats.read_text().splitlines())
+    d = recipe / "dump" / "raw" / "child_train"
+    for name in ("wav.scp", "text", "utt2spk", "utt2dur"):  # one more utterance (a copy of the first)
+        first = (d / name).read_text().splitlines()[0].split(" ", 1)[1]
+        with open(d / name, "a") as fh:
+            fh.write(f"zzz_grown {first if name != 'utt2spk' else 'zzz_grown'}\n")
+    res = run(recipe, *TOY, "--prepare_only", "true")
+    assert "collecting them again" in res.stdout
+    assert len(stats.read_text().splitlines()) == before + 1
+    # the experiment trained on the old data is not resumed on the new data
+    res = run(recipe, *TOY, "--stage", "10", "--stop_stage", "10", check=False)
+    assert res.returncode != 0 and "was trained on other data" in res.stderr
 
 
 def test_lm_weight_without_an_lm_is_refused_before_compute(tmp_path):
@@ -106,6 +270,10 @@ def test_lm_weight_without_an_lm_is_refused_before_compute(tmp_path):
     (["--stage", "10", "--train_config", "conf/none.yaml"], "not found"),
     (["--bogus_option", "1"], "unknown option --bogus_option"),
     (["--target", "adults"], "must be child or accent"),
+    # issue 19 item 7: used at stage 11, checked before stage 1
+    (["--alpha", "1.5"], "--alpha must be a number in [0, 1]"),
+    (["--alpha", "-0.5"], "--alpha must be a number in [0, 1]"),
+    (["--alpha", "half"], "--alpha must be a number in [0, 1]"),
 ])
 def test_argument_errors(tmp_path, args, message):
     recipe = copy_recipe(tmp_path / "embedded" / "asr1")
@@ -120,3 +288,43 @@ def test_invalid_peft_config_is_refused_before_training(tmp_path):
     (recipe / "conf" / "bad.yaml").write_text("method: lora\ntarget_modules: [x]\nrank: 2\nlearning_rate: 1\n")
     res = run(recipe, "--stage", "10", "--peft_config", "conf/bad.yaml", check=False)
     assert res.returncode != 0 and "learning_rate" in res.stderr
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipes_reach_the_shared_driver_as_peft_asr_sh(name):
+    """Issue 20: each recipe links the driver beside run.sh (as ESPnet recipes link asr.sh), passes
+    its own options through parse_options, and no longer exports its command line."""
+    d = ROOT / "egs2" / name / "asr1"
+    assert os.readlink(d / "peft_asr.sh") == "../../../local/peft_asr.sh"
+    assert os.readlink(d / "utils") == "../../../local"
+    run_sh = (d / "run.sh").read_text()
+    assert "ESPNET_PEFT_RUN_CMD" not in run_sh and "while [ $# -gt 0 ]" not in run_sh
+    assert "exec ./peft_asr.sh" in run_sh or "exec utils/run_owsm.sh" in run_sh
+    assert "utils/peft_asr.sh" not in run_sh
+    for shared in ("peft_asr.sh", "run_owsm.sh"):
+        text = (ROOT / "local" / shared).read_text()
+        assert "ESPNET_PEFT_RUN_CMD" not in text and "utils/peft_asr.sh" not in text
+    assert "while [ $# -gt 0 ]" not in (ROOT / "local" / "run_owsm.sh").read_text()
+
+
+def test_help_lists_every_option_of_run_sh_and_the_driver(tmp_path):
+    recipe = copy_recipe(tmp_path / "embedded" / "asr1")
+    res = run(recipe, "--help")
+    for option in ("--target", "--size", "stop_stage=", "peft_config=", "results=", "alpha="):
+        assert option in res.stdout, option
+
+
+def test_sweep_cell_configs_live_in_the_sweep_directory(tmp_path, monkeypatch):
+    """Issue 19 item 8: the sweep's feasibility check writes each cell's config into the sweep's own
+    directory, not to a fixed name under /tmp that two sweeps share."""
+    import espnet_peft.bin.plan
+    from espnet_fixtures import local_module
+    from espnet_peft.sweep import expand, load_grid
+
+    sweep = local_module("budget_sweep")
+    cells = expand(load_grid(ROOT / "conf" / "sweep" / "embedded.yaml"), root=ROOT)[:2]
+    planned = []
+    monkeypatch.setattr(espnet_peft.bin.plan, "build_plan", lambda cfg, model: planned.append(Path(cfg)))
+    assert sweep.feasibility(cells, tmp_path / "model.yaml", tmp_path / "configs") == {}
+    assert planned == [tmp_path / "configs" / f"{c.name}.yaml" for c in cells]
+    assert all(yaml.safe_load(p.read_text()) == c.config for p, c in zip(planned, cells))

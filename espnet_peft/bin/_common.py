@@ -1,12 +1,8 @@
 """Helpers shared by the command-line tools."""
 from __future__ import annotations
 
-import argparse
 import logging
-from pathlib import Path
 from typing import Any, Dict, Optional
-
-from ..espnet_task import load_yaml
 
 PEFT_ARGS = ("peft_config", "pretrained_model", "pretrained_config")
 
@@ -38,7 +34,3 @@ def stock_task(name: str):
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-
-
-def namespace(config_path: Path) -> argparse.Namespace:
-    return argparse.Namespace(**load_yaml(config_path))

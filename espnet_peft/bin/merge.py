@@ -7,12 +7,19 @@
 The output is decoded by stock ``espnet2.bin.asr_inference`` / ``s2t_inference`` with no
 espnet_peft import. ``--alpha A`` writes the weight-space interpolation
 ``theta_pre + A (theta_adapted - theta_pre)`` toward the pretrained model (Speech-FT stage 2).
+
+The model is rebuilt with the PEFT config frozen in the experiment directory (``peft_config.yaml``
+beside ``config.yaml``), not the user's file that ``config.yaml`` once named: editing that file
+after training changes nothing here. A run that stopped on non-finite values (``diverged.json``),
+a non-finite merged weight and a verification that is not a finite number below the tolerance are
+errors; ``merge_info.json`` is strict JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,8 +27,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoint import full_state_dict, remove_adapter_only_checkpointing
-from ..espnet_task import load_state_file, load_yaml, resolve_pretrained
+from ..checkpoint import complete_state_dict, remove_adapter_only_checkpointing
+from ..espnet_task import DIVERGED, experiment_config, load_state_file, resolve_pretrained
 from ..inject import get_plan
 from ..merge import interpolate_state, merge_peft
 from ..methods import get_method
@@ -54,11 +61,30 @@ def _probe(model, seed: int = 0):
     return enc
 
 
+def _verify(task_cls, output_dir: Path, reference):
+    """Rebuild the written model with stock ESPnet; compare its probe output with the adapted model's."""
+    stock = stock_task(task_cls.__name__)
+    merged, _ = stock.build_model_from_file(output_dir / "config.yaml", output_dir / "model.pth", "cpu")
+    if any(isinstance(m, AdaptedLinear) for m in merged.modules()):
+        raise PeftError("verification failed: the merged model still contains PEFT wrappers")
+    if reference is None:
+        return None
+    err = float((_probe(merged) - reference).abs().max())
+    if not (math.isfinite(err) and err <= 1e-3):  # NaN > 1e-3 is False: test what passes, not what fails
+        raise PeftError(f"verification failed: the merged model in {output_dir} differs from the adapted "
+                        f"model (max abs diff {err:.2e} on a probe input, at most 1e-3 allowed)")
+    return err
+
+
 def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alpha: float = 1.0,
                      pretrained_model=None, task=None, verify: bool = True) -> dict:
-    cfg = load_yaml(train_config)
+    cfg = experiment_config(train_config)  # peft_config: the copy frozen in the experiment
     if not cfg.get("peft_config"):
         raise PeftError(f"{train_config} is not a PEFT experiment config (no peft_config)")
+    diverged = Path(model_file).parent / DIVERGED
+    if diverged.is_file():
+        raise PeftError(f"the training in {diverged.parent} stopped on non-finite values ({diverged}); its "
+                        f"checkpoints are not merged: train again with a lower learning rate")
     if pretrained_model:
         cfg["pretrained_model"] = str(pretrained_model)
     if not 0.0 <= alpha <= 1.0:
@@ -69,14 +95,18 @@ def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alp
     t0 = time.time()
     model = task_cls.build_model(argparse.Namespace(**cfg))
     remove_adapter_only_checkpointing(model)
-    load_peft_state_dict(model, load_state_file(model_file))
+    load_peft_state_dict(model, load_state_file(model_file, "adapter checkpoint"))
     plan = get_plan(model)
     reference = _probe(model) if verify and alpha == 1.0 else None
     merge_peft(model)
-    state = full_state_dict(model)
+    state = complete_state_dict(model)
     if alpha != 1.0:
         pre_path, _ = resolve_pretrained(cfg["pretrained_model"], cfg.get("pretrained_config"))
-        state = interpolate_state(load_state_file(pre_path), state, alpha)
+        state = interpolate_state(load_state_file(pre_path, "pretrained model"), state, alpha)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise PeftError(f"the merged model has non-finite values in {len(bad)} tensor(s), e.g. {bad[:3]}: "
+                        f"{model_file} holds a diverged adapter; nothing was written")
     output_dir.mkdir(parents=True, exist_ok=True)
     stock_cfg = {k: v for k, v in cfg.items() if k not in PEFT_ARGS}
     for row in plan.rows:  # methods whose merged form is not the original architecture (HFF)
@@ -88,16 +118,15 @@ def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alp
             "method": plan.method, "trainable_params": plan.total, "fraction": plan.fraction,
             "pretrained_model": cfg["pretrained_model"], "seconds": round(time.time() - t0, 2)}
     if verify:
-        stock = stock_task(task_cls.__name__)
-        merged, _ = stock.build_model_from_file(output_dir / "config.yaml", output_dir / "model.pth", "cpu")
-        if any(isinstance(m, AdaptedLinear) for m in merged.modules()):
-            raise RuntimeError("the merged model still contains PEFT wrappers")
-        if reference is not None:
-            err = float((_probe(merged) - reference).abs().max())
-            info["verify_max_abs_diff"] = err
-            if err > 1e-3:
-                raise RuntimeError(f"merged model differs from the adapted model (max abs diff {err:.2e})")
-    (output_dir / "merge_info.json").write_text(json.dumps(info, indent=1) + "\n")
+        try:
+            info["verify_max_abs_diff"] = _verify(task_cls, output_dir, reference)
+        except PeftError:
+            for name in ("model.pth", "config.yaml", "merge_info.json"):  # nothing unverified stays
+                (output_dir / name).unlink(missing_ok=True)
+            raise
+        if info["verify_max_abs_diff"] is None:
+            del info["verify_max_abs_diff"]
+    (output_dir / "merge_info.json").write_text(json.dumps(info, indent=1, allow_nan=False) + "\n")
     return info
 
 

@@ -13,10 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import HYPER_KEYS, PeftConfig
+from ..config import PeftConfig, with_settings
+from ..errors import PeftError
 from ..espnet_task import load_yaml
 from ..inject import plan_peft
-from ..methods.base import PeftError
 from ._common import stock_task, task_of
 
 
@@ -39,15 +39,8 @@ def build_plan(peft_config, model_config: Path, token_list=None, budget=None, me
         cfg["token_list"] = token_list
     if not cfg.get("token_list"):
         raise PeftError(f"{model_config} has no token_list; pass --token_list")
-    base = PeftConfig.from_any(peft_config).to_dict()
-    if method:
-        base["method"] = method
-        for k in HYPER_KEYS:
-            base.pop(k, None)
-    if budget is not None:
-        base["budget"] = budget
-        for k in HYPER_KEYS:
-            base.pop(k, None)
+    settings = {k: v for k, v in (("method", method), ("budget", budget)) if v is not None}
+    base = with_settings(PeftConfig.from_any(peft_config).to_dict(), settings)
     stock = stock_task(task_of(cfg, task).__name__)
     parser = stock.get_parser()
     args = parser.parse_args([])

@@ -1,9 +1,15 @@
-"""Method registry: one module per method, all on :mod:`espnet_peft.methods.base`."""
+"""Method registry: one module per method, all on :mod:`espnet_peft.methods.base`.
+
+A new method is one file with a :class:`Method` subclass, registered with :func:`register`;
+everything else (config keys, planning, wrapping, merge, state, the benchmark) reads it from here.
+"""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
-from .base import AdaptedLinear, Method, PeftError, iter_adapted
+from ..errors import PeftError
+from ..names import did_you_mean
+from .base import AdaptedLinear, Method
 from .dora import DoRA, DoRALinear
 from .full import Full
 from .hff import HFF, HFFEncoder
@@ -30,8 +36,14 @@ def get_method(name: str) -> Method:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise PeftError(f"unknown method {name!r}; known methods: {', '.join(REGISTRY)}") from None
+        raise PeftError(f"unknown method {name!r}{did_you_mean(name, REGISTRY)}; known methods: "
+                        f"{', '.join(REGISTRY)}") from None
+
+
+def hyper_names() -> Tuple[str, ...]:
+    """Every hyperparameter key and alias of every registered method (in registration order)."""
+    return tuple(dict.fromkeys(k for m in REGISTRY.values() for k in m.hyper_names()))
 
 
 __all__ = ["AdaptedLinear", "DoRALinear", "HFFEncoder", "LoRALinear", "Method", "PeftError", "PiSSALinear",
-           "REGISTRY", "SubspaceRotationLinear", "get_method", "iter_adapted", "register"]
+           "REGISTRY", "SubspaceRotationLinear", "get_method", "hyper_names", "register"]

@@ -6,15 +6,14 @@ from typing import Dict, Mapping
 import torch
 from torch import nn
 
-from .base import Method, PeftError
+from ..errors import PeftError
+from .base import Method
 
 
 class Full(Method):
     name = "full"
-    hyper_keys = ()
     budgeted = False
-    summary = "all parameters of the targeted modules trainable (baseline)"
-    options = {}
+    bench_targets = ("encoder", "decoder", "ctc")
 
     def supports(self, module: nn.Module) -> bool:
         return any(True for _ in module.parameters())
@@ -25,17 +24,18 @@ class Full(Method):
     def count(self, shape, hyper, opts) -> int:
         return shape[0]
 
-    def max_hyper(self, shape, opts):
-        return {}
-
     def solve(self, shape, budget, opts):
         raise PeftError("method 'full' has no budget knob: give target_modules and no budget")
 
     def explicit(self, shape, values, opts):
         return {}
 
-    def validate(self, shape, hyper) -> None:
-        return None
+    def step_flops(self, rows, tokens, linears):
+        """The weight gradients ``2 T d_out d_in`` of every linear layer the plan trains (of every
+        linear layer of the model without a plan)."""
+        names = None if rows is None else [r["name"] for r in rows]
+        inside = lambda n: names is None or any(n == r or n.startswith(r + ".") for r in names)  # noqa: E731
+        return float(sum(2 * tokens.get(n, 0) * s[0] * s[1] for n, s in linears.items() if inside(n)))
 
     def build(self, module, hyper, opts):
         for p in module.parameters():

@@ -1,26 +1,45 @@
 """LoRA: ``W' = W + s B A`` (loralib-compatible ``lora_A`` / ``lora_B``)."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Tuple
+import math
+from typing import Optional
 
 import torch
 from torch import nn
 
-from .base import AdaptedLinear, Hyper, Method, PeftError, kaiming_uniform_, lora_scaling
+from .base import AdaptedLinear, Reference
+from .options import Flag, Number, Option, Options
+from .sizing import PerUnitCost
+
+OPTIONS = Options(
+    Option("alpha", None, Number(0, low_open=True, null=True),
+           "scaling numerator: `s = alpha / r` (`alpha / sqrt(r)` with `rslora`); null: `alpha = r`, i.e. `s = 1`"),
+    Option("rslora", False, Flag(), "rank-stabilised scaling `alpha / sqrt(r)`"),
+    Option("dropout", 0.0, Number(0, 1, high_open=True), "dropout on the input of the low-rank branch only"),
+)
+
+
+def lora_scaling(r: int, alpha: Optional[float], rslora: bool) -> float:
+    if r == 0:
+        return 0.0
+    alpha = float(r if alpha is None else alpha)
+    return alpha / math.sqrt(r) if rslora else alpha / r
 
 
 class LoRALinear(AdaptedLinear):
     """``y = W x + b + s * B A drop(x)``; ``A: r x d_in`` Kaiming-uniform, ``B: d_out x r`` zero."""
 
-    def __init__(self, base: nn.Linear, r: int, alpha: Optional[float] = None, rslora: bool = False,
-                 dropout: float = 0.0):
-        super().__init__(base, {"r": r})
+    options = OPTIONS
+
+    def __init__(self, base: nn.Linear, r: int, **options):
+        super().__init__(base, {"r": r}, options)
         self.r = r
-        self.scaling = lora_scaling(r, alpha, rslora)
-        factory = {"device": self.weight.device, "dtype": self.weight.dtype}
-        self.lora_A = nn.Parameter(kaiming_uniform_(torch.empty(r, self.in_features, **factory)))
-        self.lora_B = nn.Parameter(torch.zeros(self.out_features, r, **factory))
-        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.scaling = lora_scaling(r, self.opts["alpha"], self.opts["rslora"])
+        a = torch.empty(r, self.in_features, **self.factory())
+        self.lora_A = nn.Parameter(nn.init.kaiming_uniform_(a, a=math.sqrt(5)))  # nn.Linear's init, as loralib's
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, r, **self.factory()))
+        p = self.opts["dropout"]
+        self.lora_dropout = nn.Dropout(p) if p > 0 else nn.Identity()
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         return (self.lora_dropout(x) @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
@@ -37,49 +56,43 @@ class LoRALinear(AdaptedLinear):
         return (self.lora_B @ self.lora_A) * self.scaling
 
 
-class LoRAFamily(Method):
-    """Shared counting for methods parameterised by a rank ``r`` (LoRA, PiSSA, DoRA)."""
+class LoRAFamily(PerUnitCost):
+    """Methods parameterised by a rank ``r``: ``r (d_in + d_out)`` parameters plus ``fixed``."""
 
     hyper_keys = ("r",)
-    options = {"alpha": None, "rslora": False, "dropout": 0.0}
+    aliases = {"rank": "r"}
+    options = OPTIONS
+    layer = LoRALinear
 
-    def fixed_cost(self, shape: Tuple[int, ...]) -> int:
-        """Parameters on top of ``r (d_in + d_out)`` (DoRA: the magnitude vector)."""
-        return 0
+    def unit(self, shape, opts) -> int:
+        return shape[0] + shape[1]
 
-    def count(self, shape, hyper: Hyper, opts) -> int:
-        d_out, d_in = shape
-        return hyper["r"] * (d_in + d_out) + self.fixed_cost(shape)
+    def flops(self, shape, hyper, tokens: int) -> float:
+        """The branch forward, its input gradient, dA and dB: ``6 T r (d_in + d_out)``."""
+        return 6 * tokens * hyper["r"] * (shape[0] + shape[1])
 
-    def max_hyper(self, shape, opts) -> Hyper:
-        return {"r": min(shape)}
 
-    def solve(self, shape, budget: float, opts) -> Optional[Hyper]:
-        d_out, d_in = shape
-        r = int((budget - self.fixed_cost(shape)) // (d_in + d_out)) if budget >= self.fixed_cost(shape) else 0
-        r = min(r, min(shape))
-        return {"r": r} if r >= 1 else None
+def hf_peft(use_dora: bool) -> Reference:
+    """HF PEFT's LoRA (or DoRA) on the modules and with the ranks of our plan (alpha = r)."""
 
-    def grow(self, shape, hyper: Hyper, opts) -> Optional[Hyper]:
-        return {"r": hyper["r"] + 1} if hyper["r"] < min(shape) else None
+    def setup(model: nn.Module, config):
+        from peft import LoraConfig, inject_adapter_in_model
 
-    def explicit(self, shape, values: Mapping[str, Any], opts) -> Hyper:
-        values = dict(values)
-        if values.get("r") is None:
-            values["r"] = values.get("rank")
-        hyper = super().explicit(shape, values, opts)
-        if hyper["r"] < 1:
-            raise PeftError(f"{self.name}: rank must be at least 1")
-        return hyper
+        from ..inject import plan_peft
 
-    def layer_kwargs(self, hyper: Hyper, opts: Mapping[str, Any]) -> dict:
-        return {"r": hyper["r"], "alpha": opts.get("alpha"), "rslora": bool(opts.get("rslora")),
-                "dropout": float(opts.get("dropout") or 0.0)}
+        plan = plan_peft(model, config)
+        ranks = {r.name: r.hyper["r"] for r in plan.rows}
+        cfg = LoraConfig(target_modules=list(ranks), r=max(ranks.values()), lora_alpha=max(ranks.values()),
+                         rank_pattern={f"^{n}$": k for n, k in ranks.items()},
+                         alpha_pattern={f"^{n}$": k for n, k in ranks.items()}, use_dora=use_dora)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        inject_adapter_in_model(cfg, model)
+        return plan
+
+    return Reference(setup, needs="peft")
 
 
 class LoRA(LoRAFamily):
     name = "lora"
-    summary = "W + (alpha/r) B A; A Kaiming-uniform, B zero"
-
-    def build(self, module, hyper, opts):
-        return LoRALinear(module, **self.layer_kwargs(hyper, opts))
+    references = {"hf_lora": hf_peft(use_dora=False)}

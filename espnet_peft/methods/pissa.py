@@ -15,22 +15,23 @@ import torch
 from torch import nn
 
 from ..svd import principal_subspace
+from .lora import OPTIONS as LORA_OPTIONS
 from .lora import LoRAFamily, LoRALinear
+from .options import svd_options
 
 
 class PiSSALinear(LoRALinear):
+    options = LORA_OPTIONS + svd_options(default="full", bench="randomized")
     adapter_buffers = ("pissa_A0", "pissa_B0")
 
-    def __init__(self, base: nn.Linear, r: int, svd: str = "full", svd_niter: int = 4, seed: int = 0,
-                 directions: str = "top", **kwargs):
-        super().__init__(base, r, **kwargs)
-        self.svd_mode, self.svd_niter, self.seed, self.directions = svd, svd_niter, seed, directions
+    def __init__(self, base: nn.Linear, r: int, **options):
+        super().__init__(base, r, **options)
         self.register_buffer("pissa_A0", torch.zeros_like(self.lora_A))
         self.register_buffer("pissa_B0", torch.zeros_like(self.lora_B))
 
     def init_from_weight(self) -> None:
-        u, sigma, v = principal_subspace(self.weight, self.r, self.directions, self.svd_mode,
-                                         self.svd_niter, self.seed)
+        o = self.opts
+        u, sigma, v = principal_subspace(self.weight, self.r, o["directions"], o["svd"], o["svd_niter"], o["seed"])
         root = sigma.clamp_min(0).sqrt() / math.sqrt(self.scaling)
         self.lora_A.copy_(root.unsqueeze(1) * v.t())
         self.lora_B.copy_(u * root.unsqueeze(0))
@@ -53,10 +54,5 @@ class PiSSALinear(LoRALinear):
 
 class PiSSA(LoRAFamily):
     name = "pissa"
-    summary = "LoRA initialised on the principal singular triplets; frozen weight = residual"
-    options = {**LoRAFamily.options, "svd": "full", "svd_niter": 4, "seed": 0, "directions": "top"}
-
-    def build(self, module, hyper, opts):
-        return PiSSALinear(module, svd=opts.get("svd", "full"), svd_niter=int(opts.get("svd_niter", 4)),
-                           seed=int(opts.get("seed", 0)), directions=opts.get("directions", "top"),
-                           **self.layer_kwargs(hyper, opts))
+    layer = PiSSALinear
+    options = PiSSALinear.options

@@ -1,42 +1,71 @@
 """SSVD (ASRU 2025): a Cayley rotation of ``k`` right-singular (input-side) directions and a
-shift of their singular values; SSVD-O with ``k_out = 0`` (see ``ssvd_o.py``)."""
+shift of their singular values: SSVD-O (``ssvd_o.py``) with no outer rotation, ``k_in = k``,
+``k_out = 0``, every parameter on the inner side."""
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Optional
 
-from .base import Hyper, resolve_size
+from torch import nn
+
+from .base import Hyper, Method, Reference
 from .ssvd_o import SSVDO, SubspaceRotationLinear
 
 
-class SSVD(SSVDO):
+def _as_ssvd_o(hyper: Optional[Hyper]) -> Optional[Hyper]:
+    return None if hyper is None else {"k_in": hyper["k"], "k_out": 0}
+
+
+def _as_ssvd(hyper: Optional[Hyper]) -> Optional[Hyper]:
+    return None if hyper is None else {"k": hyper["k_in"]}
+
+
+class _Rebuild(nn.Module):
+    """The rebuild-from-factors implementation (the public ESPnet pull request's approach): each
+    forward forms ``W' = W + U M V^T`` densely and back-propagates through it."""
+
+    def __init__(self, layer: SubspaceRotationLinear):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        w = self.layer.weight + self.layer.ssvd_U @ self.layer.core() @ self.layer.ssvd_V.t()
+        return nn.functional.linear(x, w, self.layer.bias)
+
+
+def rebuild(model: nn.Module, config):
+    """Our SSVD layers of a plan, then each replaced by the rebuild of the same ``k``."""
+    from ..inject import _set_module, apply_peft
+
+    plan = apply_peft(model, config)
+    for name, m in list(model.named_modules()):
+        if isinstance(m, SubspaceRotationLinear):
+            _set_module(model, name, _Rebuild(m))
+    return plan
+
+
+class SSVD(Method):
     name = "ssvd"
     hyper_keys = ("k",)
-    summary = "Cayley rotation of the top (or tail) input-side singular directions + value shift"
-    options = {k: v for k, v in SSVDO.options.items() if k != "inner"}
+    aliases = {"k_in": "k"}
+    options = SubspaceRotationLinear.options  # SSVD-O's, without the inner share
+    references = {"ssvd_rebuild": Reference(rebuild)}
+    as_ssvd_o = SSVDO()
+
+    @staticmethod
+    def inner_only(opts: Mapping[str, Any]) -> Mapping[str, Any]:
+        return {**opts, "inner": 1.0}
 
     def count(self, shape, hyper: Hyper, opts) -> int:
-        k = hyper["k"]
-        return k * (k - 1) // 2 + k
-
-    def max_hyper(self, shape, opts) -> Hyper:
-        return {"k": min(shape)}
+        return self.as_ssvd_o.count(shape, _as_ssvd_o(hyper), opts)
 
     def solve(self, shape, budget: float, opts) -> Optional[Hyper]:
-        if budget < 1:
-            return None
-        k = min(int((math.sqrt(1 + 8 * budget) - 1) // 2), min(shape))  # k(k+1)/2 <= budget
-        while k > 0 and self.count(shape, {"k": k}, opts) > budget:
-            k -= 1
-        return {"k": k} if k >= 1 else None
+        return _as_ssvd(self.as_ssvd_o.solve(shape, budget, self.inner_only(opts)))
 
     def grow(self, shape, hyper: Hyper, opts) -> Optional[Hyper]:
-        return {"k": hyper["k"] + 1} if hyper["k"] < min(shape) else None
+        return _as_ssvd(self.as_ssvd_o.grow(shape, _as_ssvd_o(hyper), self.inner_only(opts)))
 
-    def explicit(self, shape, values: Mapping[str, Any], opts) -> Hyper:
-        v = values.get("k", values.get("k_in"))
-        return super(SSVDO, self).explicit(shape, {"k": v}, opts)
+    def flops(self, shape, hyper, tokens: int) -> float:
+        return self.as_ssvd_o.flops(shape, _as_ssvd_o(hyper), tokens)
 
     def build(self, module, hyper, opts):
-        kw = self.layer_kwargs({"k_in": hyper["k"], "k_out": 0}, opts)
-        return SubspaceRotationLinear(module, **kw)
+        return self.as_ssvd_o.build(module, _as_ssvd_o(hyper), opts)

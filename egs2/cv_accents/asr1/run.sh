@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Common Voice English, accented speakers (Indian, Scottish, Southern African by default).
 # Adapts OWSM v3.1 (espnet_model_zoo download, or a local model directory) with a PEFT method,
-# decodes the target test sets and measures forgetting on LibriSpeech (stages: utils/peft_asr.sh).
+# decodes the target test sets and measures forgetting on LibriSpeech (stages: ./peft_asr.sh,
+# the shared driver local/peft_asr.sh, through utils/run_owsm.sh).
 #
 #   ./run.sh                                      # OWSM v3.1 base (0.1 B), SSVD-O at 1%, one GPU
 #   ./run.sh --owsm espnet/owsm_v3.1_ebf          # the 1 B model
@@ -10,6 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-utils/run_owsm.sh --recipe cv_accents \
+exec utils/run_owsm.sh --recipe cv_accents \
     --target_train_set cv_accents_train --target_valid_set cv_accents_dev --target_test_sets "cv_indian_test cv_scottish_test cv_southern_african_test" \
     "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MyST: children's conversational science-tutoring speech (grades 3-5).
 # Adapts OWSM v3.1 (espnet_model_zoo download, or a local model directory) with a PEFT method,
-# decodes the target test sets and measures forgetting on LibriSpeech (stages: utils/peft_asr.sh).
+# decodes the target test sets and measures forgetting on LibriSpeech (stages: ./peft_asr.sh,
+# the shared driver local/peft_asr.sh, through utils/run_owsm.sh).
 #
 #   ./run.sh                                      # OWSM v3.1 base (0.1 B), SSVD-O at 1%, one GPU
 #   ./run.sh --owsm espnet/owsm_v3.1_ebf          # the 1 B model
@@ -10,6 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-utils/run_owsm.sh --recipe myst \
+exec utils/run_owsm.sh --recipe myst \
     --target_train_set myst_train --target_valid_set myst_dev --target_test_sets "myst_test" \
     "$@"

@@ -9,7 +9,11 @@ for any method, so that methods are compared at matched budgets:
 3. each module's share is solved into the method's largest setting that fits
    (``Method.solve``); rounding leftovers are spent one unit at a time on the modules furthest
    below their share (``Method.grow``), so the total never exceeds the budget;
-4. modules named in ``overrides`` get explicit settings and are paid for first.
+4. modules named in ``overrides`` get explicit settings and are paid for first;
+5. when the budget cannot give every module one unit, ``allocation.placement: all`` (the default)
+   is an error naming them; ``upper_first`` / ``lower_first`` adapt the largest set of modules,
+   taken deepest (shallowest) block first, in which every module gets a unit, and list the
+   others in ``Plan.skipped`` (see :func:`placement_order`).
 
 Nothing here knows a method by name: costs and settings come from the method objects.
 """
@@ -145,8 +149,9 @@ def depth_label(idx: int, depth: Mapping[str, Any]) -> str:
     return "rest"
 
 
-def group_weights(groups: Dict[str, List[int]], weights: Any) -> Dict[str, float]:
-    """Weight per present group. ``groups``: group -> module indices."""
+def group_weights(groups: Dict[str, List[int]], weights: Any, check_names: bool = True) -> Dict[str, float]:
+    """Weight per present group. ``groups``: group -> module indices. ``check_names``: a weight
+    naming no present group is an error (off for the subsets that partial placement tries)."""
     if isinstance(weights, str):
         if weights not in WEIGHT_PRESETS:
             raise PeftError(f"unknown allocation weights preset {weights!r}; presets: {', '.join(WEIGHT_PRESETS)} "
@@ -175,7 +180,7 @@ def group_weights(groups: Dict[str, List[int]], weights: Any) -> Dict[str, float
         out[g] = w
     known = set(groups) | {g.split("@")[0] for g in groups} | {"default"}
     unused = sorted(set(weights) - known)
-    if unused:
+    if unused and check_names:
         raise PeftError(f"allocation.weights names group(s) {unused} that no target module belongs to; "
                         f"present groups: {sorted(groups)}")
     return out
@@ -248,6 +253,49 @@ def _check_patterns(cfg: PeftConfig, names: Sequence[str]) -> None:
             raise PeftError(problem)
 
 
+def _shares(cfg: PeftConfig, shapes, groups, free: Sequence[int], remaining: float, targets,
+            skipped=None) -> Dict[int, float]:
+    """Each module's share of ``remaining``: group weights, then equal or by size inside a group.
+    Groups of weight 0 are reported in ``skipped`` (when given)."""
+    members: Dict[str, List[int]] = {}
+    for i in free:
+        members.setdefault(groups[i], []).append(i)
+    weights = group_weights(members, cfg.allocation.weights, check_names=skipped is not None)
+    wsum = sum(weights.values())
+    if wsum <= 0:
+        raise PeftError("all allocation weights are zero")
+    share: Dict[int, float] = {}
+    for g, ix in members.items():
+        if weights[g] == 0:
+            if skipped is not None:
+                skipped.extend((targets[i][0], f"group {g} has weight 0") for i in ix)
+            continue
+        g_budget = remaining * weights[g] / wsum
+        sizes = [shapes[i][0] * (shapes[i][1] if len(shapes[i]) > 1 else 1) for i in ix]
+        for i, s in zip(ix, sizes):
+            share[i] = g_budget * (s / sum(sizes) if cfg.allocation.within == "size" else 1.0 / len(ix))
+    return share
+
+
+def placement_order(names: Sequence[str], placement: str) -> List[int]:
+    """Indices of ``names`` in placement priority. Depth is the middle of a block relative to its
+    stack (``encoder.encoders.5`` of 12 blocks: 5.5/12; ``decoder.decoders.2`` of 6: 2.5/6), so encoder and
+    decoder blocks interleave by relative depth; ``upper_first`` takes the deepest first,
+    ``lower_first`` the shallowest; modules outside numbered blocks (output layer, CTC head,
+    input projection) come after every block module; ties keep the model's order."""
+    stacks: Dict[str, int] = {}
+    keys = []
+    for n in names:
+        idx = block_index(n)
+        stack = n[:n.find(f".{idx}.")] if idx is not None else None
+        keys.append((stack, idx))
+        if idx is not None:
+            stacks[stack] = max(stacks.get(stack, 0), idx + 1)
+    sign = -1.0 if placement == "upper_first" else 1.0
+    rank = [(1, 0.0) if idx is None else (0, sign * (idx + 0.5) / stacks[stack]) for stack, idx in keys]
+    return sorted(range(len(names)), key=lambda i: (rank[i], i))
+
+
 def _allocate(method: Method, opts, cfg: PeftConfig, targets, shapes, groups, free: List[int],
               rows: List[Optional[PlanRow]], skipped, budget: int) -> None:
     spent = sum(r.params for r in rows if r is not None)
@@ -255,36 +303,52 @@ def _allocate(method: Method, opts, cfg: PeftConfig, targets, shapes, groups, fr
     if remaining <= 0:
         raise PeftError(f"budget {budget:,} is used up by overrides ({spent:,}); nothing left for "
                         f"{len(free)} other modules")
-    members: Dict[str, List[int]] = {}
-    for i in free:
-        members.setdefault(groups[i], []).append(i)
-    weights = group_weights(members, cfg.allocation.weights)
-    wsum = sum(weights.values())
-    if wsum <= 0:
-        raise PeftError("all allocation weights are zero")
-    share: Dict[int, float] = {}
-    for g, ix in members.items():
-        g_budget = remaining * weights[g] / wsum
-        if weights[g] == 0:
-            skipped.extend((targets[i][0], f"group {g} has weight 0") for i in ix)
-            continue
-        sizes = [shapes[i][0] * (shapes[i][1] if len(shapes[i]) > 1 else 1) for i in ix]
-        for i, s in zip(ix, sizes):
-            share[i] = g_budget * (s / sum(sizes) if cfg.allocation.within == "size" else 1.0 / len(ix))
-    too_small = []
-    for i, s in share.items():
-        hyper = method.solve(shapes[i], s, opts)
-        if hyper is None:
-            too_small.append((targets[i][0], shapes[i], s))
-            continue
-        rows[i] = PlanRow(targets[i][0], shapes[i], groups[i], method.name, hyper, method.count(shapes[i], hyper, opts))
+
+    def solve(share):
+        solved, small = {}, []
+        for i, s in share.items():
+            hyper = method.solve(shapes[i], s, opts)
+            if hyper is None:
+                small.append((targets[i][0], shapes[i], s))
+            else:
+                solved[i] = PlanRow(targets[i][0], shapes[i], groups[i], method.name, hyper,
+                                    method.count(shapes[i], hyper, opts))
+        return solved, small
+
+    zero: List[Tuple[str, str]] = []
+    share = _shares(cfg, shapes, groups, free, remaining, targets, zero)
+    solved, too_small = solve(share)
+    placement = cfg.allocation.placement
+    if too_small and placement != "all":  # the largest set, in priority order, where every module gets a unit
+        order = [free[j] for j in placement_order([targets[i][0] for i in free], placement) if free[j] in share]
+        lo, hi, best = 1, len(order) - 1, None
+        while lo <= hi:
+            k = (lo + hi) // 2
+            sh = _shares(cfg, shapes, groups, order[:k], remaining, targets)
+            got, small = solve(sh)
+            if small:
+                hi = k - 1
+            else:
+                lo, best = k + 1, (k, sh, got)
+        if best is None:
+            smallest = min(method.count(sh, _unit(method, sh, opts), opts) for _, sh, _ in too_small)
+            raise PeftError(f"budget {budget:,} is too small for {method.name} on any target module: one unit "
+                            f"costs at least {smallest:,} parameters. Raise the budget")
+        k, share, solved = best
+        skipped.extend((targets[i][0], f"placement {placement}: the budget gives one unit to {k} of "
+                        f"{len(order)} modules") for i in order[k:])
+        too_small = []
+    skipped.extend(zero)
+    for i, row in solved.items():
+        rows[i] = row
     if too_small and not cfg.allow_skip:
         lines = "; ".join(f"{n} {'x'.join(map(str, sh))} gets {s:,.0f}" for n, sh, s in too_small[:8])
         more = f" (+{len(too_small) - 8} more)" if len(too_small) > 8 else ""
         smallest = min(method.count(sh, _unit(method, sh, opts), opts) for _, sh, _ in too_small)
         raise PeftError(f"budget {budget:,} is too small for {method.name}: {len(too_small)} module(s) cannot "
                         f"receive one unit ({smallest:,} parameters): {lines}{more}. Raise the budget, target fewer "
-                        f"modules, or set allow_skip: true")
+                        f"modules, set allocation.placement: upper_first (or lower_first) to adapt as many "
+                        f"modules as fit, or allow_skip: true")
     skipped.extend((n, f"share {s:,.0f} below one unit") for n, _, s in too_small)
     _spend_leftover(method, opts, rows, share, budget - sum(r.params for r in rows if r is not None))
 

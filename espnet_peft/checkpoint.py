@@ -68,6 +68,3 @@ def complete_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
         return model.state_dict()
     finally:
         install_adapter_only_checkpointing(model)
-
-
-full_state_dict = complete_state_dict  # the former name, until bin/merge.py imports complete_state_dict

@@ -13,6 +13,7 @@ Keys (see ``conf/peft/*.yaml`` for examples)::
       within: equal                # equal | size  (split inside a group)
       depth: {split: 6}            # optional lower / upper block groups ({ranges: {name: [lo, hi]}})
       groups: {name: [patterns]}   # extra module groups, matched before the built-in ones
+      placement: all               # all | upper_first | lower_first (budget below one unit per module)
     overrides: {pattern: {r: 16}}  # explicit hyperparameters for some modules ("skip" to drop)
     allow_skip: false              # modules too small for one unit are skipped, not an error
     init: eager                    # or lazy: initialise each wrapper at its first use
@@ -39,15 +40,11 @@ from .schedule import parse_schedule
 
 COMMON_KEYS = ("method", "target_modules", "exclude_modules", "budget", "allocation", "overrides",
                "allow_skip", "init", "freeze_norm_stats", "schedule")
-ALLOCATION_KEYS = ("weights", "inner", "within", "depth", "groups")
+ALLOCATION_KEYS = ("weights", "inner", "within", "depth", "groups", "placement")
+#: what the planner does when the budget cannot give every target module one unit (espnet_peft.budget)
+PLACEMENTS = ("all", "upper_first", "lower_first")
 #: the option a method declares when a budget is split between its inner and outer sides
 INNER = "inner"
-
-
-def __getattr__(name: str):
-    if name == "HYPER_KEYS":  # every explicit-size key and alias, read from the registry
-        return hyper_names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _method_keys(method: Method) -> set:
@@ -102,6 +99,7 @@ class Allocation:
     within: str = "equal"
     depth: Optional[Dict[str, Any]] = None
     groups: Dict[str, List[str]] = field(default_factory=dict)
+    placement: str = "all"
 
     @classmethod
     def from_dict(cls, raw: Any) -> "Allocation":
@@ -114,6 +112,9 @@ class Allocation:
         alloc = cls(**{k: raw[k] for k in ALLOCATION_KEYS if k in raw and raw[k] is not None})
         if alloc.within not in ("equal", "size"):
             raise PeftError(f"allocation.within must be 'equal' or 'size', got {alloc.within!r}")
+        if alloc.placement not in PLACEMENTS:
+            raise PeftError(f"allocation.placement must be one of {', '.join(PLACEMENTS)}, got {alloc.placement!r}"
+                            f"{did_you_mean(str(alloc.placement), PLACEMENTS)}")
         if not isinstance(alloc.weights, (str, Mapping)):
             raise PeftError("allocation.weights must be a preset name or a mapping group -> weight")
         depth = alloc.depth

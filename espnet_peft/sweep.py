@@ -20,6 +20,9 @@ A grid (``conf/sweep/*.yaml``)::
     selection: {metric: dev_wer, seeds: 1, variants: inherit, priority_seeds: 2}
     bootstrap: {unit: utterance, resamples: 2000, seed: 0, level: 0.95, resample_seeds: true}
     priority_budgets: ["1%", "4%"]                 # these cells (and full) run first
+    placement: upper_first                         # a budget below one unit per target module adapts
+                                                   # the deepest modules that fit (allocation.placement
+                                                   # of every budgeted cell; default: all, i.e. infeasible)
 
 expands into cells: one PEFT config each, named by method, budget and variant. The report
 reads each experiment's ``summary.json`` (recipe stage 15), one per cell, seed and alpha, and
@@ -38,13 +41,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from .config import HYPER_KEYS
+from .config import with_settings
 from .methods import REGISTRY
 from .methods.base import PeftError
 from .scoring import UtteranceErrors, bootstrap_replicates, difference_stats, interval
 
 GRID_KEYS = ("methods", "configs", "budgets", "allocations", "interpolation", "name", "blocks",
-             "learning_rates", "seeds", "selection", "bootstrap", "priority_budgets")
+             "learning_rates", "seeds", "selection", "bootstrap", "priority_budgets", "placement")
 BLOCK_KEYS = ("methods", "budgets", "allocations")
 SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds")
 BOOTSTRAP_KEYS = ("unit", "resamples", "seed", "level", "resample_seeds")
@@ -177,7 +180,8 @@ def _learning_rates(grid: Mapping[str, Any]) -> Dict[str, List[float]]:
     return out
 
 
-def _expand_block(block: Mapping[str, Any], configs: Mapping[str, str], root: Path) -> List[Cell]:
+def _expand_block(block: Mapping[str, Any], configs: Mapping[str, str], root: Path,
+                  placement: Optional[str] = None) -> List[Cell]:
     methods = list(block.get("methods") or [])
     if not methods:
         raise PeftError("a grid (or block) lists no methods")
@@ -203,10 +207,10 @@ def _expand_block(block: Mapping[str, Any], configs: Mapping[str, str], root: Pa
             for variant in variants:
                 cfg = deep_update(base, variant)
                 name = label
-                if budget is not None:
-                    cfg["budget"] = budget
-                    for k in HYPER_KEYS:
-                        cfg.pop(k, None)
+                if budget is not None:  # the budget replaces explicit sizes (of any registered method)
+                    cfg = with_settings(cfg, {"budget": budget})
+                    if placement and "placement" not in (cfg.get("allocation") or {}):
+                        cfg = with_settings(cfg, {"allocation.placement": placement})
                     name += f"_b{_slug(budget)}"
                 if variant:
                     name += f"_{_slug(variant)}"
@@ -231,7 +235,7 @@ def expand(grid: Mapping[str, Any], root: Path = Path(".")) -> List[Cell]:
         unknown = sorted(set(block) - set(BLOCK_KEYS))
         if unknown:
             raise PeftError(f"unknown block key(s) {unknown}; valid: {', '.join(BLOCK_KEYS)}")
-        for c in _expand_block(block, configs, root):
+        for c in _expand_block(block, configs, root, grid.get("placement")):
             if c.name in seen:
                 if seen[c.name].config != c.config:
                     raise PeftError(f"two blocks give cell {c.name!r} different configs")
@@ -490,6 +494,7 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
             "lr_at_grid_edge": t_info.get("edge", False),
             "seeds": [s.get("seed") for s in g], "n_seeds": len(g),
             "trainable": s0.get("trainable_params"), "fraction": s0.get("fraction"),
+            "adapted_modules": s0.get("adapted_modules"), "left_out_modules": s0.get("left_out_modules"),
             "target_set": tgt, "target_wer": t_mean, "target_wer_sd": t_sd,
             "target_wer_seeds": [s["adapted"][tgt]["wer"] for s in g], "target_ci": None,
             "base_target_wer": b[tgt]["wer"], "target_gain": b[tgt]["wer"] - t_mean, "target_gain_test": None,
@@ -699,7 +704,9 @@ def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source) -> str:
     ncol = head.count("|") - 1
     lines = [head, "|" + "---|" * 3 + "---:|" * (ncol - 4) + ":-:|"]
     for r in sorted(done, key=lambda r: (r["method"], str(r["budget"]), r["cell"], r["alpha"])):
-        tr = f"{r['trainable']:,} ({100 * r['fraction']:.2f}%)" if r.get("fraction") is not None else "-"
+        left = r.get("left_out_modules") or 0
+        on = f" on {r['adapted_modules']} of {r['adapted_modules'] + left} modules" if left else ""
+        tr = f"{r['trainable']:,} ({100 * r['fraction']:.2f}%){on}" if r.get("fraction") is not None else "-"
         tt = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") else "-"
         rec = _f(r["gain_recovered"], pct=True)
         if r.get("gain_recovered_ci") and r["gain_recovered"] is not None:

@@ -2,9 +2,9 @@
 # Kaldi/ESPnet-style option parsing for recipe scripts (an independent implementation).
 #
 # Source it after declaring every option as a shell variable with its default:
-#     stage=1; stop_stage=15; peft_config=conf/peft/ssvd_o.yaml
+#     stage=1; stop_stage=15; decode_config=conf/decode.yaml
 #     . utils/parse_options.sh
-# then `--stop-stage 12`, `--stop_stage=12` and `--peft_config FILE` set those variables.
+# then `--stop-stage 12`, `--stop_stage=12` and `--decode_config FILE` set those variables.
 # An option that names no declared variable is an error; `--help` prints ${help_message}.
 # Positional arguments are left in "$@".
 #

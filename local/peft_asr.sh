@@ -33,7 +33,7 @@ print_args() {
 }
 # this script's own command line (as ESPnet's asr.sh keeps run_args): stage 10 records it in
 # ${exp}/command.txt and the report cites it
-me="$0"; [ "$(dirname "$0")" != "$(pwd)" ] || me="./$(basename "$0")"  # (exec gives the full path)
+me="$0"; [ "$(dirname "$0")" != "$(pwd)" ] || me="./$(basename "$0")"  # (exec gives the absolute path)
 run_args="$(print_args "${me}" "$@")"
 
 # ---------------------------------------------------------------- options (defaults)
@@ -62,6 +62,9 @@ foundation_source=""                # stage 6 without --pretrain: a model-zoo ta
                                     # needs a network) or a local model directory, fetched into foundation_dir
 pretrain=false                      # true: (re)train the foundation model in stages 6-9
 foundation_config=conf/train_foundation.yaml
+foundation_init=""                  # with --pretrain true: a model directory (model.pth, bpe.model, tokens.txt; e.g.
+                                    # foundation) to warm-start from: its tokenizer is kept, its weights are
+                                    # the initial ones (--init_param)
 foundation_exp=exp/foundation
 nbpe=300                            # BPE units when a tokenizer is trained (stage 5)
 foundation_args=""                  # extra options for espnet2.bin.asr_train
@@ -70,7 +73,7 @@ lm_train_text=data/lm_train.txt     # its training text (Kaldi text: id + words;
 lm_exp=exp/foundation_lm
 lm_args=""                          # extra options for espnet2.bin.lm_train
 # adaptation
-peft_config=conf/peft/ssvd_o.yaml   # method, targets, budget, allocation
+peft_config=""                      # method, targets, budget, allocation (run.sh gives its default)
 train_config=conf/train_peft.yaml   # optimiser, schedule, batches, epochs of adaptation
 budget=""                           # overrides the PEFT config's budget (count, fraction or x%)
 peft_args=""                        # extra options for espnet_peft.bin.asr_train
@@ -88,7 +91,7 @@ recipe_name=""                      # for the report (default: the recipe direct
 prepare_only=false                  # sweeps: only the shared work (adaptation statistics, base decoding)
 # ---------------------------------------------------------------- end of options
 
-help_message="Usage: ${me} [options]   e.g. --stage 10 --peft_config conf/peft/lora.yaml --tag child_lora
+help_message="Usage: ${me} [options]   e.g. --stage 10 --peft_config conf/peft/METHOD.yaml --tag child_METHOD
 Options (--name value or --name=value; defaults as shown):
 $(sed -n '/^# -* options (defaults)$/,/^# -* end of options$/p' "$0" | sed '1d;$d')"
 
@@ -126,9 +129,16 @@ if [ -n "${lm_config}" ] && [ "${pretrain}" = true ] && [ "${stage}" -le 7 ] && 
     need_file "${lm_config}" "--lm_config"
     [ "${stage}" -le 1 ] || need_file "${lm_train_text}" "--lm_train_text (written by local/data.sh, stage 1)"
 fi
+if [ -n "${foundation_init}" ]; then
+    [ "${pretrain}" = true ] || die "--foundation_init warm-starts a foundation training: it needs --pretrain true"
+    if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+        for f in model.pth bpe.model tokens.txt; do need_file "${foundation_init}/${f}" "--foundation_init's ${f}"; done
+    fi
+fi
 if [ "${pretrain}" = true ] && [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     need_file "${foundation_config}" "--foundation_config"
 fi
+[ "${stop_stage}" -lt 10 ] || [ -n "${peft_config}" ] || die "--peft_config must be set (by run.sh) for stages 10-15"
 if [ -n "${budget}" ]; then  # a copy of the PEFT config with this budget (explicit hyperparameters dropped)
     need_file "${peft_config}" "--peft_config"
     name="$(basename "${peft_config}" .yaml)_b$(echo "${budget}" | tr -d ' ' | sed 's/%/pct/')"
@@ -431,8 +441,14 @@ fi
 
 # ---------------------------------------------------------------- 5: tokenizer
 bpedir="data/token_list/bpe${nbpe}"
+[ -z "${foundation_init}" ] || bpedir="data/token_list/init"  # a copy: ${foundation_init} may be ${foundation_dir}
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
-    if [ "${pretrain}" = true ]; then
+    if [ "${pretrain}" = true ] && [ -n "${foundation_init}" ]; then
+        log "stage 5: keeping the tokenizer of ${foundation_init} (warm start)"
+        mkdir -p "${bpedir}"
+        cp "${foundation_init}/bpe.model" "${foundation_init}/tokens.txt" "${bpedir}/"
+        cp -L "${foundation_init}/model.pth" "${bpedir}/init_model.pth"
+    elif [ "${pretrain}" = true ]; then
         log "stage 5: training a ${nbpe}-unit BPE model on ${source_train_set}"
         mkdir -p "${bpedir}"
         cut -d' ' -f2- "${dumpdir}/raw/${source_train_set}/text" > "${bpedir}/train.txt"
@@ -491,7 +507,7 @@ if [ "${pretrain}" = true ]; then
             --config "${foundation_config}" "${tok_args[@]}" "${data_args[@]}" \
             --train_shape_file "${stats}/train/speech_shape" --train_shape_file "${stats}/train/text_shape" \
             --valid_shape_file "${stats}/valid/speech_shape" --valid_shape_file "${stats}/valid/text_shape" \
-            ${foundation_args}
+            ${foundation_init:+--init_param "${bpedir}/init_model.pth"} ${foundation_args}
         if [ -n "${lm_config}" ]; then
             log "stage 7: training the language model (${lm_exp}); log: ${lm_exp}/train.log"
             # shellcheck disable=SC2086

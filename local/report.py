@@ -72,6 +72,8 @@ def collect(args) -> dict:
         "peft_config": peft_cfg, "alpha": float(args.alpha),
         "trainable_params": plan.get("total"), "fraction": plan.get("fraction"),
         "model_params": plan.get("model_params"), "budget": plan.get("budget"),
+        # modules adapted, and those the plan left out (allocation.placement, allow_skip, overrides)
+        "adapted_modules": len(plan.get("rows") or []), "left_out_modules": len(plan.get("skipped") or []),
         "epochs": train_cfg.get("max_epoch"), "train_wall_seconds": wall.get("train_wall_seconds"),
         "source_test_sets": src, "target_test_sets": tgt, "base": b, "adapted": a,
         "forgetting": forgetting, "learning": learning,
@@ -102,7 +104,13 @@ def signed(x, nd=2):
 def budget_label(s: dict) -> str:
     if s.get("fraction") is None:
         return "-"
-    return f"{s['trainable_params']:,} ({100 * s['fraction']:.2f}%)"
+    return f"{s['trainable_params']:,} ({100 * s['fraction']:.2f}%){modules_note(s)}"
+
+
+def modules_note(s: dict) -> str:
+    """`` on 40 of 87 modules`` when the plan left target modules out, else nothing."""
+    left, n = s.get("left_out_modules") or 0, s.get("adapted_modules") or 0
+    return f" on {n} of {n + left} modules" if left else ""
 
 
 def _wer(s: dict, who: str, test_set: str):

@@ -17,7 +17,7 @@ name="$(basename "${owsm}")"
 exec ./peft_asr.sh --task s2t --lang_sym "<eng>" --task_sym "<asr>" \
     --source_test_sets "librispeech_test_clean librispeech_test_other" \
     --foundation_dir "foundation/${name}" --foundation_source "${owsm}" \
-    --peft_config conf/peft/ssvd_o.yaml --train_config conf/train_peft_owsm.yaml \
+    --train_config conf/train_peft_owsm.yaml \
     --decode_config conf/decode_owsm.yaml --max_dur 30 --ngpu 1 --nj 8 \
     --tag_prefix "${recipe}_${name}_" --recipe_name "${recipe}" \
     "$@"

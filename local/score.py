@@ -5,7 +5,6 @@
     score.py --ref dump/raw/child_test/text --hyp exp/x/decode/child_test/text --out result.json
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -421,7 +421,7 @@ def test_dora_norm_cache_follows_weight_writes():
 
 @pytest.mark.parametrize("n", [5, 3584, 3584 * 3 + 11, 4096 * 257])
 def test_fingerprint_matches_a_float64_reference(n):
-    from espnet_peft.methods.base import fingerprint, fingerprints_match
+    from espnet_peft.fingerprint import fingerprint, fingerprints_match
 
     torch.manual_seed(n)
     x = torch.randn(n) + 0.3

@@ -268,3 +268,80 @@ def test_plan_cli(tmp_path, capsys):
     rc = main(["--peft_config", str(ROOT / "conf" / "peft" / "lora.yaml"), "--model_config",
                str(tmp_path / "config.yaml")])  # 1% of a 67 k model: below one rank per module
     assert rc == 2 and "too small for lora" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ partial placement (issue 18, item 4)
+def _block_depths(names):
+    """(stack, relative depth) of each block module name, as the placement priority reads it."""
+    from espnet_peft.names import block_index
+
+    out = {}
+    for n in names:
+        i = block_index(n)
+        if i is not None:
+            out[n] = (n[:n.find(f".{i}.")], i)
+    return out
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "pissa"])
+def test_placement_below_one_unit_per_matrix(asr, method):
+    """A budget below one unit on every target matrix: strict placement refuses it, naming the
+    remedy; upper_first / lower_first adapt the largest set of deepest / shallowest modules in
+    which every module gets a unit, within the budget, and list every module left out."""
+    strict = {"method": method, "target_modules": TARGETS, "budget": 1500}
+    with pytest.raises(PeftError, match="placement: upper_first"):
+        espnet_peft.plan_peft(asr, strict)
+    every = espnet_peft.plan_peft(asr, {**strict, "budget": None, "r": 1})  # every target, rank 1
+    names = [r.name for r in every.rows]
+    assert every.total > 1500  # one unit per matrix does not fit
+    for placement in ("upper_first", "lower_first"):
+        plan = espnet_peft.plan_peft(asr, {**strict, "allocation": {"placement": placement}})
+        adapted = [r.name for r in plan.rows]
+        left = [n for n, why in plan.skipped]
+        assert plan.total <= 1500 and adapted and left
+        assert sorted(adapted + left) == sorted(names)  # every target is adapted or listed as left out
+        assert all(r.hyper.get("r", 0) >= 1 for r in plan.rows)
+        assert all(f"placement {placement}" in why for _, why in plan.skipped)
+        assert f"skipped: {left[0]} (placement {placement}" in str(plan)
+        # the priority: every adapted block module is at least as deep (shallow) as every left-out one
+        depth = {n: (i + 0.5) / max(j + 1 for m, (s2, j) in _block_depths(names).items() if s2 == s)
+                 for n, (s, i) in _block_depths(names).items()}
+        kept = [depth[n] for n in adapted if n in depth]
+        dropped = [depth[n] for n in left if n in depth]
+        if placement == "upper_first":
+            assert min(kept) >= max(dropped)
+        else:
+            assert max(kept) <= min(dropped)
+        # the largest such set: one more module (the next in priority) would not fit
+        with pytest.raises(PeftError, match="too small"):
+            espnet_peft.plan_peft(asr, {**strict, "target_modules": adapted + [left[0]]})
+
+
+def test_placement_changes_nothing_when_every_module_fits(asr):
+    cfg = {"method": "lora", "target_modules": TARGETS, "budget": 0.1}
+    plain = espnet_peft.plan_peft(asr, cfg)
+    for placement in ("upper_first", "lower_first"):
+        plan = espnet_peft.plan_peft(asr, {**cfg, "allocation": {"placement": placement}})
+        assert [r.as_dict() for r in plan.rows] == [r.as_dict() for r in plain.rows] and not plan.skipped
+
+
+def test_placement_errors(asr):
+    with pytest.raises(PeftError, match="placement must be one of all, upper_first, lower_first.*upper_first"):
+        espnet_peft.plan_peft(asr, {"method": "lora", "target_modules": TARGETS, "budget": 3000,
+                                    "allocation": {"placement": "uper_first"}})
+    with pytest.raises(PeftError, match="too small for lora on any target module"):
+        espnet_peft.plan_peft(asr, {"method": "lora", "target_modules": TARGETS, "budget": 20,
+                                    "allocation": {"placement": "upper_first"}})
+
+
+def test_placement_order_interleaves_stacks_by_relative_depth():
+    from espnet_peft.budget import placement_order
+
+    names = ["encoder.embed.out.0", "encoder.encoders.0.w", "encoder.encoders.3.w", "decoder.decoders.0.w",
+             "decoder.decoders.1.w", "decoder.output_layer"]
+    up = [names[i] for i in placement_order(names, "upper_first")]
+    assert up == ["encoder.encoders.3.w", "decoder.decoders.1.w", "decoder.decoders.0.w", "encoder.encoders.0.w",
+                  "encoder.embed.out.0", "decoder.output_layer"]
+    low = [names[i] for i in placement_order(names, "lower_first")]
+    assert low == ["encoder.encoders.0.w", "decoder.decoders.0.w", "decoder.decoders.1.w", "encoder.encoders.3.w",
+                   "encoder.embed.out.0", "decoder.output_layer"]

@@ -38,8 +38,8 @@ def copy_recipe(dst: Path) -> Path:
     return dst
 
 
-def run(recipe: Path, *args, check=True):
-    res = subprocess.run(["bash", "run.sh", *args], cwd=recipe, capture_output=True, text=True, env=recipe_env())
+def run(recipe: Path, *args, check=True, env=None):
+    res = subprocess.run(["bash", "run.sh", *args], cwd=recipe, capture_output=True, text=True, env=env or recipe_env())
     if check and res.returncode != 0:
         raise AssertionError(f"run.sh {' '.join(args)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
     return res
@@ -251,6 +251,45 @@ def test_growing_a_data_set_recollects_its_statistics(toy):
     # the experiment trained on the old data is not resumed on the new data
     res = run(recipe, *TOY, "--stage", "10", "--stop_stage", "10", check=False)
     assert res.returncode != 0 and "was trained on other data" in res.stderr
+
+
+def test_a_method_file_from_outside_the_package_runs_through_the_recipe(toy):
+    """Issue 20: a new method file (test_registry's toy), named in ESPNET_PEFT_METHODS, is trained,
+    merged, decoded and reported by the recipe without any other file of the project changed."""
+    from test_registry import TOY_METHOD
+
+    recipe, _ = toy
+    plugins = recipe / "plugins"
+    plugins.mkdir(exist_ok=True)
+    (plugins / "toy_method.py").write_text(TOY_METHOD)
+    (recipe / "conf" / "peft_toy_method.yaml").write_text(yaml.safe_dump(
+        {"method": "toy", "target_modules": ["*attn.linear_q", "feed_forward*.w_1"], "toy_width": 2}))
+    env = recipe_env(ESPNET_PEFT_METHODS="toy_method",
+                     PYTHONPATH=os.pathsep.join(filter(None, [str(plugins), os.environ.get("PYTHONPATH")])))
+    run(recipe, *with_option(TOY, "--peft_config", "conf/peft_toy_method.yaml"), "--stage", "10", env=env)
+    exp = recipe / "exp" / "child_peft_toy_method"
+    assert "PEFT plan: method=toy," in (exp / "peft_plan.txt").read_text()
+    summary = json.loads((exp / "merged" / "summary.json").read_text())
+    assert summary["method"] == "toy" and summary["adapted"]["child_test"]["utterances"] > 0
+    assert "child_peft_toy_method" in (recipe / "exp" / "RESULTS.md").read_text()
+
+
+def test_foundation_warm_start_keeps_the_tokenizer_and_starts_from_the_weights(toy):
+    """Issue 17: --foundation_init DIR trains the foundation model from DIR's weights with DIR's
+    tokenizer (how the shipped foundation was trained in rounds)."""
+    recipe, _ = toy
+    init = recipe / "exp" / "foundation_toy"
+    run(recipe, *TOY, "--foundation_init", "exp/foundation_toy", "--foundation_exp", "exp/foundation_warm",
+        "--lm_config", "", "--stage", "5", "--stop_stage", "7")
+    tok = recipe / "data" / "token_list" / "init"
+    assert (tok / "bpe.model").read_bytes() == (init / "bpe.model").read_bytes()
+    assert (tok / "tokens.txt").read_text() == (init / "tokens.txt").read_text()
+    cfg = yaml.safe_load((recipe / "exp" / "foundation_warm" / "config.yaml").read_text())
+    assert cfg["init_param"] == ["data/token_list/init/init_model.pth"]
+    assert cfg["token_list"] == (init / "tokens.txt").read_text().split()
+    res = run(recipe, *TOY, "--foundation_init", "exp/foundation_toy", "--pretrain", "false", "--stage", "10",
+              check=False)
+    assert res.returncode != 0 and "--foundation_init warm-starts a foundation training" in res.stderr
 
 
 def test_lm_weight_without_an_lm_is_refused_before_compute(tmp_path):

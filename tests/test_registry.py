@@ -78,9 +78,11 @@ def toy(tmp_path, monkeypatch):
 
 
 def test_a_new_method_file_plugs_into_config_planning_merge_state_and_bench(toy, tmp_path):
-    from espnet_peft.config import HYPER_KEYS
+    from espnet_peft.config import hyper_names, with_settings
 
-    assert "toy" in espnet_peft.METHODS and {"n", "toy_width"} <= set(HYPER_KEYS)
+    assert "toy" in espnet_peft.METHODS and {"n", "toy_width"} <= set(hyper_names())
+    # a budget set on a toy config (as the recipe's --budget and the sweep do) drops its sizes
+    assert with_settings({"method": "toy", "toy_width": 3}, {"budget": "1%"}) == {"method": "toy", "budget": "1%"}
     # planning: the budget is solved by the toy's declaration (n = floor(P / d_out))
     plan = espnet_peft.plan_peft(make_asr_model(), {"method": "toy", "target_modules": [W1], "budget": 500})
     assert [r.hyper for r in plan.rows] == [{"n": 500 // 64}] and plan.total == 7 * 64
@@ -125,12 +127,11 @@ GENERIC = ["inject.py", "budget.py", "merge.py", "state.py", "checkpoint.py", "c
            "fingerprint.py", "names.py", "errors.py", "bin/bench.py"]
 
 
-@pytest.mark.parametrize("name", GENERIC)
-def test_generic_modules_name_no_method(name):
-    text = (ROOT / "espnet_peft" / name).read_text()
+@pytest.mark.parametrize("path", [ROOT / "espnet_peft" / n for n in GENERIC] + sorted((ROOT / "local").glob("*.sh")),
+                         ids=lambda p: p.name)
+def test_generic_modules_and_shared_recipe_scripts_name_no_method(path):
     methods = "|".join(sorted(REGISTRY, key=len, reverse=True))
-    hits = [line for line in text.splitlines() if re.search(rf"\b({methods})\b", line, re.I)
-            and "former name" not in line]
+    hits = [line for line in path.read_text().splitlines() if re.search(rf"\b({methods})\b", line, re.I)]
     assert not hits, hits
 
 

@@ -55,6 +55,31 @@ def test_shipped_grids_expand():
     assert order[:11] == first and sorted(order) == sorted(names)
     for g in ("embedded_fusion", "full_grid"):
         assert all(c.lrs for c in expand(load_grid(ROOT / "conf" / "sweep" / f"{g}.yaml"), root=ROOT))
+    # every budgeted cell places a too-small budget on the deepest modules that fit
+    assert all(c.config["allocation"]["placement"] == "upper_first" for c in cells if c.budget)
+    assert "placement" not in (by["full"].config.get("allocation") or {})
+
+
+def test_every_method_has_a_cell_at_every_budget_of_the_shipped_grid(tmp_path):
+    """Issue 18 item 4: on the shipped embedded foundation, 1% is below one LoRA / DoRA / PiSSA
+    unit per matrix; the grid's placement adapts fewer modules instead of an infeasible cell."""
+    from espnet_peft.bin.plan import build_plan
+
+    foundation = ROOT / "egs2" / "embedded" / "asr1" / "foundation" / "config.yaml"
+    cells = expand(load_grid(ROOT / "conf" / "sweep" / "embedded.yaml"), root=ROOT)
+    for c in cells:
+        if c.budget != "1%" or c.variant:
+            continue
+        p = tmp_path / f"{c.name}.yaml"
+        p.write_text(yaml.safe_dump(c.config))
+        plan = build_plan(p, foundation)
+        assert plan.total <= plan.budget and plan.rows, c.name
+        if c.method in ("lora", "dora", "pissa"):  # fewer modules, the rest listed
+            assert plan.skipped and all("placement upper_first" in why for _, why in plan.skipped), c.name
+            strict = dict(c.config, allocation={k: v for k, v in c.config["allocation"].items() if k != "placement"})
+            p.write_text(yaml.safe_dump(strict))
+            with pytest.raises(PeftError, match="too small"):
+                build_plan(p, foundation)
 
 
 def test_protocol_keys_and_choice():

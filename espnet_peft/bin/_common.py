@@ -21,6 +21,39 @@ def task_of(config: Dict[str, Any], name: Optional[str] = None):
     raise SystemExit(f"unknown task {name!r} (asr or s2t)")
 
 
+def train_entry(name: str):
+    """``(get_parser, main)`` of a PEFT training CLI: every option of ESPnet's own
+    ``espnet2.bin.<name>_train`` plus ``--peft_config``, ``--pretrained_model`` and
+    ``--pretrained_config`` (see ``espnet_peft.espnet_task``)."""
+    task = task_of({}, name)
+    return task.get_parser, lambda cmd=None: task.main(cmd=cmd)
+
+
+def inference_entry(name: str):
+    """The ``main(cmd=None)`` of a PEFT decoding CLI (``run_inference`` for one task)."""
+    return lambda cmd=None: run_inference(name, cmd)
+
+
+def run_inference(name: str, cmd=None) -> None:
+    """ESPnet's own ``espnet2.bin.<name>_inference`` on a PEFT experiment: the experiment's frozen
+    PEFT config is used (``peft_config.yaml`` beside the config), model and LM files load with
+    ``weights_only=True``, and audio at another sample rate than the model's frontend, or with
+    more than one channel, is refused before the model is loaded."""
+    import importlib
+
+    from ..espnet_task import check_inference_data, weights_only_loads
+    from ..methods.hff import register_with_espnet
+
+    stock = importlib.import_module(f"espnet2.bin.{name}_inference")
+    args = stock.get_parser().parse_args(cmd)
+    check_inference_data(args.data_path_and_name_and_type, getattr(args, f"{name}_train_config"))
+    register_with_espnet()
+    task = task_of({}, name)
+    setattr(stock, stock_task(task.__name__).__name__, task)  # build_model_from_file rebuilds the wrapped model
+    with weights_only_loads():
+        stock.main(cmd)
+
+
 def stock_task(name: str):
     if name == "PeftS2TTask":
         from espnet2.tasks.s2t import S2TTask

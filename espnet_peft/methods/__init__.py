@@ -2,9 +2,15 @@
 
 A new method is one file with a :class:`Method` subclass, registered with :func:`register`;
 everything else (config keys, planning, wrapping, merge, state, the benchmark) reads it from here.
+A method file outside this package is loaded by every tool and recipe when its module is named in
+``ESPNET_PEFT_METHODS`` (comma-separated importable modules) or declared by an installed package
+as an entry point of the group ``espnet_peft.methods``.
 """
 from __future__ import annotations
 
+import importlib
+import os
+from importlib.metadata import entry_points
 from typing import Dict, Tuple
 
 from ..errors import PeftError
@@ -31,6 +37,21 @@ def register(method: Method) -> Method:
 for _m in (LoRA(), DoRA(), PiSSA(), SSVD(), SSVDO(), Full(), HFF()):
     register(_m)
 
+PLUGINS_ENV = "ESPNET_PEFT_METHODS"
+
+
+def load_plugins() -> None:
+    """Import the method modules named in ``ESPNET_PEFT_METHODS`` and the installed entry points
+    of ``espnet_peft.methods`` (importing a method file registers it; a module already imported
+    is not imported again)."""
+    for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise PeftError(f"{PLUGINS_ENV}: cannot import the method module {name!r}: {e}") from None
+    for ep in entry_points(group="espnet_peft.methods"):
+        ep.load()
+
 
 def get_method(name: str) -> Method:
     try:
@@ -45,5 +66,7 @@ def hyper_names() -> Tuple[str, ...]:
     return tuple(dict.fromkeys(k for m in REGISTRY.values() for k in m.hyper_names()))
 
 
+load_plugins()
+
 __all__ = ["AdaptedLinear", "DoRALinear", "HFFEncoder", "LoRALinear", "Method", "PeftError", "PiSSALinear",
-           "REGISTRY", "SubspaceRotationLinear", "get_method", "hyper_names", "register"]
+           "REGISTRY", "SubspaceRotationLinear", "get_method", "hyper_names", "load_plugins", "register"]

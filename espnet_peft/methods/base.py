@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from ..errors import PeftError
-from ..fingerprint import fingerprint, fingerprints_match  # noqa: F401  (importable from here, as before)
 from .layer import AdaptedLinear  # noqa: F401  (the layer half of the interface)
 from .options import Options
 

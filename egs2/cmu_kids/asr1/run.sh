@@ -13,4 +13,4 @@ cd "$(dirname "$0")"
 
 exec utils/run_owsm.sh --recipe cmu_kids \
     --target_train_set cmu_kids_train --target_valid_set cmu_kids_dev --target_test_sets "cmu_kids_test" \
-    "$@"
+    --peft_config conf/peft/ssvd_o.yaml "$@"

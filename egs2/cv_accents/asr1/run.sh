@@ -13,4 +13,4 @@ cd "$(dirname "$0")"
 
 exec utils/run_owsm.sh --recipe cv_accents \
     --target_train_set cv_accents_train --target_valid_set cv_accents_dev --target_test_sets "cv_indian_test cv_scottish_test cv_southern_african_test" \
-    "$@"
+    --peft_config conf/peft/ssvd_o.yaml "$@"

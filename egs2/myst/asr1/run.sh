@@ -13,4 +13,4 @@ cd "$(dirname "$0")"
 
 exec utils/run_owsm.sh --recipe myst \
     --target_train_set myst_train --target_valid_set myst_dev --target_test_sets "myst_test" \
-    "$@"
+    --peft_config conf/peft/ssvd_o.yaml "$@"

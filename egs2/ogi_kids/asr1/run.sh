@@ -13,4 +13,4 @@ cd "$(dirname "$0")"
 
 exec utils/run_owsm.sh --recipe ogi_kids \
     --target_train_set ogi_scripted_train --target_valid_set ogi_scripted_dev --target_test_sets "ogi_scripted_test" \
-    "$@"
+    --peft_config conf/peft/ssvd_o.yaml "$@"

@@ -13,7 +13,10 @@ the half-precision weights do not carry Adam's moment estimates).
     foundation_round.py --exp exp/foundation --config conf/train_foundation.yaml --out foundation/round
 
 Works on a finished or an interrupted run (it reads the epochs ESPnet recorded in
-``checkpoint.pth``); the next round then runs, for example,
+``checkpoint.pth``). A round that resumed the previous round's run (``--resume true`` on a machine
+that kept ``exp/``: Adam's moments and the schedule carry over) is recognised by the previous
+round's epochs in it, and only the epochs, steps and wall time after them are counted as its own.
+On a new machine the next round runs, for example,
 
     run.sh --pretrain true --stage 1 --stop_stage 7 --foundation_config foundation/round/train.yaml \\
         --foundation_args "--init_param foundation/round/model.pth"
@@ -120,21 +123,32 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit(f"foundation_round.py: no Nepoch.pth of a scored epoch in {args.exp}")
     best = sorted(kept, key=lambda e: -kept[e])[: args.nbest]
     state = average([args.exp / f"{e}epoch.pth" for e in sorted(best)])
-    half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / "model.pth.tmp"
-    torch.save(half, tmp)
-    tmp.replace(args.out / "model.pth")
     info_file = args.out / "round.json"
     previous = json.loads(info_file.read_text()) if info_file.is_file() else {}
     history = previous.get("rounds", [])
-    steps_total = sum(r["steps"] for r in history) + steps
     wall = args.exp / "train_wall.json"
+    wall_s = json.loads(wall.read_text())["train_wall_seconds"] if wall.is_file() else None
+    # a round that resumed the previous round's run (ESPnet --resume, on a machine that kept exp/)
+    # finds that round's epochs and steps already in the run: only what came after is this round's
+    last = history[-1] if history else None
+    resumed = bool(last) and all(int(e) in scores and round(scores[int(e)], 4) == a for e, a in last["valid_acc"].items())
+    if resumed:
+        if max(scores) <= max(map(int, last["valid_acc"])):
+            raise SystemExit(f"foundation_round.py: {args.exp} has no epoch after round {last['round']}'s")
+        done = last.get("run_steps", last["steps"])
+        this = {e: a for e, a in scores.items() if e > max(map(int, last["valid_acc"]))}
+        run_steps, steps = steps, steps - done
+        if wall_s is not None:  # train_wall.json adds up every training of the run
+            wall_s -= last.get("run_wall_seconds", last["train_wall_seconds"] or 0)
+    else:
+        this, run_steps = scores, steps
+    steps_total = sum(r["steps"] for r in history) + steps
     history.append({
         "round": len(history) + 1, "date": time.strftime("%Y-%m-%d %H:%M"),
-        "epochs": len(scores), "valid_acc": {str(e): round(a, 4) for e, a in scores.items()},
-        "steps": steps, "averaged_epochs": sorted(best), "command": args.command,
-        "train_wall_seconds": json.loads(wall.read_text())["train_wall_seconds"] if wall.is_file() else None,
+        "epochs": len(this), "valid_acc": {str(e): round(a, 4) for e, a in this.items()},
+        "steps": steps, "averaged_epochs": sorted(best), "command": args.command, "resumed": resumed,
+        "train_wall_seconds": wall_s, "run_steps": run_steps,
+        "run_wall_seconds": json.loads(wall.read_text())["train_wall_seconds"] if wall.is_file() else None,
     })
     config = yaml.safe_load(args.config.read_text())
     ran = args.exp / "config.yaml"  # the schedule this round actually ran (command-line overrides included)
@@ -144,6 +158,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     schedule = previous.get("schedule") or base_schedule(config)
     info = {"model": "model.pth", "dtype": "float16", "epochs_total": sum(r["epochs"] for r in history),
             "steps_total": steps_total, "schedule": schedule, "rounds": history}
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = args.out / "model.pth.tmp"
+    torch.save(half, tmp)
+    tmp.replace(args.out / "model.pth")
     info_file.write_text(json.dumps(info, indent=2) + "\n")
     steps_per_epoch = max(1, steps // max(1, len(scores)))
     nxt = next_round_config(config, steps_total, args.horizon_epochs * steps_per_epoch, schedule)

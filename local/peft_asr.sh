@@ -138,9 +138,11 @@ fi
 if [ "${pretrain}" = true ] && [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     need_file "${foundation_config}" "--foundation_config"
 fi
-[ "${stop_stage}" -lt 10 ] || [ -n "${peft_config}" ] || die "--peft_config must be set (by run.sh) for stages 10-15"
-if [ -n "${budget}" ]; then  # a copy of the PEFT config with this budget (explicit hyperparameters dropped)
+if [ "${stop_stage}" -ge 10 ]; then  # the PEFT config names the experiment of stages 10-15
+    [ -n "${peft_config}" ] || die "--peft_config must be set (by run.sh) for stages 10-15"
     need_file "${peft_config}" "--peft_config"
+fi
+if [ -n "${budget}" ] && [ "${stop_stage}" -ge 10 ]; then  # a copy with this budget (explicit sizes dropped)
     name="$(basename "${peft_config}" .yaml)_b$(echo "${budget}" | tr -d ' ' | sed 's/%/pct/')"
     "${python}" -m espnet_peft.bin.peft_config "${peft_config}" "${expdir}/peft_configs/${name}.yaml" \
         --set "budget=${budget}" || die "invalid --budget ${budget} for --peft_config ${peft_config}"
@@ -149,7 +151,6 @@ fi
 [ -n "${tag}" ] || tag="${tag_prefix}$(basename "${peft_config}" .yaml)"
 exp="${expdir}/${tag}"
 if [ "${stop_stage}" -ge 10 ] && [ "${stage}" -le 11 ]; then
-    need_file "${peft_config}" "--peft_config"
     "${python}" -m espnet_peft.bin.peft_config "${peft_config}" || die "invalid --peft_config ${peft_config}"
     # a resumed experiment keeps the PEFT config frozen in it (nothing of ${exp} is written before)
     if [ "${stage}" -le 10 ] && [ -f "${exp}/checkpoint.pth" ]; then

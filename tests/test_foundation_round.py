@@ -97,3 +97,28 @@ def test_no_finished_epoch_is_a_clear_error(tmp_path, config):
     (tmp_path / "exp").mkdir()
     with pytest.raises(SystemExit, match="no finished epoch"):
         fr.main(["--exp", str(tmp_path / "exp"), "--out", str(tmp_path / "r"), "--config", str(config)])
+
+
+def test_a_round_that_resumed_the_previous_run_counts_only_its_own_epochs(tmp_path, config):
+    """A round continued with ESPnet's --resume finds the previous round's epochs in the run."""
+    fr = local_module("foundation_round")
+    exp, out = tmp_path / "exp", tmp_path / "round"
+    _fake_exp(exp, accs=[0.1, 0.2])
+    fr.main(["--exp", str(exp), "--out", str(out), "--nbest", "1", "--config", str(config)])
+    # the same run resumed for two more epochs (train_wall.json adds up both trainings)
+    import shutil
+
+    shutil.rmtree(exp)
+    _fake_exp(exp, accs=[0.1, 0.2, 0.3, 0.25], keep=(1, 2, 3, 4))
+    (exp / "train_wall.json").write_text(json.dumps({"train_wall_seconds": 1500}))
+    fr.main(["--exp", str(exp), "--out", str(out), "--nbest", "1", "--config", str(config)])
+    info = json.loads((out / "round.json").read_text())
+    r2 = info["rounds"][1]
+    assert r2["resumed"] and r2["valid_acc"] == {"3": 0.3, "4": 0.25} and r2["epochs"] == 2
+    assert r2["steps"] == 200 and info["steps_total"] == 400 and info["epochs_total"] == 4
+    assert r2["train_wall_seconds"] == 900 and r2["averaged_epochs"] == [3]
+    # nothing new in the run: a clear error, the round file untouched
+    before = (out / "round.json").read_text()
+    with pytest.raises(SystemExit, match="no epoch after round 2"):
+        fr.main(["--exp", str(exp), "--out", str(out), "--nbest", "1", "--config", str(config)])
+    assert (out / "round.json").read_text() == before

@@ -112,6 +112,13 @@ def deep_update(base: Dict[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any
     return out
 
 
+def modules_note(s: Mapping[str, Any]) -> str:
+    """`` on 40 of 87 modules`` when a plan left target modules out (``adapted_modules``,
+    ``left_out_modules`` of a summary or a sweep row), else nothing."""
+    left, n = s.get("left_out_modules") or 0, s.get("adapted_modules") or 0
+    return f" on {n} of {n + left} modules" if left else ""
+
+
 def load_grid(path) -> Dict[str, Any]:
     grid = yaml.safe_load(Path(path).read_text())
     if not isinstance(grid, Mapping):
@@ -704,9 +711,7 @@ def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source) -> str:
     ncol = head.count("|") - 1
     lines = [head, "|" + "---|" * 3 + "---:|" * (ncol - 4) + ":-:|"]
     for r in sorted(done, key=lambda r: (r["method"], str(r["budget"]), r["cell"], r["alpha"])):
-        left = r.get("left_out_modules") or 0
-        on = f" on {r['adapted_modules']} of {r['adapted_modules'] + left} modules" if left else ""
-        tr = f"{r['trainable']:,} ({100 * r['fraction']:.2f}%){on}" if r.get("fraction") is not None else "-"
+        tr = f"{r['trainable']:,} ({100 * r['fraction']:.2f}%){modules_note(r)}" if r.get("fraction") is not None else "-"
         tt = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") else "-"
         rec = _f(r["gain_recovered"], pct=True)
         if r.get("gain_recovered_ci") and r["gain_recovered"] is not None:

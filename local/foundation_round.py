@@ -127,7 +127,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = json.loads(info_file.read_text()) if info_file.is_file() else {}
     history = previous.get("rounds", [])
     wall = args.exp / "train_wall.json"
-    wall_s = json.loads(wall.read_text())["train_wall_seconds"] if wall.is_file() else None
+    run_wall = json.loads(wall.read_text())["train_wall_seconds"] if wall.is_file() else None
+    wall_s = run_wall
     # a round that resumed the previous round's run (ESPnet --resume, on a machine that kept exp/)
     # finds that round's epochs and steps already in the run: only what came after is this round's
     last = history[-1] if history else None
@@ -148,7 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "epochs": len(this), "valid_acc": {str(e): round(a, 4) for e, a in this.items()},
         "steps": steps, "averaged_epochs": sorted(best), "command": args.command, "resumed": resumed,
         "train_wall_seconds": wall_s, "run_steps": run_steps,
-        "run_wall_seconds": json.loads(wall.read_text())["train_wall_seconds"] if wall.is_file() else None,
+        "run_wall_seconds": run_wall,
     })
     config = yaml.safe_load(args.config.read_text())
     ran = args.exp / "config.yaml"  # the schedule this round actually ran (command-line overrides included)

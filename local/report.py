@@ -24,6 +24,7 @@ from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from espnet_peft.scoring import learning_forgetting  # noqa: E402
+from espnet_peft.sweep import modules_note  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from file_id import recorded_foundation_id  # noqa: E402
@@ -105,12 +106,6 @@ def budget_label(s: dict) -> str:
     if s.get("fraction") is None:
         return "-"
     return f"{s['trainable_params']:,} ({100 * s['fraction']:.2f}%){modules_note(s)}"
-
-
-def modules_note(s: dict) -> str:
-    """`` on 40 of 87 modules`` when the plan left target modules out, else nothing."""
-    left, n = s.get("left_out_modules") or 0, s.get("adapted_modules") or 0
-    return f" on {n} of {n + left} modules" if left else ""
 
 
 def _wer(s: dict, who: str, test_set: str):

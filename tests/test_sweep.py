@@ -286,11 +286,17 @@ PY
 '''
 
 
-def test_driver_skips_finished_cells_and_resumes(tmp_path):
+def scratch_recipe(tmp_path, methods=("lora", "ssvd", "full")):
+    """A recipe directory with the shipped PEFT configs of ``methods`` (its run.sh is the caller's)."""
     rec = tmp_path / "recipe"
     (rec / "conf" / "peft").mkdir(parents=True)
-    for m in ("lora", "ssvd", "full"):
+    for m in methods:
         (rec / "conf" / "peft" / f"{m}.yaml").write_text((ROOT / "conf" / "peft" / f"{m}.yaml").read_text())
+    return rec
+
+
+def test_driver_skips_finished_cells_and_resumes(tmp_path):
+    rec = scratch_recipe(tmp_path)
     (rec / "run.sh").write_text(FAKE_RUN)
     grid = grid_file(rec, {"configs": {m: f"conf/peft/{m}.yaml" for m in ("lora", "ssvd", "full")},
                            "methods": ["lora", "ssvd", "full"], "budgets": ["1%"],
@@ -488,10 +494,7 @@ if run(15):
 
 
 def fake_recipe(tmp_path):
-    rec = tmp_path / "recipe"
-    (rec / "conf" / "peft").mkdir(parents=True)
-    for m in ("lora", "ssvd", "full"):
-        (rec / "conf" / "peft" / f"{m}.yaml").write_text((ROOT / "conf" / "peft" / f"{m}.yaml").read_text())
+    rec = scratch_recipe(tmp_path)
     (rec / "fake_recipe.py").write_text(FAKE_RECIPE)
     (rec / "run.sh").write_text(f'#!/usr/bin/env bash\nexec {sys.executable} "$(dirname "$0")/fake_recipe.py" "$@"\n')
     vocab = "the a cat dog sat ran on under big small red blue house tree".split()

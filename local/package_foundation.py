@@ -3,8 +3,9 @@
 
 Writes ``<out>/{config.yaml, model.pth, bpe.model, tokens.txt, RESULTS.md}``: the n-best
 averaged model of the experiment, its config with the tokenizer path pointing into ``<out>``,
-and the source/target WER it reached, with the command and the training wall time. With
-``--lm_exp``, also ``<out>/lm/{config.yaml, model.pth}``: the language model the decoding
+and the source/target WER it reached, with the command, the epochs averaged, the training wall
+time and, for a model trained in rounds (``local/foundation_round.py``; ``--rounds`` its
+``round.json``), every round's epochs, wall time and command. With ``--lm_exp``, also ``<out>/lm/{config.yaml, model.pth}``: the language model the decoding
 options use when they set ``lm_weight`` > 0.
 """
 import argparse
@@ -22,6 +23,33 @@ import yaml
 def _wall_hours(exp: Path):
     wall = exp / "train_wall.json"
     return json.loads(wall.read_text())["train_wall_seconds"] / 3600 if wall.exists() else None
+
+
+def averaged_epochs(exp: Path, checkpoint: str):
+    """The epochs ESPnet averaged into ``checkpoint`` (``valid.acc.ave.pth`` -> its n best by
+    validation accuracy, read from the run's resume checkpoint), and the number of epochs run."""
+    from foundation_round import epoch_scores  # (local/, beside this script)
+
+    target = (exp / checkpoint).resolve().name  # e.g. valid.acc.ave_5best.pth
+    parts = target.split(".")
+    if not (exp / "checkpoint.pth").is_file() or len(parts) < 4 or not parts[2].startswith("ave_"):
+        return None, None
+    scores, _ = epoch_scores(exp, criterion=(parts[0], parts[1]))
+    n = int(parts[2][len("ave_"):-len("best")])
+    return sorted(sorted(scores, key=lambda e: -scores[e])[:n]), max(scores, default=None)
+
+
+def round_lines(rounds_file: Path) -> list:
+    """RESULTS.md lines for a model trained in rounds: one row per round."""
+    info = json.loads(rounds_file.read_text())
+    lines = ["", f"Trained in {len(info['rounds'])} rounds (`local/foundation_round.py`; each later round resumed "
+             "the previous one's run or started from its weights):", "",
+             "| round | date | epochs | steps | wall (min) | command |", "|---:|---|---|---:|---:|---|"]
+    for r in info["rounds"]:
+        epochs = sorted(int(e) for e in r["valid_acc"])
+        lines.append(f"| {r['round']} | {r['date']} | {epochs[0]}-{epochs[-1]} | {r['steps']} | "
+                     f"{r['train_wall_seconds'] / 60:.1f} | {r['command']} |")
+    return lines
 
 
 def package_lm(lm_exp: Path, checkpoint: str, out: Path) -> list:
@@ -57,6 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lm_exp", type=Path, default=None, help="language model experiment (ESPnet lm_train)")
     ap.add_argument("--lm_checkpoint", default="valid.loss.ave.pth")
     ap.add_argument("--decode_config", type=Path, default=None, help="the decoding options of the WER table")
+    ap.add_argument("--rounds", type=Path, default=None,
+                    help="round.json of a training in rounds (local/foundation_round.py): its history is recorded")
     args = ap.parse_args(argv)
     ckpt = args.exp / args.checkpoint
     if not ckpt.exists():
@@ -72,11 +102,18 @@ def main(argv=None) -> int:
     (args.out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     n = sum(v.numel() for v in state.values() if v.is_floating_point())
     wall_h = _wall_hours(args.exp)
+    averaged, ran = averaged_epochs(args.exp, args.checkpoint)
+    command = args.exp / "command.txt"
     lines = [f"# Foundation model ({time.strftime('%Y-%m-%d')})", "",
-             f"- parameters: {n:,}; checkpoint: `{args.checkpoint}` of `{args.exp}`",
+             f"- parameters: {n:,}; checkpoint: `{args.checkpoint}` of `{args.exp}`"
+             + (f" (the average of epochs {', '.join(map(str, averaged))})" if averaged else ""),
              f"- machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
              f"- training wall time: {wall_h:.2f} h" if wall_h else "- training wall time: unknown",
-             f"- epochs: {cfg.get('max_epoch')}, config: see `config.yaml` (training options kept)"]
+             f"- epochs: {ran or cfg.get('max_epoch')}, config: see `config.yaml` (training options kept)"]
+    if command.is_file():
+        lines.append(f"- command: `{command.read_text().strip()}`")
+    if args.rounds and args.rounds.is_file():
+        lines += round_lines(args.rounds)
     if args.lm_exp:
         lines += package_lm(args.lm_exp, args.lm_checkpoint, args.out / "lm")
     elif (args.out / "lm").exists():

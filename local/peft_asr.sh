@@ -539,9 +539,14 @@ if [ "${pretrain}" = true ]; then
     fi
     if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
         log "stage 9: packaging the foundation model into ${foundation_dir}"
+        # a training in rounds (local/foundation_round.py --out ${foundation_dir}/round): its history goes
+        # into the model's RESULTS.md
+        foundation_rounds=""
+        [ ! -f "${foundation_dir}/round/round.json" ] || foundation_rounds="${foundation_dir}/round/round.json"
         run_job "${python}" utils/package_foundation.py --exp "${foundation_exp}" --bpedir "${bpedir}" \
             --decode_dir "${foundation_exp}/decode" --out "${foundation_dir}" \
-            ${lm_config:+--lm_exp "${lm_exp}"} --decode_config "${decode_config}"
+            ${lm_config:+--lm_exp "${lm_exp}"} --decode_config "${decode_config}" \
+            ${foundation_rounds:+--rounds "${foundation_rounds}"}
         rm -rf "${base_decode}"  # base results of an older foundation model are stale
     fi
 elif [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 6 ]; then

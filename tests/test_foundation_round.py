@@ -122,3 +122,28 @@ def test_a_round_that_resumed_the_previous_run_counts_only_its_own_epochs(tmp_pa
     with pytest.raises(SystemExit, match="no epoch after round 2"):
         fr.main(["--exp", str(exp), "--out", str(out), "--nbest", "1", "--config", str(config)])
     assert (out / "round.json").read_text() == before
+
+
+def test_packaged_model_records_its_rounds_epochs_and_command(tmp_path, config):
+    """Stage 9 (local/package_foundation.py) on a model trained in rounds: RESULTS.md names the
+    epochs ESPnet averaged, the command and every round (issue 17: the exact command, epochs, wall)."""
+    fr, pkg = local_module("foundation_round"), local_module("package_foundation")
+    exp, out = tmp_path / "exp", tmp_path / "round"
+    states = _fake_exp(exp, accs=[0.1, 0.5, 0.3, 0.4])
+    fr.main(["--exp", str(exp), "--out", str(out), "--nbest", "2", "--config", str(config), "--command", "round one"])
+    # ESPnet's end-of-training average: valid.acc.ave.pth -> valid.acc.ave_2best.pth (epochs 2 and 4)
+    torch.save({k: (states[2][k] + states[4][k]) / 2 for k in ("w",)}, exp / "valid.acc.ave_2best.pth")
+    (exp / "valid.acc.ave.pth").symlink_to("valid.acc.ave_2best.pth")
+    (exp / "config.yaml").write_text(yaml.safe_dump({"max_epoch": 40, "encoder": "e_branchformer"}))
+    (exp / "command.txt").write_text("cd egs2/embedded/asr1 && ./run.sh --pretrain true\n")
+    bpe = tmp_path / "bpe"
+    bpe.mkdir()
+    (bpe / "bpe.model").write_bytes(b"x")
+    (bpe / "tokens.txt").write_text("<blank>\n<unk>\n<sos/eos>\n")
+    assert pkg.main(["--exp", str(exp), "--bpedir", str(bpe), "--out", str(tmp_path / "ship"),
+                     "--rounds", str(out / "round.json")]) == 0
+    text = (tmp_path / "ship" / "RESULTS.md").read_text()
+    assert "(the average of epochs 2, 4)" in text and "- epochs: 4," in text
+    assert "- command: `cd egs2/embedded/asr1 && ./run.sh --pretrain true`" in text
+    assert "| 1 | " in text and "| 1-4 | 400 | 10.0 | round one |" in text
+    assert torch.equal(torch.load(tmp_path / "ship" / "model.pth", weights_only=True)["w"], torch.full((2, 3), 3.0))

@@ -5,8 +5,9 @@ Writes ``<out>/{config.yaml, model.pth, bpe.model, tokens.txt, RESULTS.md}``: th
 averaged model of the experiment, its config with the tokenizer path pointing into ``<out>``,
 and the source/target WER it reached, with the command, the epochs averaged, the training wall
 time and, for a model trained in rounds (``local/foundation_round.py``; ``--rounds`` its
-``round.json``), every round's epochs, wall time and command. With ``--lm_exp``, also ``<out>/lm/{config.yaml, model.pth}``: the language model the decoding
-options use when they set ``lm_weight`` > 0.
+``round.json``), every round's epochs, wall time and command. With ``--lm_exp``, also
+``<out>/lm/{config.yaml, model.pth}``: the language model the decoding options use when they
+set ``lm_weight`` > 0.
 """
 import argparse
 import json
@@ -112,7 +113,9 @@ def main(argv=None) -> int:
              f"- epochs: {ran or cfg.get('max_epoch')}, config: see `config.yaml` (training options kept)"]
     if command.is_file():
         lines.append(f"- command: `{command.read_text().strip()}`")
-    if args.rounds and args.rounds.is_file():
+    if args.rounds:
+        if not args.rounds.is_file():
+            sys.exit(f"package_foundation.py: --rounds {args.rounds} not found")
         lines += round_lines(args.rounds)
     if args.lm_exp:
         lines += package_lm(args.lm_exp, args.lm_checkpoint, args.out / "lm")

@@ -28,8 +28,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sents = [l.strip() for l in args.sentences.read_text().splitlines() if l.strip()]
     train = [l.split(maxsplit=1)[1] if " " in l else "" for l in args.train_text.read_text().splitlines()]
-    vocab = {w for t in train for w in t.split()}
-    bad = [s for s in sents if any(w not in vocab for w in s.split()) or s in set(train)]
+    vocab, train_set = {w for t in train for w in t.split()}, set(train)
+    bad = [s for s in sents if any(w not in vocab for w in s.split()) or s in train_set]
     if bad:
         sys.exit(f"style_dev.py: {len(bad)} sentence(s) use a word the source training text lacks or are "
                  f"training sentences, e.g. '{bad[0]}'")

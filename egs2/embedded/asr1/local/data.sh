@@ -14,8 +14,9 @@ help_message="Usage: local/data.sh [--size 1.0] [--seed 1] [--nj 2] [--mbrola fa
 
 stamp="data/.corpus_size${size}_seed${seed}_mbrola${mbrola}_source${source_train}"
 full="data/.corpus_size${size}_seed${seed}_mbrola${mbrola}_sourcetrue"  # also holds every set of a sourcefalse one
-if [ -f "${stamp}" ] || [ -f "${full}" ]; then
-    echo "local/data.sh: corpus already synthesised ($(ls data/.corpus_* | head -1)); delete it to rebuild"
+found="${stamp}"; [ -f "${found}" ] || found="${full}"
+if [ -f "${found}" ]; then
+    echo "local/data.sh: corpus already synthesised (${found}); delete it to rebuild"
 else
     opts=()
     [ "${mbrola}" = true ] && opts+=(--mbrola)

@@ -50,7 +50,7 @@ def round_lines(rounds_file: Path) -> list:
         epochs = sorted(int(e) for e in r["valid_acc"])
         lines.append(f"| {r['round']} | {r['date']} | {epochs[0]}-{epochs[-1]} | {r['steps']} | "
                      f"{r['train_wall_seconds'] / 60:.1f} | {r['command']} |")
-    return lines
+    return lines + [""]
 
 
 def package_lm(lm_exp: Path, checkpoint: str, out: Path) -> list:
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         lines.append("- decoding: `" + ", ".join(f"{k}: {v}" for k, v in opts.items()) + "`")
     lines.append("")
     if args.decode_dir and args.decode_dir.is_dir():
-        lines += ["| test set | WER (%) | CER (%) | utterances |", "|---|---:|---:|---:|"]
+        lines += ["| set | WER (%) | CER (%) | utterances |", "|---|---:|---:|---:|"]
         for res in sorted(args.decode_dir.glob("*/result.json")):
             r = json.loads(res.read_text())
             lines.append(f"| {res.parent.name} | {r['wer']:.2f} | {r['cer']:.2f} | {r['utterances']} |")

@@ -47,6 +47,7 @@ from .checkpoint import install_adapter_only_checkpointing
 from .config import PeftConfig
 from .data import DataError, error_text, read_table, validate_data_triplets
 from .inject import apply_peft
+from .markers import DIVERGED
 from .methods.base import PeftError
 
 #: architecture keys besides the task's class choices (and their ``_conf``)
@@ -60,8 +61,6 @@ MERGED = ("model_conf", "preprocessor_conf")
 TRAINING_ENV = "ESPNET_PEFT_TRAINING"
 #: the PEFT config an experiment was trained with, frozen in its directory
 FROZEN_PEFT_CONFIG = "peft_config.yaml"
-#: written by PeftTrainer when a run stops on non-finite values; merge refuses such a directory
-DIVERGED = "diverged.json"
 #: held by a training run in its output directory
 TRAIN_LOCK = "train.lock"
 

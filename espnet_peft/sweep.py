@@ -49,7 +49,7 @@ from .scoring import UtteranceErrors, bootstrap_replicates, difference_stats, in
 GRID_KEYS = ("methods", "configs", "budgets", "allocations", "interpolation", "name", "blocks",
              "learning_rates", "seeds", "selection", "bootstrap", "priority_budgets", "placement")
 BLOCK_KEYS = ("methods", "budgets", "allocations")
-SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds")
+SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds", "extend")
 BOOTSTRAP_KEYS = ("unit", "resamples", "seed", "level", "resample_seeds")
 METRICS = {"dev_wer": "min", "valid_acc": "max"}
 
@@ -79,6 +79,7 @@ class Protocol:
     seeds_declared: bool = False
     select_seeds: int = 1          # the first N seeds train every learning rate of the grid
     priority_seeds: int = 0        # the first N seeds of every cell run before later seeds (0: all)
+    extend: int = 0                # rates a choice at a grid's edge may add past that edge (tuning_grid)
     metric: str = "dev_wer"        # dev_wer (decode the target dev set) | valid_acc (ESPnet's validation)
     variants: str = "inherit"      # inherit: a variant reuses its plain cell's choice | tune: its own
     bootstrap: Dict[str, Any] = field(default_factory=lambda: dict(BOOTSTRAP_DEFAULTS))
@@ -86,6 +87,7 @@ class Protocol:
 
     def as_dict(self) -> Dict[str, Any]:
         return {"seeds": self.seeds, "select_seeds": self.select_seeds, "priority_seeds": self.priority_seeds,
+                "extend": self.extend,
                 "metric": self.metric, "variants": self.variants, "bootstrap": self.bootstrap,
                 "priority_budgets": self.priority_budgets}
 
@@ -151,11 +153,12 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
     p.variants = sel.get("variants", p.variants)
     if p.variants not in ("inherit", "tune"):
         raise PeftError(f"selection.variants must be inherit or tune, got {p.variants!r}")
-    for key in ("seeds", "priority_seeds"):
-        v = sel.get(key, 1 if key == "seeds" else 0)
-        if not isinstance(v, int) or isinstance(v, bool) or v < (1 if key == "seeds" else 0):
-            raise PeftError(f"selection.{key} must be an integer >= {1 if key == 'seeds' else 0}, got {v!r}")
-        setattr(p, "select_seeds" if key == "seeds" else "priority_seeds", v)
+    for key, attr in (("seeds", "select_seeds"), ("priority_seeds", "priority_seeds"), ("extend", "extend")):
+        least = 1 if key == "seeds" else 0
+        v = sel.get(key, least)
+        if not isinstance(v, int) or isinstance(v, bool) or v < least:
+            raise PeftError(f"selection.{key} must be an integer >= {least}, got {v!r}")
+        setattr(p, attr, v)
     if p.select_seeds > len(p.seeds):
         raise PeftError(f"selection.seeds ({p.select_seeds}) is more than the sweep's seeds ({len(p.seeds)})")
     boot = grid.get("bootstrap") or {}
@@ -323,6 +326,41 @@ def choose_lr(scores: Mapping[float, Optional[float]], metric: str = "dev_wer") 
         if best is None or sign * v < sign * scores[best]:
             best = lr
     return best
+
+
+def rate_beyond(grid: Sequence[float], side: str) -> float:
+    """The next learning rate past the ``"low"`` or ``"high"`` end of ``grid``: one step of the
+    grid's own ratio at that end, snapped to the half-decade ladder (1, 3, 10, 30, ...)."""
+    g = sorted(grid)
+    x = g[-1] * g[-1] / g[-2] if side == "high" else g[0] * g[0] / g[1]
+    m = round(2 * math.log10(x))
+    return float(f"{(1 if m % 2 == 0 else 3) * 10.0 ** (m // 2):.1e}")
+
+
+def tuning_grid(grid: Sequence[float], score: Callable[[float], Optional[float]], metric: str = "dev_wer",
+                extend: int = 0) -> Tuple[List[float], Optional[float]]:
+    """The rates a cell is tuned on and the rate chosen: ``(rates, chosen)``.
+
+    Starts from ``grid``. While the best rate (``choose_lr`` on ``score(rate)``) is the smallest or
+    largest tried and fewer than ``extend`` rates were added past that end, one more rate past it
+    (``rate_beyond``) joins the grid, listed last so that ties keep the declared rates. ``chosen`` is
+    ``None`` while a rate of ``rates`` has no score yet (those are the runs still needed). A score
+    of ``inf`` (``-inf`` for a maximised metric), a run that diverged, ends the search at that end.
+    Deterministic in the scores, so a resumed sweep reaches the same grid."""
+    rates, added = list(grid), {"low": 0, "high": 0}
+    while True:
+        scores = {lr: score(lr) for lr in rates}
+        best = choose_lr(scores, metric)
+        if best is None or len(rates) < 2:
+            return rates, best
+        side = "high" if best == max(rates) else "low" if best == min(rates) else None
+        if side is None or added[side] >= extend:
+            return rates, best
+        nxt = rate_beyond(rates, side)
+        if nxt in rates:
+            return rates, best
+        rates.append(nxt)
+        added[side] += 1
 
 
 def at_grid_edge(lr: float, grid: Sequence[float]) -> bool:
@@ -753,9 +791,13 @@ def tuning_table(tuning: Mapping[str, Mapping[str, Any]]) -> str:
         parts = []
         for lr in t.get("grid", []):
             v = (t.get("mean") or {}).get(lr_label(lr))
-            s = f"{lr:g}: {'-' if v is None else f'{v:.4g}' if metric == 'valid_acc' else f'{v:.2f}'}"
+            v = ("-" if v is None else "diverged" if math.isinf(v) else f"{v:.4g}" if metric == "valid_acc"
+                 else f"{v:.2f}")
+            s = f"{lr:g}: {v}"
             parts.append(f"**{s}**" if t.get("chosen") == lr else s)
-        note = "at the grid's edge" if t.get("edge") else (t.get("note") or "")
+        added = len(t.get("grid", [])) - len(t.get("declared") or t.get("grid", []))
+        note = ("at the grid's edge" + (f" after {added} rate(s) added past it" if added else "") if t.get("edge")
+                else f"{added} rate(s) added past the declared grid" if added else (t.get("note") or ""))
         lines.append(f"| {cell} | {' · '.join(parts)} | {lr_label(t.get('chosen'))} | {note} |")
     return "\n".join(lines) + "\n"
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import math
 import re
 import shlex
 import shutil
@@ -59,10 +60,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from espnet_peft.markers import DIVERGED  # noqa: E402
 from espnet_peft.methods.base import PeftError  # noqa: E402
 from espnet_peft.scoring import utterance_errors_files  # noqa: E402
-from espnet_peft.sweep import (at_grid_edge, choose_lr, expand, experiment_tag, load_grid, lr_label,  # noqa: E402
-                               order_cells, priority_group, protocol, write_report)
+from espnet_peft.sweep import (METRICS, at_grid_edge, expand, experiment_tag, load_grid, lr_label,  # noqa: E402
+                               order_cells, priority_group, protocol, rate_beyond, tuning_grid, write_report)
 from file_id import file_id, recorded_foundation_id  # noqa: E402
 
 
@@ -264,13 +266,23 @@ def main(argv=None) -> int:
     def tag(c, lr, seed):
         return experiment_tag(args.tag_prefix, c, lr, seed, proto)
 
+    def every_rate(c):
+        """The declared rates and every rate selection.extend may add past either edge."""
+        rates = list(c.lrs)
+        for side in ("low", "high") if len(c.lrs) >= 2 else ():
+            g = list(c.lrs)
+            for _ in range(proto.extend):
+                g.append(rate_beyond(g, side))
+            rates += [x for x in g[len(c.lrs):] if x not in rates]
+        return rates
+
     model_file = args.model_config.parent / "model.pth"
     current = None
     if model_file.is_file():
         current = file_id(model_file)
         stale = {}
         for c in cells:
-            for t in dict.fromkeys(tag(c, lr, s) for lr in (c.lrs or [None]) for s in seeds):
+            for t in dict.fromkeys(tag(c, lr, s) for lr in (every_rate(c) or [None]) for s in seeds):
                 rec = recorded_foundation(args.expdir, t)
                 if rec is not None and rec != current:
                     stale[t] = rec
@@ -308,7 +320,8 @@ def main(argv=None) -> int:
     choices = json.loads(choices_file.read_text()) if choices_file.is_file() else {}
     for name, rec in list(choices.items()):
         c = by_name.get(name)
-        if (c is None or rec.get("grid") != c.lrs or rec.get("metric") != proto.metric or rec.get("set") != dev_label
+        if (c is None or rec.get("declared", rec.get("grid")) != c.lrs or rec.get("extend", 0) != proto.extend
+                or rec.get("metric") != proto.metric or rec.get("set") != dev_label
                 or rec.get("seeds") != sel_seeds or (current is not None and rec.get("foundation_id") != current)):
             del choices[name]
 
@@ -316,21 +329,32 @@ def main(argv=None) -> int:
         return (args.expdir / t / "train_wall.json").is_file()
 
     def dev_score(t):
+        if (args.expdir / t / DIVERGED).is_file():  # stopped on non-finite values: the worst score
+            return math.inf if METRICS[proto.metric] == "min" else -math.inf
         if proto.metric == "dev_wer":
             p = merged_dir(args.expdir, t, 1.0) / "decode" / args.dev_set / "result.json"
             return json.loads(p.read_text())["wer"] if p.is_file() else None
         return best_valid_acc(args.expdir / t) if trained(t) else None
 
+    def mean_score(c, lr):
+        v = [dev_score(tag(c, lr, s)) for s in sel_seeds]
+        return sum(v) / len(v) if None not in v else None
+
+    def tried(c):
+        """(rates, chosen): the rates tuned so far, past the grid's edge with selection.extend."""
+        return tuning_grid(c.lrs, lambda lr: mean_score(c, lr), proto.metric, proto.extend)
+
     def dev_scores(c):
-        return {lr: [dev_score(tag(c, lr, s)) for s in sel_seeds] for lr in c.lrs}
+        return {lr: [dev_score(tag(c, lr, s)) for s in sel_seeds] for lr in tried(c)[0]}
 
     def decide(c):
         if c.name in choices:
             return choices[c.name]["lr"]
-        sc = dev_scores(c)
-        lr = choose_lr({k: (sum(v) / len(v) if None not in v else None) for k, v in sc.items()}, proto.metric)
+        rates, lr = tried(c)
         if lr is not None:
-            choices[c.name] = {"lr": lr, "grid": c.lrs, "metric": proto.metric, "set": dev_label, "seeds": sel_seeds,
+            sc = dev_scores(c)
+            choices[c.name] = {"lr": lr, "grid": rates, "declared": c.lrs, "extend": proto.extend,
+                               "metric": proto.metric, "set": dev_label, "seeds": sel_seeds,
                                "scores": {lr_label(k): v for k, v in sc.items()}, "foundation_id": current,
                                "chosen": time.strftime("%Y-%m-%d %H:%M:%S")}
             if not args.dry_run:  # atomically: a reader never sees half a file
@@ -349,9 +373,11 @@ def main(argv=None) -> int:
 
     failed, ran_cells, pending = [], set(), {}
 
-    def job(c, key, label, cmd, then=None):
+    def job(c, key, label, cmd, then=None, run_tag=None):
         def done(rc):
-            if rc != 0:
+            if rc != 0 and run_tag and (args.expdir / run_tag / DIVERGED).is_file():
+                status[label] = "diverged (non-finite loss): scored as the worst rate"
+            elif rc != 0:
                 failed.append(label)
                 status[label] = f"failed (see {args.out / 'logs' / (label + '.log')})"
             return then(rc) if then else []
@@ -363,17 +389,20 @@ def main(argv=None) -> int:
     def major(j) -> int:
         return 1 if proto.priority_seeds and j >= proto.priority_seeds else 0
 
+    attempted = set()  # dev runs started by this invocation: one that failed is not retried until the next
+
     def tune_jobs(c):
         out = []
-        for i, lr in enumerate(c.lrs):
+        for i, lr in enumerate(tried(c)[0]):
             for j, s in enumerate(sel_seeds):
                 t = tag(c, lr, s)
-                if dev_score(t) is None:
+                if dev_score(t) is None and t not in attempted:
+                    attempted.add(t)
                     cmd = run_command(args.run, cfg_path(c, s), t, stage=10,
                                       stop_stage=13 if proto.metric == "dev_wer" else 10, peft_args=peft_args(lr, s),
                                       test_sets=args.dev_set if proto.metric == "dev_wer" else None)
                     out.append(job(c, (0, priority_group(c, proto), 0, rank[c.name], 0, i, j), f"{short(t)}.tune", cmd,
-                                   after_tune(c)))
+                                   after_tune(c), run_tag=t))
         return out
 
     def after_tune(c):
@@ -382,8 +411,13 @@ def main(argv=None) -> int:
             if pending[c.name] > 0:
                 return []
             ok, lr = rate(c)
-            if not ok:
-                return []
+            if not ok:  # the best rate is at the grid's edge: one more rate past it (selection.extend)
+                more = tune_jobs(c)
+                pending[c.name] = len(more)
+                if more:
+                    print(f"budget_sweep.py: {c.name}: best rate at the edge of {', '.join(f'{x:g}' for x in c.lrs)}"
+                          f" on {dev_label}: trying {', '.join(j['label'] for j in more)}", flush=True)
+                return more
             print(f"budget_sweep.py: {c.name}: learning rate {lr:g} chosen on {dev_label}", flush=True)
             return eval_jobs(c, lr) + [x for ch in children[c.name] for x in eval_jobs(ch, lr)]
         return then
@@ -462,7 +496,7 @@ def main(argv=None) -> int:
         print(f"budget_sweep.py: cell {j['label']}: {'done' if rc == 0 else f'FAILED (exit {rc})'}", flush=True)
         return rc
 
-    possible = sum(len(c.lrs) * len(sel_seeds) + len(seeds) * len(c.alphas) for c in cells)
+    possible = sum((len(c.lrs) + 2 * proto.extend) * len(sel_seeds) + len(seeds) * len(c.alphas) for c in cells)
     sched = Scheduler(args.max_parallel if args.max_parallel > 0 else possible)
     sched.add(initial)
     sched.run(execute)
@@ -494,9 +528,11 @@ def main(argv=None) -> int:
         elif c.lrs:  # the scores the choice was made on (kept with it), or today's while it is open
             sc = (choices[c.name]["scores"] if c.name in choices
                   else {lr_label(k): v for k, v in dev_scores(c).items()})
-            tuning[c.name] = {"metric": proto.metric, "set": dev_label, "grid": c.lrs, "seeds": sel_seeds, "scores": sc,
+            grid = choices[c.name].get("grid", c.lrs) if c.name in choices else tried(c)[0]
+            tuning[c.name] = {"metric": proto.metric, "set": dev_label, "grid": grid, "declared": c.lrs,
+                              "seeds": sel_seeds, "scores": sc,
                               "mean": {k: (sum(v) / len(v) if None not in v else None) for k, v in sc.items()},
-                              "chosen": lr, "edge": bool(lr is not None and at_grid_edge(lr, c.lrs)),
+                              "chosen": lr, "edge": bool(lr is not None and at_grid_edge(lr, grid)),
                               "inherited_from": None, "chosen_at": (choices.get(c.name) or {}).get("chosen")}
         if not ok:
             status.setdefault(c.name, waiting.get(c.name, "learning-rate choice on dev incomplete"))

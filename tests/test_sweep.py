@@ -18,7 +18,7 @@ import numpy as np
 from espnet_peft import PeftError
 from espnet_peft.scoring import UtteranceErrors
 from espnet_peft.sweep import (analyse, at_grid_edge, choose_lr, expand, experiment_tag, load_grid, order_cells,
-                               pareto_front, protocol, sweep_rows, write_report)
+                               pareto_front, protocol, rate_beyond, sweep_rows, tuning_grid, write_report)
 
 from conftest import ROOT
 
@@ -422,7 +422,7 @@ with open(os.environ["CALLS"], "a") as fh:
     fh.write(json.dumps({"opts": opts, "choices": json.loads(choices.read_text()) if choices.is_file() else {}}) + "\n")
 SOURCES = ["source_test", "source_unseen_test"]
 targets = opts.get("target_test_sets", "child_test").split()
-TARGET_RATE = {"lora": {0.001: 0.45, 0.003: 0.2, 0.01: 0.3}, "ssvd": {0.001: 0.25, 0.003: 0.4},
+TARGET_RATE = {"lora": {0.001: 0.45, 0.003: 0.2, 0.01: 0.3}, "ssvd": {0.0003: 0.2, 0.001: 0.25, 0.003: 0.4},
                "full": {0.0001: 0.3, 0.001: 0.1}}
 SOURCE_RATE = {"lora": 0.15, "ssvd": 0.2, "full": 0.35}
 
@@ -459,6 +459,10 @@ seed = int(re.search(r"--seed (\d+)", pa).group(1))
 exp = Path("exp") / tag
 merged = exp / ("merged" if alpha == 1.0 else f"merged_alpha{alpha:g}")
 run = lambda st: stage <= st <= stop  # noqa: E731
+if run(10) and os.environ.get("DIVERGE_TAG") == tag:  # the trainer's stop on a non-finite loss
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "diverged.json").write_text('{"error": "non-finite loss"}')
+    sys.exit(1)
 if run(10):
     exp.mkdir(parents=True, exist_ok=True)
     (exp / "config.yaml").write_text(yaml.safe_dump({"optim_conf": {"lr": lr, "betas": [0.9, 0.98]}, "seed": seed}))
@@ -622,6 +626,71 @@ def test_driver_chooses_the_rate_on_dev_before_any_test_set_is_decoded(tmp_path)
     new = [json.loads(l) for l in calls.read_text().splitlines()][n_before:]
     tagged = [c["opts"] for c in new if "tag" in c["opts"]]
     assert [(o["tag"], o["stage"]) for o in tagged] == [("t_lora_b1pct_lr0.003_s2", "11")]
+
+
+def test_tuning_grid_extends_past_an_edge_until_the_best_rate_is_inside():
+    assert rate_beyond([1e-3, 3e-3, 1e-2], "high") == 3e-2 and rate_beyond([1e-3, 3e-3, 1e-2], "low") == 3e-4
+    assert rate_beyond([1e-4, 1e-3], "high") == 1e-2 and rate_beyond([1e-4, 3e-4, 1e-3], "high") == 3e-3
+    dev = {1e-3: 20.0, 3e-3: 15.0, 1e-2: 14.0}
+    # without extend the declared grid decides, even at its edge
+    assert tuning_grid([1e-3, 3e-3, 1e-2], dev.get, extend=0) == ([1e-3, 3e-3, 1e-2], 1e-2)
+    # at the high edge: one more rate, not scored yet, so no choice
+    assert tuning_grid([1e-3, 3e-3, 1e-2], dev.get, extend=1) == ([1e-3, 3e-3, 1e-2, 3e-2], None)
+    # worse past the edge: the declared edge rate is now inside what was tried
+    assert tuning_grid([1e-3, 3e-3, 1e-2], {**dev, 3e-2: 16.0}.get, extend=1)[1] == 1e-2
+    # better past the edge: taken, and no further rate with extend 1
+    assert tuning_grid([1e-3, 3e-3, 1e-2], {**dev, 3e-2: 12.0}.get, extend=1) == ([1e-3, 3e-3, 1e-2, 3e-2], 3e-2)
+    assert tuning_grid([1e-3, 3e-3, 1e-2], {**dev, 3e-2: 12.0}.get, extend=2)[0][-1] == 1e-1
+    # a diverged rate (inf) never wins; a maximised metric extends the same way
+    assert tuning_grid([1e-3, 3e-3, 1e-2], {**dev, 3e-2: float("inf")}.get, extend=3)[1] == 1e-2
+    acc = {1e-3: 0.9, 3e-3: 0.8, 1e-2: 0.7, 3e-4: 0.85}
+    assert tuning_grid([1e-3, 3e-3, 1e-2], acc.get, "valid_acc", extend=1) == ([1e-3, 3e-3, 1e-2, 3e-4], 1e-3)
+
+
+def test_driver_extends_a_grid_at_its_edge_on_dev_only_and_scores_a_diverged_rate_worst(tmp_path):
+    """selection.extend: a best rate at the grid's edge adds a rate past it (dev runs only); the
+    choice is made on every rate tried, before any test set is decoded; a run that diverges is
+    the worst rate of its cell, not a failure of the sweep."""
+    rec = fake_recipe(tmp_path)
+    grid = grid_file(rec, {
+        "configs": {m: f"conf/peft/{m}.yaml" for m in ("lora", "ssvd", "full")},
+        "blocks": [{"methods": ["lora", "ssvd"], "budgets": ["1%"]}, {"methods": ["full"]}],
+        "learning_rates": {"lora": [1e-3, 3e-3], "ssvd": [1e-3, 3e-3], "full": [1e-4, 1e-3]},
+        "seeds": [1], "selection": {"seeds": 1, "extend": 1}, "bootstrap": {"resamples": 100}})
+    calls = tmp_path / "calls.jsonl"
+    env = dict(os.environ, CALLS=str(calls), SWEEP_OUT=str(rec / "exp" / "sweep"), DIVERGE_TAG="t_full_lr0.01_s1")
+    cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out", "exp/sweep",
+           "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'} --backend local",
+           "--tag_prefix", "t_", "--model_config", "none.yaml", "--results", "RESULTS_sweep.md", "--dev_set", "child_dev"]
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    runs = [json.loads(l) for l in calls.read_text().splitlines()]
+    runs = [c for c in runs if "tag" in c["opts"]]
+    dev_tags = [c["opts"]["tag"] for c in runs if c["opts"].get("target_test_sets") == "child_dev"]
+    assert sorted(dev_tags) == sorted(["t_lora_b1pct_lr0.001_s1", "t_lora_b1pct_lr0.003_s1", "t_lora_b1pct_lr0.01_s1",
+                                       "t_ssvd_b1pct_lr0.001_s1", "t_ssvd_b1pct_lr0.003_s1", "t_ssvd_b1pct_lr0.0003_s1",
+                                       "t_full_lr0.0001_s1", "t_full_lr0.001_s1", "t_full_lr0.01_s1"])
+    for c in runs:  # test sets only after the final choice, at the chosen rate
+        if c["opts"].get("target_test_sets") != "child_dev" and int(c["opts"]["stop_stage"]) >= 12:
+            cell, lr = re.match(r"^t_(.+)_lr([^_]+)_s1$", c["opts"]["tag"]).groups()
+            assert c["choices"].get(cell, {}).get("lr") == float(lr), c
+    choice = json.loads((rec / "exp" / "sweep" / "lr_choices.json").read_text())
+    assert choice["lora_b1pct"]["lr"] == 3e-3 and choice["lora_b1pct"]["grid"] == [1e-3, 3e-3, 1e-2]
+    assert choice["ssvd_b1pct"]["lr"] == 3e-4 and choice["ssvd_b1pct"]["declared"] == [1e-3, 3e-3]
+    assert choice["full"]["lr"] == 1e-3 and choice["full"]["scores"]["0.01"] == [float("inf")]
+    md = (rec / "RESULTS_sweep.md").read_text()
+    assert "0.01: diverged" in md and "at the grid's edge after 1 rate(s) added past it" in md
+    assert "failed (see" not in md
+    # the same grid without extend is another protocol: its choices are made again, from the
+    # declared rates only (their dev runs exist: nothing trains)
+    grid.write_text(grid.read_text().replace("extend: 1", "extend: 0"))
+    n = len(calls.read_text().splitlines())
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    choice = json.loads((rec / "exp" / "sweep" / "lr_choices.json").read_text())
+    assert choice["ssvd_b1pct"]["lr"] == 1e-3 and choice["ssvd_b1pct"]["grid"] == [1e-3, 3e-3]
+    new = [json.loads(l)["opts"] for l in calls.read_text().splitlines()[n:]]
+    assert not any(o.get("target_test_sets") == "child_dev" for o in new if "tag" in o)
 
 
 def test_valid_acc_selection_reads_espnet_training_logs(tmp_path):

@@ -363,6 +363,22 @@ def tuning_grid(grid: Sequence[float], score: Callable[[float], Optional[float]]
         added[side] += 1
 
 
+def reachable_rates(grid: Sequence[float], extend: int) -> List[float]:
+    """Every rate ``tuning_grid`` may try: ``grid`` and up to ``extend`` rates past each end."""
+    rates = list(grid)
+    for side in ("low", "high") if len(grid) >= 2 else ():
+        g = list(grid)
+        for _ in range(extend):
+            g.append(rate_beyond(g, side))
+        rates += [x for x in g[len(grid):] if x not in rates]
+    return rates
+
+
+def seed_mean(scores: Sequence[Optional[float]]) -> Optional[float]:
+    """The mean of one rate's scores over the selection seeds; ``None`` while one is missing."""
+    return sum(scores) / len(scores) if None not in scores else None
+
+
 def at_grid_edge(lr: float, grid: Sequence[float]) -> bool:
     """Whether a chosen rate is the smallest or largest of a grid of 3 or more rates (the best
     may lie beyond it)."""

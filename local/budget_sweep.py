@@ -64,7 +64,8 @@ from espnet_peft.markers import DIVERGED  # noqa: E402
 from espnet_peft.methods.base import PeftError  # noqa: E402
 from espnet_peft.scoring import utterance_errors_files  # noqa: E402
 from espnet_peft.sweep import (METRICS, at_grid_edge, expand, experiment_tag, load_grid, lr_label,  # noqa: E402
-                               order_cells, priority_group, protocol, rate_beyond, tuning_grid, write_report)
+                               order_cells, priority_group, protocol, reachable_rates, seed_mean, tuning_grid,
+                               write_report)
 from file_id import file_id, recorded_foundation_id  # noqa: E402
 
 
@@ -266,23 +267,13 @@ def main(argv=None) -> int:
     def tag(c, lr, seed):
         return experiment_tag(args.tag_prefix, c, lr, seed, proto)
 
-    def every_rate(c):
-        """The declared rates and every rate selection.extend may add past either edge."""
-        rates = list(c.lrs)
-        for side in ("low", "high") if len(c.lrs) >= 2 else ():
-            g = list(c.lrs)
-            for _ in range(proto.extend):
-                g.append(rate_beyond(g, side))
-            rates += [x for x in g[len(c.lrs):] if x not in rates]
-        return rates
-
     model_file = args.model_config.parent / "model.pth"
     current = None
     if model_file.is_file():
         current = file_id(model_file)
         stale = {}
         for c in cells:
-            for t in dict.fromkeys(tag(c, lr, s) for lr in (every_rate(c) or [None]) for s in seeds):
+            for t in dict.fromkeys(tag(c, lr, s) for lr in (reachable_rates(c.lrs, proto.extend) or [None]) for s in seeds):
                 rec = recorded_foundation(args.expdir, t)
                 if rec is not None and rec != current:
                     stale[t] = rec
@@ -336,23 +327,19 @@ def main(argv=None) -> int:
             return json.loads(p.read_text())["wer"] if p.is_file() else None
         return best_valid_acc(args.expdir / t) if trained(t) else None
 
-    def mean_score(c, lr):
-        v = [dev_score(tag(c, lr, s)) for s in sel_seeds]
-        return sum(v) / len(v) if None not in v else None
+    def dev_scores(c, rates):
+        return {lr: [dev_score(tag(c, lr, s)) for s in sel_seeds] for lr in rates}
 
     def tried(c):
         """(rates, chosen): the rates tuned so far, past the grid's edge with selection.extend."""
-        return tuning_grid(c.lrs, lambda lr: mean_score(c, lr), proto.metric, proto.extend)
-
-    def dev_scores(c):
-        return {lr: [dev_score(tag(c, lr, s)) for s in sel_seeds] for lr in tried(c)[0]}
+        return tuning_grid(c.lrs, lambda lr: seed_mean(dev_scores(c, [lr])[lr]), proto.metric, proto.extend)
 
     def decide(c):
         if c.name in choices:
             return choices[c.name]["lr"]
         rates, lr = tried(c)
         if lr is not None:
-            sc = dev_scores(c)
+            sc = dev_scores(c, rates)
             choices[c.name] = {"lr": lr, "grid": rates, "declared": c.lrs, "extend": proto.extend,
                                "metric": proto.metric, "set": dev_label, "seeds": sel_seeds,
                                "scores": {lr_label(k): v for k, v in sc.items()}, "foundation_id": current,
@@ -526,12 +513,11 @@ def main(argv=None) -> int:
             tuning[c.name] = {"inherited_from": c.parent, "chosen": lr, "grid": c.lrs, "metric": proto.metric,
                               "set": dev_label}
         elif c.lrs:  # the scores the choice was made on (kept with it), or today's while it is open
-            sc = (choices[c.name]["scores"] if c.name in choices
-                  else {lr_label(k): v for k, v in dev_scores(c).items()})
             grid = choices[c.name].get("grid", c.lrs) if c.name in choices else tried(c)[0]
+            sc = (choices[c.name]["scores"] if c.name in choices
+                  else {lr_label(k): v for k, v in dev_scores(c, grid).items()})
             tuning[c.name] = {"metric": proto.metric, "set": dev_label, "grid": grid, "declared": c.lrs,
-                              "seeds": sel_seeds, "scores": sc,
-                              "mean": {k: (sum(v) / len(v) if None not in v else None) for k, v in sc.items()},
+                              "seeds": sel_seeds, "scores": sc, "mean": {k: seed_mean(v) for k, v in sc.items()},
                               "chosen": lr, "edge": bool(lr is not None and at_grid_edge(lr, grid)),
                               "inherited_from": None, "chosen_at": (choices.get(c.name) or {}).get("chosen")}
         if not ok:

@@ -67,6 +67,8 @@ from espnet_peft.sweep import (METRICS, at_grid_edge, expand, experiment_tag, lo
                                order_cells, priority_group, protocol, reachable_rates, seed_mean, tuning_grid,
                                write_report)
 from file_id import file_id, recorded_foundation_id  # noqa: E402
+from sweep_records import (DECODINGS, RecordStore, code_commit, config_hash, data_id, errors_block,  # noqa: E402
+                           set_block, summaries_from_records)
 
 
 def merged_dir(expdir: Path, tag: str, alpha: float) -> Path:
@@ -235,6 +237,14 @@ def main(argv=None) -> int:
                     help="extra ESPnet training options for every run (sent with the rate and seed in --peft_args)")
     ap.add_argument("--bootstrap_unit", choices=("utterance", "speaker"), default=None,
                     help="resample utterances or speakers for the intervals (default: the grid's bootstrap.unit)")
+    ap.add_argument("--records", type=Path, default=None,
+                    help="the run records (tracked, beside the recipe; default <out>/records): a finished run is its "
+                         "record, and the report renders from the records alone")
+    ap.add_argument("--frozen", action="append", type=Path, default=[],
+                    help="a file every run's config identity includes (training and decoding configs, the LM); "
+                         "a record of other contents is stale")
+    ap.add_argument("--data_sets", default="",
+                    help="the sets (under --dumpdir) whose content is the data identity of every record")
     args = ap.parse_args(argv)
 
     t0 = time.time()
@@ -253,6 +263,16 @@ def main(argv=None) -> int:
         return 2
     (args.out / "configs").mkdir(parents=True, exist_ok=True)
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
+    store = RecordStore(args.records or args.out / "records")
+    try:
+        did = data_id(args.dumpdir, args.data_sets.split())
+        for f in args.frozen:
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} (a --frozen file)")
+    except FileNotFoundError as e:
+        print(f"budget_sweep.py: not found: {e}", file=sys.stderr)
+        return 2
+    commit = code_commit(Path(__file__).resolve().parent)
     status = feasibility(cells, args.model_config, args.out / "configs") if args.model_config.is_file() else {}
     infeasible = set(status)
     by_name = {c.name: c for c in cells}
@@ -287,7 +307,7 @@ def main(argv=None) -> int:
         else:
             for t, rec in sorted(stale.items()):
                 print(f"budget_sweep.py: {t}: trained on foundation {rec}, archived to {archive(args.expdir, t, rec)}")
-            runs_file = args.out / "invocations.json"
+            runs_file = store.root / "invocations.json"
             if stale and runs_file.is_file():  # the sweep's wall time starts again with the new model
                 runs_file.rename(runs_file.with_name(f"invocations.before_{current}.json"))
 
@@ -302,33 +322,120 @@ def main(argv=None) -> int:
     def cfg_path(c, s) -> Path:
         return args.out / "configs" / (f"{c.name}.s{s}.yaml" if seeded[c.name] else f"{c.name}.yaml")
 
+    idents = {}
+
+    def identity(c, s) -> dict:
+        """What every record of this cell and seed must have been measured on (else it is stale)."""
+        if (c.name, s) not in idents:
+            idents[(c.name, s)] = {"foundation_id": current, "data_id": did, "config_hash": config_hash(
+                [cfg_path(c, s)] + list(args.frozen), {"train_args": args.train_args})}
+        return idents[(c.name, s)]
+
     def peft_args(lr, s) -> str:
         parts = ([f"--optim_conf lr={number(lr)}"] if lr is not None else []) + ([f"--seed {s}"] if s is not None else [])
         return " ".join(parts + ([args.train_args] if args.train_args else []))
 
     # the learning-rate choice: made once every rate has its dev score, then final (lr_choices.json)
-    choices_file = args.out / "lr_choices.json"
+    choices_file = store.root / "lr_choices.json"
     choices = json.loads(choices_file.read_text()) if choices_file.is_file() else {}
     for name, rec in list(choices.items()):
         c = by_name.get(name)
         if (c is None or rec.get("declared", rec.get("grid")) != c.lrs or rec.get("extend", 0) != proto.extend
                 or rec.get("metric") != proto.metric or rec.get("set") != dev_label
-                or rec.get("seeds") != sel_seeds or (current is not None and rec.get("foundation_id") != current)):
+                or rec.get("seeds") != sel_seeds or (current is not None and rec.get("foundation_id") != current)
+                or rec.get("identity", identity(c, sel_seeds[0])) != identity(c, sel_seeds[0])):
             del choices[name]
 
     def trained(t) -> bool:
         return (args.expdir / t / "train_wall.json").is_file()
 
-    def dev_score(t):
-        if (args.expdir / t / DIVERGED).is_file():  # stopped on non-finite values: the worst score
+    def dev_score(c, lr, s):
+        """The dev score of a rate's run: its current record (None: not run, or its record is stale)."""
+        rec = store.current(tag(c, lr, s), "dev", identity(c, s))
+        if rec is None:
+            return None
+        if rec.get("diverged"):  # stopped on non-finite values: the worst score
             return math.inf if METRICS[proto.metric] == "min" else -math.inf
-        if proto.metric == "dev_wer":
-            p = merged_dir(args.expdir, t, 1.0) / "decode" / args.dev_set / "result.json"
-            return json.loads(p.read_text())["wer"] if p.is_file() else None
-        return best_valid_acc(args.expdir / t) if trained(t) else None
+        return rec["dev_score"]
 
     def dev_scores(c, rates):
-        return {lr: [dev_score(tag(c, lr, s)) for s in sel_seeds] for lr in rates}
+        return {lr: [dev_score(c, lr, s) for s in sel_seeds] for lr in rates}
+
+    utts, notes = {}, []
+
+    def utt(hyp_dir: Path, x: str):
+        """Per-utterance errors of a decoding of set x (None without its reference or hypotheses)."""
+        key = (str(hyp_dir), x)
+        if key not in utts:
+            raw = args.dumpdir / "raw" / x
+            ref = raw / "text.plain" if (raw / "text.plain").is_file() else raw / "text"
+            hyp = hyp_dir / x / "text"
+            utts[key] = None
+            if ref.is_file() and hyp.is_file():
+                try:
+                    utts[key] = utterance_errors_files(ref, hyp, raw / "utt2spk")
+                except (ValueError, OSError) as e:
+                    notes.append(f"{hyp}: {e}")
+        return utts[key]
+
+    def record_data(sets) -> None:
+        """data.json: the sets' utterances and the base model's errors, for every decoding."""
+        data = store.load_data()
+        if data.get("data_id") != did or data.get("foundation_id") != current:
+            data = {"data_id": did, "foundation_id": current, "sets": {}, "base": {}}
+        for dec, sub in DECODINGS.items():
+            base = args.expdir / ("base_decode" if dec == "lm" else f"base_{sub}")
+            for x in sets:
+                u = utt(base, x)
+                if u is None:
+                    continue
+                data["sets"].setdefault(x, set_block(u))
+                data["base"].setdefault(dec, {})[x] = errors_block(u)
+        store.save_data(data)
+
+    def write_record(c, lr, s, t, kind, alpha=1.0, seconds=None) -> None:
+        """The record of a finished run (a dev score, or a seed's test decoding at one alpha)."""
+        exp = args.expdir / t
+        wall = json.loads((exp / "train_wall.json").read_text()) if (exp / "train_wall.json").is_file() else {}
+        rec = {"kind": kind, "tag": t, "cell": c.name, "lr": lr, "seed": s, "alpha": alpha, **identity(c, s),
+               "code_commit": commit, "train_wall_seconds": wall.get("train_wall_seconds"),
+               "job_seconds": None if seconds is None else round(seconds, 1),
+               "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+        merged = merged_dir(args.expdir, t, alpha)
+        if kind == "dev":
+            rec.update(metric=proto.metric, dev_set=dev_label, diverged=(exp / DIVERGED).is_file(), dev_score=None)
+            if not rec["diverged"] and proto.metric == "dev_wer":
+                p = merged / "decode" / args.dev_set / "result.json"
+                if not p.is_file():
+                    return
+                rec["dev_score"] = json.loads(p.read_text())["wer"]
+                u = utt(merged / "decode", args.dev_set)
+                rec["utterances"] = {"lm": {args.dev_set: errors_block(u)}} if u is not None else {}
+                record_data([args.dev_set])
+            elif not rec["diverged"]:
+                rec["dev_score"] = best_valid_acc(exp)
+                if rec["dev_score"] is None:
+                    return
+        else:
+            p = summary_path(args.expdir, t, alpha)
+            if not p.is_file():
+                return
+            sm = json.loads(p.read_text())
+            checks, cfg = [], exp / "config.yaml"
+            trained_cfg = (yaml.safe_load(cfg.read_text()) or {}) if cfg.is_file() else {}
+            tlr, tseed = (trained_cfg.get("optim_conf") or {}).get("lr"), trained_cfg.get("seed")
+            if lr is None and tlr is not None:
+                rec["lr"] = float(tlr)  # the train config's rate (the grid gives none)
+            elif lr is not None and tlr is not None and abs(float(tlr) - lr) > 1e-9 * lr:
+                checks.append(f"{t} trained with lr {tlr}, not {lr:g}")
+            if s is not None and tseed is not None and int(tseed) != s:
+                checks.append(f"{t} trained with seed {tseed}, not {s}")
+            sets = list(sm.get("target_test_sets", [])) + list(sm.get("source_test_sets", []))
+            rec.update(summary=sm, checks=checks, utterances={
+                dec: {x: errors_block(u) for x in sets if (u := utt(merged / sub, x)) is not None}
+                for dec, sub in DECODINGS.items()})
+            record_data(sets)
+        store.write(rec)
 
     def tried(c):
         """(rates, chosen): the rates tuned so far, past the grid's edge with selection.extend."""
@@ -343,6 +450,7 @@ def main(argv=None) -> int:
             choices[c.name] = {"lr": lr, "grid": rates, "declared": c.lrs, "extend": proto.extend,
                                "metric": proto.metric, "set": dev_label, "seeds": sel_seeds,
                                "scores": {lr_label(k): v for k, v in sc.items()}, "foundation_id": current,
+                               "identity": identity(c, sel_seeds[0]),
                                "chosen": time.strftime("%Y-%m-%d %H:%M:%S")}
             if not args.dry_run:  # atomically: a reader never sees half a file
                 tmp = choices_file.with_name(choices_file.name + ".tmp")
@@ -360,15 +468,20 @@ def main(argv=None) -> int:
 
     failed, ran_cells, pending = [], set(), {}
 
-    def job(c, key, label, cmd, then=None, run_tag=None):
+    def job(c, key, label, cmd, then=None, run_tag=None, records=()):
+        """A job; ``records``: (cell, lr, seed, tag, kind, alpha) of the runs it finishes, recorded after it."""
         def done(rc):
+            for r in records:
+                if rc == 0 or (r[4] == "dev" and (args.expdir / r[3] / DIVERGED).is_file()):
+                    write_record(*r, seconds=entry.get("seconds"))
             if rc != 0 and run_tag and (args.expdir / run_tag / DIVERGED).is_file():
                 status[label] = "diverged (non-finite loss): scored as the worst rate"
             elif rc != 0:
                 failed.append(label)
                 status[label] = f"failed (see {args.out / 'logs' / (label + '.log')})"
             return then(rc) if then else []
-        return {"key": key, "label": label, "cell": c.name, "command": cmd, "then": done}
+        entry = {"key": key, "label": label, "cell": c.name, "command": cmd, "then": done}
+        return entry
 
     def short(t) -> str:
         return t[len(args.tag_prefix):]
@@ -383,13 +496,13 @@ def main(argv=None) -> int:
         for i, lr in enumerate(tried(c)[0]):
             for j, s in enumerate(sel_seeds):
                 t = tag(c, lr, s)
-                if dev_score(t) is None and t not in attempted:
+                if dev_score(c, lr, s) is None and t not in attempted:
                     attempted.add(t)
                     cmd = run_command(args.run, cfg_path(c, s), t, stage=10,
                                       stop_stage=13 if proto.metric == "dev_wer" else 10, peft_args=peft_args(lr, s),
                                       test_sets=args.dev_set if proto.metric == "dev_wer" else None)
                     out.append(job(c, (0, priority_group(c, proto), 0, rank[c.name], 0, i, j), f"{short(t)}.tune", cmd,
-                                   after_tune(c), run_tag=t))
+                                   after_tune(c), run_tag=t, records=[(c, lr, s, t, "dev")]))
         return out
 
     def after_tune(c):
@@ -413,7 +526,7 @@ def main(argv=None) -> int:
         out = []
         for j, s in enumerate(seeds):
             t = tag(c, lr, s)
-            missing = [a for a in c.alphas if not summary_path(args.expdir, t, a).is_file()]
+            missing = [a for a in c.alphas if store.current(t, "test", identity(c, s), a) is None]
             if not missing:
                 continue
             results = args.out / "cells" / f"{short(t)}.md"
@@ -427,13 +540,14 @@ def main(argv=None) -> int:
                 label = f"{short(t)}.alpha{alphas[0]:g}" if len(alphas) == 1 else f"{short(t)}.alphas"
                 return [job(c, (major(j), priority_group(c, proto), 1, rank[c.name], 1, j, alphas[0]), label,
                             " && ".join(run_command(args.run, cfg_path(c, s), t, stage=11, stop_stage=15, alpha=a,
-                                                    peft_args=peft_args(lr, s), results=results) for a in alphas))]
+                                                    peft_args=peft_args(lr, s), results=results) for a in alphas),
+                            records=[(c, lr, s, t, "test", a) for a in alphas])]
             if 1.0 in missing:
                 start = 10 if not trained(t) else 12 if (merged_dir(args.expdir, t, 1.0) / "model.pth").is_file() else 11
                 out.append(job(c, (major(j), priority_group(c, proto), 0, rank[c.name], 1, j, 1.0), short(t),
                                run_command(args.run, cfg_path(c, s), t, stage=start, stop_stage=15,
                                            peft_args=peft_args(lr, s), results=results),
-                               lambda rc, f=alpha_jobs: f() if rc == 0 else []))
+                               lambda rc, f=alpha_jobs: f() if rc == 0 else [], records=[(c, lr, s, t, "test", 1.0)]))
             else:
                 out += alpha_jobs()
         return out
@@ -479,7 +593,9 @@ def main(argv=None) -> int:
         (args.out / "cells").mkdir(exist_ok=True)
         ran_cells.add(j["cell"])
         log = args.out / "logs" / f"{j['label']}.log"
+        t_job = time.time()
         rc = subprocess.call(f"{args.cmd} {shlex.quote(str(log))} {shlex.quote(j['command'])}", shell=True)
+        j["seconds"] = time.time() - t_job
         print(f"budget_sweep.py: cell {j['label']}: {'done' if rc == 0 else f'FAILED (exit {rc})'}", flush=True)
         return rc
 
@@ -488,22 +604,8 @@ def main(argv=None) -> int:
     sched.add(initial)
     sched.run(execute)
 
-    # the report: every reported run at the chosen rate, with its per-utterance errors
-    summaries, tuning, utts, notes = [], {}, {}, []
-
-    def utt(hyp_dir: Path, x: str):
-        key = (str(hyp_dir), x)
-        if key not in utts:
-            raw = args.dumpdir / "raw" / x
-            ref = raw / "text.plain" if (raw / "text.plain").is_file() else raw / "text"
-            hyp = hyp_dir / x / "text"
-            utts[key] = None
-            if ref.is_file() and hyp.is_file():
-                try:
-                    utts[key] = utterance_errors_files(ref, hyp, raw / "utt2spk")
-                except (ValueError, OSError) as e:
-                    notes.append(f"{hyp}: {e}")
-        return utts[key]
+    # the report: every reported run at the chosen rate, from its record
+    tuning, reported = {}, {}
 
     for c in cells:
         if c.name in infeasible:
@@ -525,39 +627,25 @@ def main(argv=None) -> int:
             continue
         for a in c.alphas:
             for s in seeds:
-                t = tag(c, lr, s)
-                p = summary_path(args.expdir, t, a)
-                if not p.is_file():
-                    continue
-                sm = json.loads(p.read_text())
-                sm.update(cell=c.name, sweep_budget=c.budget, sweep_variant=c.variant, lr=lr, seed=s, experiment=t)
-                checks, cfg = [], args.expdir / t / "config.yaml"
-                trained_cfg = (yaml.safe_load(cfg.read_text()) or {}) if cfg.is_file() else {}
-                tlr, tseed = (trained_cfg.get("optim_conf") or {}).get("lr"), trained_cfg.get("seed")
-                if lr is None and tlr is not None:
-                    sm["lr"] = float(tlr)  # the train config's rate (the grid gives none)
-                elif lr is not None and tlr is not None and abs(float(tlr) - lr) > 1e-9 * lr:
-                    checks.append(f"{t} trained with lr {tlr}, not {lr:g}")
-                if s is not None and tseed is not None and int(tseed) != s:
-                    checks.append(f"{t} trained with seed {tseed}, not {s}")
-                sm["checks"] = checks
-                sets = list(sm.get("target_test_sets", [])) + list(sm.get("source_test_sets", []))
-                sm["_utt"] = {x: u for x in sets if (u := utt(merged_dir(args.expdir, t, a) / "decode", x)) is not None}
-                sm["_base_utt"] = {x: u for x in sets if (u := utt(args.expdir / "base_decode", x)) is not None}
-                summaries.append(sm)
+                reported[(tag(c, lr, s), a)] = {"cell": c.name, "sweep_budget": c.budget, "sweep_variant": c.variant,
+                                                "lr": lr, "seed": s, "identity": identity(c, s)}
+    summaries, rec_notes = summaries_from_records(store, reported)
+    notes += rec_notes
     for n in notes:
-        print(f"budget_sweep.py: no per-utterance errors: {n}", file=sys.stderr)
+        print(f"budget_sweep.py: {n}", file=sys.stderr)
 
     wall = time.time() - t0
     # a resumed sweep adds its invocations up (one that only rebuilds the report is not sweep time)
-    runs_file = args.out / "invocations.json"
+    runs_file = store.root / "invocations.json"
     runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
     if ran_cells:
         runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)), "seconds": round(wall, 1),
                      "cells_run": len(ran_cells)})
+        runs_file.parent.mkdir(parents=True, exist_ok=True)
         runs_file.write_text(json.dumps(runs, indent=1) + "\n")
     total = sum(r["seconds"] for r in runs)
-    this_one = f" (this one: {wall / 3600:.2f} h, {len(ran_cells)} cells run)" if ran_cells else ""
+    if ran_cells:  # (the report itself depends on the records alone)
+        print(f"budget_sweep.py: this invocation: {wall / 3600:.2f} h, {len(ran_cells)} cells run", flush=True)
     # the committed copies sit beside --results: <results>.md, <results>.png, <results>.json
     copies = {k: (args.results.with_suffix(f".{k}") if args.results else args.out / f"sweep.{k}") for k in ("png", "json")}
     tuned_text = ""
@@ -567,7 +655,7 @@ def main(argv=None) -> int:
                       f"{', '.join(map(str, sel_seeds))}; test sets decoded for the chosen rate only. ")
     seeds_text = (f"Seeds: {', '.join(map(str, seeds))}. " if proto.seeds_declared else "")
     header = (f"# Budget sweep `{args.grid}`\n\nCommand: `{args.command or ' '.join(sys.argv)}`\n\n"
-              f"Sweep wall time: {total / 3600:.2f} h over {len(runs)} invocation(s){this_one}; cells: {len(cells)} "
+              f"Sweep wall time: {total / 3600:.2f} h over {len(runs)} invocation(s); cells: {len(cells)} "
               f"({len({s['cell'] for s in summaries})} with results, {len(status)} infeasible, failed or waiting). "
               f"{tuned_text}{seeds_text}Plot: [`{copies['png'].name}`]"
               f"({copies['png'].name}); every number: `{copies['json'].name}`.\n")

@@ -17,6 +17,14 @@ frontend, or with more than one channel, stops the job with the utterance named.
 ESPnet's ``lm_train``); it is used when the decoding options set ``lm_weight`` > 0, and a
 positive weight without it is an error before anything is decoded.
 
+``ctc_greedy: true`` in the decoding options (e.g. ``conf/decode_nolm.yaml``) decodes with the
+acoustic model alone, without beam search or LM: the encoder, the argmax of the CTC posteriors
+per frame, repeats collapsed, blanks (and sos/eos) dropped; for S2T (OWSM) models the speech is
+padded / cut to the model's fixed length as ``s2t_inference`` does and the special tokens
+(``<eng>``, ``<asr>``, timestamps, ...) are removed. It takes no other option than ``dtype``
+(beam and LM options would be silently ignored, so they are refused), and it is part of the
+signature: a greedy and a beam decoding are never taken for each other.
+
     decode.py --model_dir foundation --output_dir exp/base_decode \\
               --model_dir exp/x/merged --output_dir exp/x/merged/decode \\
               --data_dir dump/raw/child_test --data_dir dump/raw/source_test \\
@@ -71,6 +79,74 @@ def lm_options(opts: dict, lm_dir) -> dict:
     return dict(opts, lm_train_config=str(cfg), lm_file=str(model))
 
 
+GREEDY_OPTIONS = ("ctc_greedy", "dtype")  # all a CTC greedy decoding reads
+
+
+def greedy_options(opts: dict) -> dict:
+    """The options with ``ctc_greedy`` checked: true takes only ``GREEDY_OPTIONS``; false is dropped
+    (the same beam search as without the key)."""
+    if "ctc_greedy" not in opts:
+        return opts
+    if not isinstance(opts["ctc_greedy"], bool):
+        sys.exit(f"decode.py: ctc_greedy must be true or false, got {opts['ctc_greedy']!r}")
+    if not opts["ctc_greedy"]:
+        return {k: v for k, v in opts.items() if k != "ctc_greedy"}
+    other = sorted(set(opts) - set(GREEDY_OPTIONS))
+    if other:
+        sys.exit(f"decode.py: ctc_greedy: true decodes with the CTC posteriors alone (no beam search, no LM); "
+                 f"remove the options it would ignore: {', '.join(other)}")
+    return opts
+
+
+def ctc_collapse(ids, drop) -> list:
+    """CTC greedy output of per-frame ids: runs of the same id collapsed to one, then the ids in
+    ``drop`` (blank, sos/eos) removed (a blank between two equal ids keeps both)."""
+    out, prev = [], None
+    for i in ids:
+        if i != prev and i not in drop:
+            out.append(i)
+        prev = i
+    return out
+
+
+def ctc_greedy_ids(model, speech) -> list:
+    """Token ids of the CTC greedy decoding of one utterance (1-D tensor) by an ESPnet ASR / S2T model."""
+    import torch
+
+    if getattr(model, "ctc", None) is None:
+        sys.exit("decode.py: ctc_greedy: the model has no CTC head (trained with ctc_weight 0)")
+    lengths = torch.tensor([speech.size(0)], dtype=torch.long, device=speech.device)
+    enc, _ = model.encode(speech[None], lengths)
+    if isinstance(enc, tuple):  # (output, intermediate CTC outputs)
+        enc = enc[0]
+    return ctc_collapse(model.ctc.argmax(enc)[0].tolist(), {model.blank_id, model.sos, model.eos})
+
+
+def _tokens2text(s2t, tokens) -> str:
+    return s2t.tokenizer.tokens2text(tokens) if s2t.tokenizer is not None else " ".join(tokens)
+
+
+def asr_ctc_greedy(s2t, speech) -> str:
+    """CTC greedy text of ``speech`` (1-D array) with an ``asr_inference.Speech2Text``'s model."""
+    import torch
+
+    x = torch.as_tensor(speech).to(device=s2t.device, dtype=getattr(torch, s2t.dtype))
+    return _tokens2text(s2t, s2t.converter.ids2tokens(ctc_greedy_ids(s2t.asr_model, x)))
+
+
+def s2t_ctc_greedy(s2t, speech) -> str:
+    """The same with an ``s2t_inference.Speech2Text`` (OWSM): the speech padded or cut to the
+    model's fixed length (as its ``__call__``), special tokens (language, task, timestamps) removed."""
+    import torch
+    import torch.nn.functional as F
+
+    n = int(s2t.preprocessor_conf["fs"] * s2t.preprocessor_conf["speech_length"])
+    x = torch.as_tensor(speech)[:n]
+    x = F.pad(x, (0, n - x.size(0))).to(device=s2t.device, dtype=getattr(torch, s2t.dtype))
+    tokens = s2t.converter.ids2tokens(ctc_greedy_ids(s2t.s2t_model, x))
+    return _tokens2text(s2t, [t for t in tokens if not (t.startswith("<") and t.endswith(">"))])
+
+
 def signature(model_dir: Path, opts: dict) -> str:
     """What a decoding result depends on: model weights and config, decoding options, LM files."""
     parts = [file_id(f) for f in _model_files(model_dir, "model")]
@@ -115,15 +191,23 @@ def load_model(model_dir: Path, task: str, opts: dict):
         from espnet_peft.methods.hff import register_with_espnet
 
         register_with_espnet()
+    opts = dict(opts)
+    device = opts.pop("device", "cpu")
+    greedy = opts.pop("ctc_greedy", False)
+    if greedy:  # the model and tokenizer only: a beam of 1 on the CTC scorer, no decoder, no LM
+        opts.update(beam_size=1, ctc_weight=1.0, lm_weight=0.0, nbest=1)
     if task == "s2t":
         from espnet2.bin.s2t_inference import Speech2Text
 
-        s2t = Speech2Text(s2t_train_config=str(cfg), s2t_model_file=str(model), device=opts.pop("device", "cpu"),
-                          **opts)
+        s2t = Speech2Text(s2t_train_config=str(cfg), s2t_model_file=str(model), device=device, **opts)
+        if greedy:
+            return lambda speech: s2t_ctc_greedy(s2t, speech)
         return lambda speech: s2t(speech)[0][3]  # text without special tokens
     from espnet2.bin.asr_inference import Speech2Text
 
-    s2t = Speech2Text(asr_train_config=str(cfg), asr_model_file=str(model), device=opts.pop("device", "cpu"), **opts)
+    s2t = Speech2Text(asr_train_config=str(cfg), asr_model_file=str(model), device=device, **opts)
+    if greedy:
+        return lambda speech: asr_ctc_greedy(s2t, speech)
     return lambda speech: s2t(speech)[0][0]
 
 
@@ -138,7 +222,7 @@ def todo(out_dir: str, data_dirs, sig: str):
 
 def decoding_options(args) -> dict:
     opts = yaml.safe_load(Path(args.decode_config).read_text()) if args.decode_config else {}
-    return lm_options(opts or {}, args.lm_dir)
+    return lm_options(greedy_options(opts or {}), args.lm_dir)
 
 
 def decode(args) -> None:

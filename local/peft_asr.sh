@@ -15,6 +15,8 @@
 #  10 PEFT adaptation (espnet_peft.bin.asr_train)   11 merge (+ interpolation --alpha)
 #  12 decode target test sets              13 score target test sets
 #  14 forgetting: decode + score source test sets, base vs adapted
+#     (with --nolm_decode_config, stages 12-14 also decode and score every test set without the LM,
+#      into ${expdir}/base_decode_nolm and ${merged}/decode_nolm, and stage 15 reports both)
 #  15 report: ${expdir}/RESULTS.md, JSON summary, printed table (--results FILE: that file too)
 # Reliability (README, "Reliability"): options, configs and data are checked before compute; a
 # running experiment holds ${exp}/run.lock; a signal to this script stops the job it runs (its
@@ -82,6 +84,8 @@ tag_prefix=""                       # prefix of the default tag (run.sh: the tar
 alpha=1.0                           # stage 11: interpolation toward the pretrained model, in [0, 1]
 checkpoint=valid.acc.ave.pth        # which adapter checkpoint to merge
 decode_config=conf/decode.yaml      # beam search options for Speech2Text
+nolm_decode_config=""               # a second decoding without the LM (e.g. conf/decode_nolm.yaml: CTC
+                                    # greedy), reported beside the recipe's; empty: none
 expdir=exp                          # experiments live in ${expdir}/<tag>
 dumpdir=dump                        # formatted data
 results=""                          # stage 15 always writes ${expdir}/RESULTS.md; a FILE here (e.g. the
@@ -125,6 +129,12 @@ fi
 need_file() { [ -f "$1" ] || die "$2 not found: $1"; }
 [ "${stop_stage}" -lt 10 ] || [ "${stage}" -gt 10 ] || need_file "${train_config}" "--train_config"
 [ "${stop_stage}" -lt 12 ] || need_file "${decode_config}" "--decode_config"
+if [ -n "${nolm_decode_config}" ] && [ "${stop_stage}" -ge 12 ]; then
+    need_file "${nolm_decode_config}" "--nolm_decode_config"
+    ! "${python}" -c "import sys, yaml; \
+sys.exit(0 if float((yaml.safe_load(open(sys.argv[1])) or {}).get('lm_weight') or 0) > 0 else 1)" "${nolm_decode_config}" ||
+        die "--nolm_decode_config ${nolm_decode_config} sets lm_weight > 0: it is the decoding without the LM"
+fi
 if [ -n "${lm_config}" ] && [ "${pretrain}" = true ] && [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 6 ]; then
     need_file "${lm_config}" "--lm_config"
     [ "${stage}" -le 1 ] || need_file "${lm_train_text}" "--lm_train_text (written by local/data.sh, stage 1)"
@@ -190,6 +200,7 @@ check_foundation_id() {
 [ -n "${recipe_name}" ] || recipe_name="$(basename "$(dirname "$(pwd)")")"
 merged="${exp}/merged"; [ "${alpha}" = "1.0" ] || merged="${exp}/merged_alpha${alpha}"
 base_decode="${expdir}/base_decode"
+base_decode_nolm="${expdir}/base_decode_nolm"  # (--nolm_decode_config)
 # the source training sets matter only when the foundation model is (re)trained here
 pre_sets=""
 [ "${pretrain}" = false ] || pre_sets="${source_train_set} ${source_valid_set}"
@@ -293,22 +304,23 @@ train_exp() {
     grep -h "espnet_peft: warning:" "${exp}/train.log" >&2 || true  # e.g. text the tokenizer cannot spell
 }
 
-# decode_sets "SETS" MODEL_DIR OUT_DIR [MODEL_DIR OUT_DIR ...]: every model decodes every set not
-# decoded yet, all in the same ${decode_cmd} jobs (one espnet2 import per job)
+# decode_sets CONFIG LM_DIR "SETS" MODEL_DIR OUT_DIR [MODEL_DIR OUT_DIR ...]: every model decodes every
+# set not decoded yet with the decoding options CONFIG (and the LM in LM_DIR, "" for none), all in
+# the same ${decode_cmd} jobs (one espnet2 import per job)
 decode_sets() {
-    local sets="$1"; shift
+    local config="$1" lm_dir="$2" sets="$3"; shift 3
     local pairs=("$@") dargs=() margs=() s i n lock_fd=""
     for s in ${sets}; do dargs+=(--data_dir "${dumpdir}/raw/${s}"); done
     # the LM of the model being decoded: the foundation model's (a new one's, at stage 8)
-    [ -z "${decode_lm_dir}" ] || dargs+=(--lm_dir "${decode_lm_dir}")
+    [ -z "${lm_dir}" ] || dargs+=(--lm_dir "${lm_dir}")
     # the base model's decodings are shared by every experiment: decoded under a lock; once done,
     # they are left out (other runs then decode their own models in parallel)
     for ((i = 0; i < ${#pairs[@]}; i += 2)); do
-        [ "${pairs[i + 1]}" = "${base_decode}" ] || continue
-        exec {lock_fd}>>"${base_decode}.lock"
+        [ "${pairs[i + 1]}" = "${base_decode}" ] || [ "${pairs[i + 1]}" = "${base_decode_nolm}" ] || continue
+        exec {lock_fd}>>"${pairs[i + 1]}.lock"
         flock "${lock_fd}"
         if [ "$("${python}" utils/decode.py --pending --model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}" \
-                "${dargs[@]}" --decode_config "${decode_config}")" = 0 ] && [ "${#pairs[@]}" -gt 2 ]; then
+                "${dargs[@]}" --decode_config "${config}")" = 0 ] && [ "${#pairs[@]}" -gt 2 ]; then
             exec {lock_fd}>&-; lock_fd=""
             pairs=("${pairs[@]:0:i}" "${pairs[@]:i+2}")
         fi
@@ -318,17 +330,17 @@ decode_sets() {
         margs+=(--model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}")
     done
     # done = decoded with these model files, decoding options and LM (decode.py's signature)
-    if [ "$("${python}" utils/decode.py --pending "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}")" = 0 ]; then
-        log "already decoded: ${sets}"
+    if [ "$("${python}" utils/decode.py --pending "${margs[@]}" "${dargs[@]}" --decode_config "${config}")" = 0 ]; then
+        log "already decoded: ${sets} (${config})"
     else
         n=$(min "${nj}" "$(for s in ${sets}; do wc -l < "${dumpdir}/raw/${s}/wav.scp"; done | sort -n | head -1)")
         mkdir -p "${pairs[1]}/log"
-        log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${n} jobs)"
+        log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${config}, ${n} jobs)"
         # shellcheck disable=SC2086  # ${decode_cmd} is a command line
         run_job ${decode_cmd} JOB=1:"${n}" "${pairs[1]}/log/decode.JOB.log" \
-            "${python}" utils/decode.py --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" \
+            "${python}" utils/decode.py --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${config}" \
             --job JOB --nj "${n}"
-        "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --decode_config "${decode_config}" --nj "${n}"
+        "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --decode_config "${config}" --nj "${n}"
     fi
     [ -z "${lock_fd}" ] || exec {lock_fd}>&-
 }
@@ -403,9 +415,16 @@ if [ "${prepare_only}" = true ]; then
     log "preparing shared work: adaptation statistics, base-model decoding of every test set"
     need_file "${foundation_dir}/model.pth" "the foundation model"
     peft_statistics
-    decode_sets "${target_test_sets} ${source_test_sets}" "${foundation_dir}" "${base_decode}"
+    decode_sets "${decode_config}" "${decode_lm_dir}" "${target_test_sets} ${source_test_sets}" \
+        "${foundation_dir}" "${base_decode}"
     # shellcheck disable=SC2086
     score_sets "${base_decode}" ${target_test_sets} ${source_test_sets}
+    if [ -n "${nolm_decode_config}" ]; then  # the same without the LM
+        decode_sets "${nolm_decode_config}" "" "${target_test_sets} ${source_test_sets}" \
+            "${foundation_dir}" "${base_decode_nolm}"
+        # shellcheck disable=SC2086
+        score_sets "${base_decode_nolm}" ${target_test_sets} ${source_test_sets}
+    fi
     exit 0
 fi
 
@@ -530,10 +549,10 @@ if [ "${pretrain}" = true ]; then
             cp -L "${lm_exp}/valid.loss.ave.pth" "${pkg}/lm/model.pth"
         fi
         # the new model decodes with the new LM (stages 12 and 14 use ${foundation_dir}/lm after stage 9)
-        lm_dir_after="${decode_lm_dir}"
-        [ -z "${decode_lm_dir}" ] || decode_lm_dir="${pkg}/lm"
-        decode_sets "${source_valid_set} ${source_test_sets} ${target_test_sets}" "${pkg}" "${foundation_exp}/decode"
-        decode_lm_dir="${lm_dir_after}"
+        new_lm_dir=""
+        [ -z "${decode_lm_dir}" ] || new_lm_dir="${pkg}/lm"
+        decode_sets "${decode_config}" "${new_lm_dir}" "${source_valid_set} ${source_test_sets} ${target_test_sets}" \
+            "${pkg}" "${foundation_exp}/decode"
         # shellcheck disable=SC2086
         score_sets "${foundation_exp}/decode" ${source_valid_set} ${source_test_sets} ${target_test_sets}
     fi
@@ -547,7 +566,7 @@ if [ "${pretrain}" = true ]; then
             --decode_dir "${foundation_exp}/decode" --out "${foundation_dir}" \
             ${lm_config:+--lm_exp "${lm_exp}"} --decode_config "${decode_config}" \
             ${foundation_rounds:+--rounds "${foundation_rounds}"}
-        rm -rf "${base_decode}"  # base results of an older foundation model are stale
+        rm -rf "${base_decode}" "${base_decode_nolm}"  # base results of an older foundation model are stale
     fi
 elif [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 6 ]; then
     if [ -f "${foundation_dir}/model.pth" ]; then
@@ -606,7 +625,13 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
     sets="${target_test_sets}"
     [ "${stop_stage}" -lt 14 ] || sets="${sets} ${source_test_sets}"  # stage 14's sets in the same jobs
     log "stage 12: decoding the target test sets (${target_test_sets}) with the base and adapted models"
-    decode_sets "${sets}" "${foundation_dir}" "${base_decode}" "${merged}" "${merged}/decode"
+    decode_sets "${decode_config}" "${decode_lm_dir}" "${sets}" "${foundation_dir}" "${base_decode}" \
+        "${merged}" "${merged}/decode"
+    if [ -n "${nolm_decode_config}" ]; then
+        log "stage 12: the same without the LM (${nolm_decode_config})"
+        decode_sets "${nolm_decode_config}" "" "${sets}" "${foundation_dir}" "${base_decode_nolm}" \
+            "${merged}" "${merged}/decode_nolm"
+    fi
 fi
 if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
     lock_exp
@@ -615,6 +640,12 @@ if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
     score_sets "${base_decode}" ${target_test_sets}
     # shellcheck disable=SC2086
     score_sets "${merged}/decode" ${target_test_sets}
+    if [ -n "${nolm_decode_config}" ]; then
+        # shellcheck disable=SC2086
+        score_sets "${base_decode_nolm}" ${target_test_sets}
+        # shellcheck disable=SC2086
+        score_sets "${merged}/decode_nolm" ${target_test_sets}
+    fi
 fi
 
 # ---------------------------------------------------------------- 14: forgetting
@@ -622,11 +653,21 @@ if [ "${stage}" -le 14 ] && [ "${stop_stage}" -ge 14 ]; then
     lock_exp
     need_file "${merged}/model.pth" "merged model (run stage 11)"
     log "stage 14: forgetting evaluation on the source test sets (${source_test_sets})"
-    decode_sets "${source_test_sets}" "${foundation_dir}" "${base_decode}" "${merged}" "${merged}/decode"
+    decode_sets "${decode_config}" "${decode_lm_dir}" "${source_test_sets}" "${foundation_dir}" "${base_decode}" \
+        "${merged}" "${merged}/decode"
     # shellcheck disable=SC2086
     score_sets "${base_decode}" ${source_test_sets}
     # shellcheck disable=SC2086
     score_sets "${merged}/decode" ${source_test_sets}
+    if [ -n "${nolm_decode_config}" ]; then
+        log "stage 14: the same without the LM (${nolm_decode_config})"
+        decode_sets "${nolm_decode_config}" "" "${source_test_sets}" "${foundation_dir}" "${base_decode_nolm}" \
+            "${merged}" "${merged}/decode_nolm"
+        # shellcheck disable=SC2086
+        score_sets "${base_decode_nolm}" ${source_test_sets}
+        # shellcheck disable=SC2086
+        score_sets "${merged}/decode_nolm" ${source_test_sets}
+    fi
 fi
 
 # ---------------------------------------------------------------- 15: report
@@ -635,6 +676,7 @@ if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
     log "stage 15: report (${expdir}/RESULTS.md${results:+ and ${results}})"
     "${python}" utils/report.py --exp "${exp}" --merged "${merged}" --base_decode "${base_decode}" \
         --source_test_sets "${source_test_sets}" --target_test_sets "${target_test_sets}" \
-        --recipe "${recipe_name}" --expdir "${expdir}" --alpha "${alpha}" ${results:+--results "${results}"}
+        --recipe "${recipe_name}" --expdir "${expdir}" --alpha "${alpha}" ${results:+--results "${results}"} \
+        ${nolm_decode_config:+--nolm_decode_config "${nolm_decode_config}" --base_decode_nolm "${base_decode_nolm}"}
 fi
 log "done (stages ${stage}-${stop_stage})"

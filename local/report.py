@@ -8,6 +8,13 @@ PEFT config, plan, train time and command) and the scores. ``<expdir>/RESULTS.md
 from all summaries under ``--expdir``. A committed results file is written only when asked
 (``--results FILE``), and then only the sections of the targets present here change: a run on a
 fresh clone never erases published results.
+
+With ``--nolm_decode_config FILE`` (the recipe's ``--nolm_decode_config``: a second decoding without
+the LM, e.g. CTC greedy) the same numbers of that decoding, read from ``--base_decode_nolm`` and
+``<merged>/decode_nolm``, go into the summary as ``base_nolm``, ``adapted_nolm``,
+``forgetting_nolm``, ``learning_nolm`` and ``nolm_decoding`` (what the decoding was), and into
+RESULTS.md and the printed table beside the recipe's. Summaries without them (older runs, or runs
+without the option) render as before.
 """
 from __future__ import annotations
 
@@ -40,20 +47,62 @@ def _round(v):
     return round(v, 4) if isinstance(v, float) else v
 
 
-def collect(args) -> dict:
-    exp, merged, base = Path(args.exp), Path(args.merged), Path(args.base_decode)
-    src, tgt = args.source_test_sets.split(), args.target_test_sets.split()
-    scores = {"base": {}, "adapted": {}}
-    for s in src + tgt:
-        for name, d in (("base", base), ("adapted", merged / "decode")):
+def read_scores(dirs, sets, hint: str) -> dict:
+    """{name: {set: wer, cer, utterances, words, rtf}} of the decodings in ``dirs`` ({name: dir})."""
+    scores = {name: {} for name in dirs}
+    for s in sets:
+        for name, d in dirs.items():
             r = read_json(d / s / "result.json")
             if r is None:
-                raise SystemExit(f"report.py: no score for {s} in {d} (run stages 12-14)")
+                raise SystemExit(f"report.py: no score for {s} in {d}: {d / s / 'result.json'} is missing ({hint})")
             if not all(math.isfinite(r[k]) for k in ("wer", "cer")):
                 raise SystemExit(f"report.py: {d / s / 'result.json'} holds a non-finite score")
             info = read_json(d / s / "decode_info.json") or {}
             scores[name][s] = {"wer": round(r["wer"], 3), "cer": round(r["cer"], 3), "utterances": r["utterances"],
                                "words": r["words"], "rtf": info.get("rtf")}
+    return scores
+
+
+def forgetting_learning(b: dict, a: dict, src, tgt):
+    """Forgetting on every source set, learning on every target set (base ``b`` vs adapted ``a``)."""
+    forgetting = {s: {k: _round(v) for k, v in learning_forgetting(0.0, 0.0, b[s]["wer"], a[s]["wer"]).items()
+                      if k in ("forgetting", "forgetting_rel")} for s in src}
+    learning = {t: {k: _round(v) for k, v in learning_forgetting(b[t]["wer"], a[t]["wer"], 0.0, 0.0).items()
+                    if k in ("target_gain", "target_gain_rel")} for t in tgt}
+    return forgetting, learning
+
+
+def describe_decoding(config: Path) -> str:
+    """A short description of a decoding without the LM, from its decoding options."""
+    import yaml
+
+    opts = yaml.safe_load(config.read_text()) or {}
+    if opts.get("ctc_greedy"):
+        return "CTC greedy, no LM"
+    ctc = float(opts.get("ctc_weight", 0.5))
+    return f"beam search (beam {opts.get('beam_size', '?')}, CTC weight {ctc:g}), no LM"
+
+
+def collect_nolm(args, src, tgt) -> dict:
+    """The summary fields of the decoding without the LM (``--nolm_decode_config``), or {}."""
+    if not args.nolm_decode_config:
+        return {}
+    config = Path(args.nolm_decode_config)
+    if not config.is_file():
+        raise SystemExit(f"report.py: --nolm_decode_config {config} not found")
+    base = Path(args.base_decode_nolm) if args.base_decode_nolm else Path(f"{args.base_decode}_nolm")
+    scores = read_scores({"base": base, "adapted": Path(args.merged) / "decode_nolm"}, src + tgt,
+                         "run stages 12-14 with --nolm_decode_config")
+    forgetting, learning = forgetting_learning(scores["base"], scores["adapted"], src, tgt)
+    return {"nolm_decoding": describe_decoding(config), "base_nolm": scores["base"],
+            "adapted_nolm": scores["adapted"], "forgetting_nolm": forgetting, "learning_nolm": learning}
+
+
+def collect(args) -> dict:
+    exp, merged, base = Path(args.exp), Path(args.merged), Path(args.base_decode)
+    src, tgt = args.source_test_sets.split(), args.target_test_sets.split()
+    scores = read_scores({"base": base, "adapted": merged / "decode"}, src + tgt, "run stages 12-14")
+    nolm = collect_nolm(args, src, tgt)
     plan = read_json(exp / "peft_plan.json") or {}
     import yaml
 
@@ -63,10 +112,7 @@ def collect(args) -> dict:
     wall = read_json(exp / "train_wall.json") or {}
     b, a = scores["base"], scores["adapted"]
     # forgetting on every source set, learning on every target set
-    forgetting = {s: {k: _round(v) for k, v in learning_forgetting(0.0, 0.0, b[s]["wer"], a[s]["wer"]).items()
-                      if k in ("forgetting", "forgetting_rel")} for s in src}
-    learning = {t: {k: _round(v) for k, v in learning_forgetting(b[t]["wer"], a[t]["wer"], 0.0, 0.0).items()
-                    if k in ("target_gain", "target_gain_rel")} for t in tgt}
+    forgetting, learning = forgetting_learning(b, a, src, tgt)
     lf = learning_forgetting(b[tgt[0]]["wer"], a[tgt[0]]["wer"], b[src[0]]["wer"], a[src[0]]["wer"])
     return {
         "recipe": args.recipe, "tag": exp.name, "method": peft_cfg.get("method", plan.get("method")),
@@ -80,6 +126,9 @@ def collect(args) -> dict:
         "forgetting": forgetting, "learning": learning,
         # the first target and source set (what the sweep report plots)
         "learning_forgetting": {k: _round(v) for k, v in lf.items()},
+        # the same without the LM (--nolm_decode_config): nolm_decoding, base_nolm, adapted_nolm,
+        # forgetting_nolm, learning_nolm
+        **nolm,
         "command": training_command(exp), "date": time.strftime("%Y-%m-%d %H:%M"),
         # the foundation model the adapter was trained on (stage 10 records it)
         "foundation_id": recorded_foundation_id(exp),
@@ -112,15 +161,15 @@ def _wer(s: dict, who: str, test_set: str):
     return (s.get(who, {}).get(test_set) or {}).get("wer")
 
 
-def _forgetting(s: dict, src: str):
-    if src in (s.get("forgetting") or {}):
-        return s["forgetting"][src]["forgetting"]
-    a, b = _wer(s, "adapted", src), _wer(s, "base", src)
+def _forgetting(s: dict, src: str, nolm: str = ""):
+    if src in (s.get("forgetting" + nolm) or {}):
+        return s["forgetting" + nolm][src]["forgetting"]
+    a, b = _wer(s, "adapted" + nolm, src), _wer(s, "base" + nolm, src)
     return None if a is None or b is None else a - b
 
 
-def _gain(s: dict, tgt: str):
-    a, b = _wer(s, "adapted", tgt), _wer(s, "base", tgt)
+def _gain(s: dict, tgt: str, nolm: str = ""):
+    a, b = _wer(s, "adapted" + nolm, tgt), _wer(s, "base" + nolm, tgt)
     return None if a is None or b is None else b - a
 
 
@@ -143,17 +192,28 @@ def results_sections(summaries) -> Dict[str, str]:
         first = group[0]
         title = f"## Target `{key}` (forgetting on {', '.join(f'`{s}`' for s in srcs)})"
         base = ", ".join(f"{t} WER {fmt(_wer(first, 'base', t))}" for t in tgts + srcs)
+        # the decoding without the LM, when any run of the group has it (the others show "-")
+        nolm = [s for s in group if s.get("base_nolm")]
+        nolm_head = ([f"gain on {t} (no LM)" for t in tgts] + [f"forgetting on {x} (no LM)" for x in srcs]
+                     if nolm else [])
         head = (["experiment", "method", "trainable (fraction)", "alpha"]
                 + [c for t in tgts for c in (f"{t} WER", f"gain on {t}")]
                 + [c for s in srcs for c in (f"{s} WER", f"forgetting on {s}")]
-                + [f"CER {tgts[0]}", "train time"])
-        lines = [title, "", f"Base (foundation) model: {base}.", "", "| " + " | ".join(head) + " |",
-                 "|---|---|" + "---:|" * (len(head) - 2)]
+                + nolm_head + [f"CER {tgts[0]}", "train time"])
+        intro = [f"Base (foundation) model: {base}."]
+        if nolm:
+            kinds = sorted({_nolm_kind(s) for s in nolm})
+            intro.append(f"Without the LM ({'; '.join(kinds)}): "
+                         + ", ".join(f"{t} WER {fmt(_wer(nolm[0], 'base_nolm', t))}" for t in tgts + srcs) + ".")
+        lines = [title, ""] + intro + ["", "| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
         for s in sorted(group, key=lambda s: (s["tag"], s["alpha"])):
             tt = s.get("train_wall_seconds")
+            nolm_cells = ([fmt(_gain(s, t, "_nolm")) for t in tgts] + [fmt(_forgetting(s, x, "_nolm")) for x in srcs]
+                          if nolm else [])
             cells = ([s["tag"], s["method"], budget_label(s), f"{s['alpha']:g}"]
                      + [c for t in tgts for c in (fmt(_wer(s, "adapted", t)), fmt(_gain(s, t)))]
                      + [c for x in srcs for c in (fmt(_wer(s, "adapted", x)), fmt(_forgetting(s, x)))]
+                     + nolm_cells
                      + [fmt((s["adapted"].get(tgts[0]) or {}).get("cer")), fmt(tt / 60, 1) + " min" if tt else "-"])
             lines.append("| " + " | ".join(cells) + " |")
         cmds = sorted({s["command"] for s in group if s.get("command")})
@@ -170,7 +230,8 @@ def results_md(summaries, recipe: str, keep: str = "") -> str:
               "Generated by stage 15 (`utils/report.py`) from `exp/*/merged*/summary.json`.",
               "WER in %, text normalised as in `espnet_peft/scoring.py`. Forgetting = adapted source WER - "
               "base source WER (positive: forgot), on every source test set. Gain = base target WER - adapted "
-              "target WER.", ""]
+              "target WER. Columns marked (no LM), where present: the same measured with a second decoding "
+              "without the LM (`--nolm_decode_config`, e.g. CTC greedy), the acoustic model's own.", ""]
     sections = {}
     if keep:
         for part in SECTION.split(keep)[1:]:
@@ -191,14 +252,30 @@ def print_table(s: dict) -> None:
     print(f"{'':<{w}}" + "".join(f"  {c + ' WER':>{n}}" for c, n in zip(cols, widths)))
     print(f"{'base (foundation)':<{w}}" + "".join(f"  {fmt(b[c]['wer']):>{n}}" for c, n in zip(cols, widths)))
     print(f"{name:<{w}}" + "".join(f"  {fmt(a[c]['wer']):>{n}}" for c, n in zip(cols, widths)))
+    nolm = s.get("base_nolm") and s.get("adapted_nolm")
+    if nolm:
+        for who, label in (("base_nolm", "base, no LM"), ("adapted_nolm", "adapted, no LM")):
+            print(f"{label:<{w}}" + "".join(f"  {fmt(_wer(s, who, c)):>{n}}" for c, n in zip(cols, widths)))
+    print(f"forgetting: {_forgetting_learning_text(s, '')}")
+    if nolm:
+        print(f"without the LM ({_nolm_kind(s)}): forgetting: {_forgetting_learning_text(s, '_nolm')}")
+    print()
+
+
+def _nolm_kind(s: dict) -> str:
+    """The decoding without the LM, e.g. "CTC greedy" (its description less ", no LM")."""
+    kind = s.get("nolm_decoding") or "no LM"
+    return kind[:-len(", no LM")] if kind.endswith(", no LM") else kind
+
+
+def _forgetting_learning_text(s: dict, nolm: str) -> str:
     parts = []
-    for x in src:
-        f = s["forgetting"][x]
+    for x in s["source_test_sets"]:
+        f = s["forgetting" + nolm][x]
         rel = f.get("forgetting_rel")
         parts.append(f"{signed(f['forgetting'])} WER points on {x}" + (f" ({rel:+.1f}% relative)" if rel is not None else ""))
-    gains = [f"{signed(s['learning'][t]['target_gain'])} WER points on {t}" for t in tgt]
-    print(f"forgetting: {', '.join(parts)}; learning: {', '.join(gains)}")
-    print()
+    gains = [f"{signed(s['learning' + nolm][t]['target_gain'])} WER points on {t}" for t in s["target_test_sets"]]
+    return f"{', '.join(parts)}; learning: {', '.join(gains)}"
 
 
 def main(argv=None) -> int:
@@ -214,6 +291,11 @@ def main(argv=None) -> int:
                     help="also update this results file (e.g. the committed RESULTS.md): the sections of the "
                          "targets reported here are replaced, the others kept (default: only <expdir>/RESULTS.md)")
     ap.add_argument("--alpha", default="1.0")
+    ap.add_argument("--nolm_decode_config", default=None,
+                    help="the decoding options of the second decoding without the LM (the recipe's "
+                         "--nolm_decode_config): its scores are reported beside the recipe's")
+    ap.add_argument("--base_decode_nolm", default=None,
+                    help="the base model's decodings without the LM (default: <base_decode>_nolm)")
     args = ap.parse_args(argv)
     summary = collect(args)
     out = Path(args.merged) / "summary.json"

@@ -11,11 +11,18 @@ Everything is synthesised offline from Debian packages and is deterministic from
   with its voice variants), with per-utterance speaking-rate and pitch variation and speed
   perturbation by resampling (x0.9-1.1); the training voices and the voices of
   ``source_unseen_test`` are disjoint (leave-voices-out per engine);
-* child domain: adult base voices through Praat's "Change gender" (formant
-  ratio, F0 median, pitch range and duration randomised per utterance, per child profile);
-* accent domain: voices and accents absent from the source: flite awb (Scottish English
-  recorded voice), espeak-ng en-gb-scotland / en-gb-x-rp / en-gb-x-gbclan / en-gb-x-gbcwmd /
-  en-029 (Caribbean), and, with ``--mbrola``, mbrola voices of L2 speakers reading English.
+* child domain: tens of children, each an adult base voice through Praat's "Change gender" with a
+  child profile of its own drawn from child ranges (formant ratio, F0 median, pitch range,
+  duration; varied again per utterance);
+* accent domain: six accents absent from the source: flite awb (Scottish English recorded voice),
+  espeak-ng en-gb-scotland / en-gb-x-rp / en-gb-x-gbclan / en-gb-x-gbcwmd / en-029 (Caribbean),
+  each spoken by several voices (espeak-ng voice variants; awb's other speakers through Change
+  gender), and, with ``--mbrola``, mbrola voices of L2 speakers reading English;
+* the speakers of each target domain form three disjoint groups: training speakers (training set,
+  seen-speaker test set, half of the dev set), held-out dev speakers (the other half of the dev
+  set) and unseen speakers, who read only ``<domain>_unseen_test``: the test sentences again;
+* ``source_style_test`` (``--style_test``): sentences of another style (not WordNet), each read by
+  a source training voice and a held-out one.
 
 Output: 16 kHz mono 16-bit wav files under ``--wavdir`` and Kaldi-style data directories
 ``<out>/<domain>_<split>/{wav.scp,text,utt2spk,spk2utt,utt2dur}``.
@@ -38,7 +45,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
@@ -62,18 +69,20 @@ class CorpusError(RuntimeError):
 # --------------------------------------------------------------------------- voices
 @dataclass(frozen=True)
 class Voice:
-    """One synthetic speaker: an engine, its voice id and its nominal F0 (Hz)."""
+    """One synthetic voice: an engine, its voice id, its nominal F0 (Hz) and its accent."""
 
     name: str
     engine: str  # flite | espeak | festival
     voice: str
     f0: float
     package: str  # Debian package that provides it (for error messages)
+    accent: str = "us"
 
 
 @dataclass(frozen=True)
-class ChildProfile:
-    """Centre values of Praat's Change gender for one synthetic child speaker."""
+class Profile:
+    """Centre values of Praat's Change gender that turn a voice into another speaker (a child, or
+    another adult of the same accent): formants x ratio, F0 median (Hz), pitch range, duration."""
 
     name: str
     formant_ratio: float
@@ -82,9 +91,13 @@ class ChildProfile:
     duration: float
 
 
-def _espeak(variant: str) -> Voice:
-    """espeak-ng's US English with one of its voice variants (``espeak-ng --voices=variant``)."""
-    return Voice(f"espeak_{variant.lower()}", "espeak", f"en-us+{variant}", 120.0, "espeak-ng")
+ChildProfile = Profile  # (the name of the first corpus)
+Speaker = Tuple[Voice, Optional[Profile]]
+
+
+def _espeak(variant: str, base: str = "en-us", prefix: str = "espeak", accent: str = "us") -> Voice:
+    """espeak-ng's ``base`` voice with one of its voice variants (``espeak-ng --voices=variant``)."""
+    return Voice(f"{prefix}_{variant.lower()}", "espeak", f"{base}+{variant}", 120.0, "espeak-ng", accent)
 
 
 # Source domain (adult US English). Voices are split by engine into training voices and voices held
@@ -116,66 +129,140 @@ SOURCE_SPLIT_VOICES = {"train": SOURCE_TRAIN_VOICES, "test": SOURCE_TRAIN_VOICES
 # per-utterance speed perturbation of the source domain (resampling: formants, F0 and tempo scale
 # together, as Kaldi's speed perturbation), within adult ranges: the child transform starts above it
 SOURCE_SPEED = (0.9, 1.1)
-ACCENT_VOICES = (
-    Voice("flite_awb", "flite", "awb", 110.0, "flite"),
-    Voice("espeak_scot", "espeak", "en-gb-scotland", 120.0, "espeak-ng"),
-    Voice("espeak_rp", "espeak", "en-gb-x-rp", 120.0, "espeak-ng"),
-    Voice("espeak_lanc", "espeak", "en-gb-x-gbclan", 120.0, "espeak-ng"),
-    Voice("espeak_wmid", "espeak", "en-gb-x-gbcwmd", 120.0, "espeak-ng"),
-    Voice("espeak_carib", "espeak", "en-029", 120.0, "espeak-ng"),
+_VOICE = {v.name: v for v in SOURCE_TRAIN_VOICES + SOURCE_UNSEEN_VOICES}
+
+# Target domains: many speakers, three disjoint groups per domain. "train" speakers read the
+# training set, the seen-speaker test set and half of the dev set; "dev" speakers (held out) read the
+# other half of the dev set, so that choices made on it favour what generalises to new speakers;
+# "unseen" speakers read only ``<domain>_unseen_test``: the test set's sentences, read by speakers the
+# adaptation never heard (their base voices and profiles are in no other group).
+#
+# Child domain: an adult base voice through Praat's Change gender with a child profile of its own,
+# drawn from child ranges of vocal-tract length (formant ratio to the adult base voice) and pitch.
+# Base voices are split between the groups per engine, so each group has voices of every engine it can.
+CHILD_RANGES = {"formant_ratio": (1.17, 1.36), "pitch_median": (215.0, 330.0), "pitch_range": (1.0, 1.6),
+                "duration": (1.0, 1.2)}
+# (base voice, how many children are made from it), per group
+CHILD_BASES = {
+    "train": (("flite_slt", 3), ("flite_rms", 3), ("fest_ked", 4), ("espeak_us", 1))
+             + tuple((f"espeak_{v.lower()}", 1) for v in ESPEAK_TRAIN_VARIANTS[:26]),
+    "dev": (("fest_slthts", 2),) + tuple((f"espeak_{v.lower()}", 1) for v in ESPEAK_TRAIN_VARIANTS[26:31]),
+    "unseen": (("flite_kal16", 2), ("fest_kal", 2))
+              + tuple((f"espeak_{v.lower()}", 1) for v in ESPEAK_TRAIN_VARIANTS[31:34] + ESPEAK_UNSEEN_VARIANTS[:3]),
+}
+# Accent domain: six accents, none of them the source's: flite awb (a recorded Scottish voice) and
+# espeak-ng's Scottish, RP, Lancashire, West Midlands and Caribbean English, each spoken by several
+# voices: the accent's default voice and espeak voice variants (disjoint between the groups); awb's
+# other speakers are awb through Change gender with an adult profile of their own.
+ESPEAK_ACCENTS = (("scot", "en-gb-scotland"), ("rp", "en-gb-x-rp"), ("lanc", "en-gb-x-gbclan"),
+                  ("wmid", "en-gb-x-gbcwmd"), ("carib", "en-029"))
+AWB = Voice("flite_awb", "flite", "awb", 110.0, "flite", "scottish_awb")
+ADULT_RANGES = {"formant_ratio": (0.92, 1.08), "pitch_median": (85.0, 150.0), "pitch_range": (0.8, 1.2),
+                "duration": (0.95, 1.08)}
+ACCENT_VOICES = (AWB,) + tuple(Voice(f"espeak_{a}", "espeak", v, 120.0, "espeak-ng", a) for a, v in ESPEAK_ACCENTS)
+_ACCENT_VARIANTS = {  # per group: the variants of accent j (index into ESPEAK_ACCENTS)
+    "train": lambda j: ESPEAK_TRAIN_VARIANTS[4 * j:4 * j + 4],
+    "dev": lambda j: (ESPEAK_TRAIN_VARIANTS[20 + j],),
+    "unseen": lambda j: (ESPEAK_UNSEEN_VARIANTS[j], ESPEAK_TRAIN_VARIANTS[25 + j]),
+}
+_AWB_PROFILES = {"train": 2, "dev": 1, "unseen": 2}  # awb's perturbed speakers per group (train also: awb itself)
+MBROLA_ACCENT_VOICES = (  # optional: Debian contrib/non-free mbrola voices reading English (training group)
+    Voice("mbrola_de1", "espeak", "mb-de1-en", 200.0, "mbrola-de1", "german_l2"),
+    Voice("mbrola_fr1", "espeak", "mb-fr1-en", 110.0, "mbrola-fr1", "french_l2"),
+    Voice("mbrola_pl1", "espeak", "mb-pl1-en", 200.0, "mbrola-pl1", "polish_l2"),
 )
-MBROLA_ACCENT_VOICES = (  # optional: Debian contrib/non-free mbrola voices reading English
-    Voice("mbrola_de1", "espeak", "mb-de1-en", 200.0, "mbrola-de1"),
-    Voice("mbrola_fr1", "espeak", "mb-fr1-en", 110.0, "mbrola-fr1"),
-    Voice("mbrola_pl1", "espeak", "mb-pl1-en", 200.0, "mbrola-pl1"),
-)
-# child speakers: (adult base voice, profile); formant ratios are relative to the base voice
-CHILD_PROFILES = (
-    ChildProfile("a", 1.22, 260.0, 1.3, 1.10),
-    ChildProfile("b", 1.30, 290.0, 1.5, 1.18),
-    ChildProfile("c", 1.17, 240.0, 1.2, 1.05),
-)
-CHILD_BASE_VOICES = SOURCE_TRAIN_VOICES[:6]  # the six voices of the first foundation model
+GROUPS = ("train", "dev", "unseen")
+# which speaker groups read a target split (each sentence once per group); <domain>_unseen_test
+# reads <domain>_test's sentences
+TARGET_SPLIT_GROUPS = {"train": ("train",), "dev": ("train", "dev"), "test": ("train",), "unseen_test": ("unseen",)}
+DERIVED_TEXT = {"unseen_test": "test"}
+
+
+def draw_profile(name: str, ranges: Mapping[str, Tuple[float, float]]) -> Profile:
+    """A speaker's profile, drawn uniformly from ``ranges``: a pure function of its name (a speaker
+    is the same person in every corpus built, whatever the corpus seed)."""
+    rng = random.Random(int(hashlib.sha256(f"profile:{name}".encode()).hexdigest()[:16], 16))
+    return Profile(name.rsplit("_", 1)[-1], **{k: round(rng.uniform(*ranges[k]), 3) for k in
+                                               ("formant_ratio", "pitch_median", "pitch_range", "duration")})
+
+
+def child_speakers(group: str) -> List[Speaker]:
+    """The children of one group: each base voice with profiles of its own (child1, child2, ...)."""
+    return [(_VOICE[base], draw_profile(f"{base}_child{k + 1}", CHILD_RANGES))
+            for base, n in CHILD_BASES[group] for k in range(n)]
+
+
+def accent_speakers(group: str, mbrola: bool = False) -> List[Speaker]:
+    """The accented speakers of one group (every accent in every group)."""
+    out: List[Speaker] = [(AWB, None)] if group == "train" else []
+    first = {"train": 1, "dev": 3, "unseen": 4}[group]  # awb's profile numbers: disjoint per group
+    out += [(AWB, draw_profile(f"flite_awb_spk{first + k}", ADULT_RANGES)) for k in range(_AWB_PROFILES[group])]
+    for j, (accent, base) in enumerate(ESPEAK_ACCENTS):
+        if group == "train":
+            out.append((Voice(f"espeak_{accent}", "espeak", base, 120.0, "espeak-ng", accent), None))
+        out += [(_espeak(v, base, f"espeak_{accent}", accent), None) for v in _ACCENT_VARIANTS[group](j)]
+    if mbrola and group == "train":
+        out += [(v, None) for v in MBROLA_ACCENT_VOICES]
+    return out
+
+
+def balanced(speakers: Sequence, key: Callable[[Any], str]) -> List:
+    """The speakers in an order where consecutive utterances cycle through the groups of ``key``
+    first (engines, accents): utterance ``i`` of a split is read by entry ``i`` (cyclically), so every
+    group gets the same share of the split however many speakers it has."""
+    by: Dict[str, List] = collections.defaultdict(list)
+    for s in speakers:
+        by[key(s)].append(s)
+    names = sorted(by)
+    n = max(len(v) for v in by.values()) * len(names)
+    return [by[names[i % len(names)]][(i // len(names)) % len(by[names[i % len(names)]])] for i in range(n)]
 
 
 def engine_balanced(voices: Sequence[Voice]) -> List[Voice]:
-    """The voices in an order where consecutive utterances cycle through the engines first.
-
-    Utterance ``i`` of a split is read by entry ``i`` (cyclically): every engine gets the same share
-    of the split however many voices it has (an engine with 40 variants must not drown one with 2).
-    """
-    by_engine: Dict[str, List[Voice]] = collections.defaultdict(list)
-    for v in voices:
-        by_engine[v.engine].append(v)
-    engines = sorted(by_engine)
-    n = max(len(vs) for vs in by_engine.values()) * len(engines)
-    return [by_engine[engines[i % len(engines)]][(i // len(engines)) % len(by_engine[engines[i % len(engines)]])]
-            for i in range(n)]
+    """The voices cycled by engine first (an engine with 40 variants must not drown one with 2)."""
+    return balanced(voices, lambda v: v.engine)
 
 
-def domain_speakers(domain: str, mbrola: bool = False,
-                    split: str = "train") -> List[Tuple[Voice, Optional[ChildProfile]]]:
+def target_group(domain: str, group: str, mbrola: bool = False) -> List[Speaker]:
+    """One speaker group of a target domain, balanced by engine (child) or by accent (accent)."""
+    if group not in GROUPS:
+        raise CorpusError(f"unknown speaker group {group!r}; expected one of {GROUPS}")
+    if domain == "child":
+        return balanced(child_speakers(group), lambda s: s[0].engine)
+    if domain == "accent":
+        return balanced(accent_speakers(group, mbrola), lambda s: s[0].accent)
+    raise CorpusError(f"unknown target domain {domain!r}; expected child or accent")
+
+
+def split_readers(domain: str, split: str, mbrola: bool = False) -> List[List[Speaker]]:
+    """The speaker groups that read a split: each sentence of the split once per group."""
     if domain == "source":
+        if split == "style_test":  # a training voice and a held-out voice read every sentence
+            return [[(v, None) for v in engine_balanced(SOURCE_TRAIN_VOICES)],
+                    [(v, None) for v in engine_balanced(SOURCE_UNSEEN_VOICES)]]
         if split not in SOURCE_SPLIT_VOICES:
             raise CorpusError(f"unknown source split {split!r}; expected one of {sorted(SOURCE_SPLIT_VOICES)}")
-        return [(v, None) for v in engine_balanced(SOURCE_SPLIT_VOICES[split])]
-    if domain == "child":
-        # every base voice with one profile each (cycled): as many speakers as base voices
-        return [(v, CHILD_PROFILES[i % len(CHILD_PROFILES)]) for i, v in enumerate(CHILD_BASE_VOICES)]
-    if domain == "accent":
-        voices = list(ACCENT_VOICES) + (list(MBROLA_ACCENT_VOICES) if mbrola else [])
-        return [(v, None) for v in voices]
-    raise CorpusError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
+        return [[(v, None) for v in engine_balanced(SOURCE_SPLIT_VOICES[split])]]
+    if domain not in DOMAINS:
+        raise CorpusError(f"unknown domain {domain!r}; expected one of {DOMAINS}")
+    if split not in TARGET_SPLIT_GROUPS:
+        raise CorpusError(f"unknown {domain} split {split!r}; expected one of {sorted(TARGET_SPLIT_GROUPS)}")
+    return [target_group(domain, g, mbrola) for g in TARGET_SPLIT_GROUPS[split]]
+
+
+def domain_speakers(domain: str, mbrola: bool = False, split: str = "train") -> List[Speaker]:
+    """Every speaker of a split (all its reader groups)."""
+    return list(dict.fromkeys(s for group in split_readers(domain, split, mbrola) for s in group))
 
 
 def domain_voices(domain: str, mbrola: bool = False) -> List[Voice]:
     """Every distinct voice a domain uses, over all its splits."""
-    splits = SOURCE_SPLIT_VOICES if domain == "source" else ("train",)
+    splits = SOURCE_SPLIT_VOICES if domain == "source" else TARGET_SPLIT_GROUPS
     return list(dict.fromkeys(v for s in splits for v, _ in domain_speakers(domain, mbrola, s)))
 
 
-def speaker_id(voice: Voice, profile: Optional[ChildProfile]) -> str:
-    return f"{voice.name}_child{profile.name}" if profile else voice.name
+def speaker_id(voice: Voice, profile: Optional[Profile]) -> str:
+    return f"{voice.name}_{profile.name}" if profile else voice.name
 
 
 def check_engines(voices: Sequence[Voice]) -> None:
@@ -473,23 +560,49 @@ def _render_safe(jobs: Sequence[Job]):
 # --------------------------------------------------------------------------- corpus
 def plan_jobs(texts: Dict[Tuple[str, str], List[str]], wavdir: Path, seed: int, mbrola: bool = False,
               readings: Optional[Dict[Tuple[str, str], int]] = None) -> Dict[Tuple[str, str], List[Job]]:
-    """One job per (sentence, reading); reading r of sentence i is spoken by voice ``i + 2 r``."""
+    """One job per (sentence, reader group, reading): sentence i is read once by every group of the
+    split (``split_readers``), by the group's speaker ``i + 2 r`` for reading r."""
     jobs: Dict[Tuple[str, str], List[Job]] = {}
     for (domain, split), sents in sorted(texts.items()):
-        speakers = domain_speakers(domain, mbrola, split)
+        groups = split_readers(domain, split, mbrola)
         speed = SOURCE_SPEED if domain == "source" else (1.0, 1.0)
         lst = []
         for i, text in enumerate(sents):
-            for r in range((readings or {}).get((domain, split), 1)):
-                voice, profile = speakers[(i + 2 * r) % len(speakers)]
-                spk = speaker_id(voice, profile)
-                utt = f"{spk}-{domain}_{split}_{i:05d}" + (f"r{r}" if r else "")
-                job = Job(utt, text, voice, profile, str(wavdir / f"{domain}_{split}" / f"{utt}.wav"), seed,
-                          speed_range=speed)
-                job.params = draw_params(job)
-                lst.append(job)
+            for g, speakers in enumerate(groups):
+                for r in range((readings or {}).get((domain, split), 1)):
+                    voice, profile = speakers[(i + 2 * r) % len(speakers)]
+                    spk = speaker_id(voice, profile)
+                    utt = f"{spk}-{domain}_{split}_{i:05d}" + (f"g{g}" if g else "") + (f"r{r}" if r else "")
+                    job = Job(utt, text, voice, profile, str(wavdir / f"{domain}_{split}" / f"{utt}.wav"), seed,
+                              speed_range=speed)
+                    job.params = draw_params(job)
+                    lst.append(job)
         jobs[(domain, split)] = sorted(lst, key=lambda j: j.utt_id)
     return jobs
+
+
+def style_texts(sentences: Sequence[str], train_text: Sequence[str], size: float = 1.0) -> List[str]:
+    """The sentences of ``source_style_test`` (another sentence style than the corpus's): none may be
+    a training sentence, and every word must occur in the source training text (an error naming the
+    sentence). A small corpus (``size`` < 1, whose training text lacks many words) takes a share
+    ``size`` of them, in-vocabulary sentences first."""
+    vocab, train = {w for t in train_text for w in t.split()}, set(train_text)
+    sents = [normalize_text(s) for s in sentences if s.strip()]
+    bad = [s for s, n in zip(sentences, sents) if n is None]
+    if bad:
+        raise CorpusError(f"style test sentence(s) with characters other than words: {bad[:3]}")
+    dup = [s for s in sents if s in train]
+    if dup:
+        raise CorpusError(f"{len(dup)} style test sentence(s) are source training sentences, e.g. {dup[0]!r}")
+    sents = list(dict.fromkeys(sents))
+    oov = [s for s in sents if any(w not in vocab for w in s.split())]
+    if size >= 1:
+        if oov:
+            raise CorpusError(f"{len(oov)} style test sentence(s) use words the source training text lacks, e.g. "
+                              f"{oov[0]!r} ({', '.join(w for w in oov[0].split() if w not in vocab)})")
+        return sents
+    ranked = [s for s in sents if s not in set(oov)] + oov
+    return ranked[:max(1, int(round(len(sents) * size)))]
 
 
 def write_data_dir(d: Path, jobs: Sequence[Job], durations: Dict[str, float]) -> None:
@@ -513,8 +626,13 @@ def write_data_dir(d: Path, jobs: Sequence[Job], durations: Dict[str, float]) ->
 def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2,
           domains: Sequence[str] = DOMAINS, vocab_size: int = 4000, mbrola: bool = False,
           sizes: Optional[Dict[Tuple[str, str], int]] = None, source_readings: int = 1,
-          skip: Sequence[str] = (), train_only: Sequence[str] = ()) -> Dict[str, dict]:
+          skip: Sequence[str] = (), train_only: Sequence[str] = (),
+          style_test: Sequence[str] = ()) -> Dict[str, dict]:
     """Synthesise the corpus; returns per-data-dir statistics (also written as JSON).
+
+    The target domains also get ``<domain>_unseen_test`` (the test sentences read by held-out
+    speakers), and ``style_test`` sentences become ``source_style_test`` (see ``style_texts``);
+    ``speaker_groups.json`` declares every target domain's train / dev / unseen speakers.
 
     ``source_readings``: how many voices read each source training sentence (more acoustic
     variety at the same text); ``skip``: data dirs (``source_train``...) not to synthesise; the
@@ -530,6 +648,12 @@ def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2
         raise CorpusError(f"every split needs at least one utterance: {all_sizes}")
     texts = split_text(text_styles(), all_sizes, seed, vocab_size, train_only)
     src_vocab = {w for s in texts[("source", "train")] for w in s.split()}
+    for domain in DOMAINS[1:]:  # the target domains' splits that read another split's sentences
+        for split, src in DERIVED_TEXT.items():
+            if (domain, src) in texts:
+                texts[(domain, split)] = list(texts[(domain, src)])
+    if style_test:
+        texts[("source", "style_test")] = style_texts(style_test, texts[("source", "train")], size)
     texts = {k: v for k, v in texts.items() if k[0] in domains and f"{k[0]}_{k[1]}" not in set(skip)}
     jobs = plan_jobs(texts, wavdir, seed, mbrola, readings={("source", "train"): max(1, int(source_readings))})
     flat = sorted((j for lst in jobs.values() for j in lst), key=lambda j: (j.voice.engine, j.utt_id))
@@ -557,6 +681,9 @@ def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2
                        "speakers": len({speaker_id(j.voice, j.profile) for j in lst}),
                        "words": len(words),
                        "oov_rate_vs_source_train": round(sum(w not in src_vocab for w in words) / len(words), 4)}
+    groups = {d: {g: [speaker_id(v, p) for v, p in dict.fromkeys(target_group(d, g, mbrola))] for g in GROUPS}
+              for d in domains if d != "source"}
+    (out / "speaker_groups.json").write_text(json.dumps(groups, indent=1) + "\n")
     stats["_meta"] = {"seed": seed, "size": size, "vocab_size": vocab_size, "mbrola": mbrola,
                       "source_readings": source_readings, "synthesis_seconds": round(time.time() - t0, 1), "nj": nj}
     (out / "corpus_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
@@ -578,13 +705,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--train_only", type=Path, default=None,
                     help="sentences (one per line) that may only be source training text, never evaluation "
                          "text: those a warm-start model was trained on")
+    ap.add_argument("--style_test", type=Path, default=None,
+                    help="sentences (one per line) of another style than the corpus's: source_style_test, read by "
+                         "a training voice and a held-out voice each")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         stats = build(args.out, args.wavdir, args.seed, args.size, args.nj,
                       [d for d in args.domains.split(",") if d], args.vocab_size, args.mbrola,
                       source_readings=args.source_readings, skip=[s for s in args.skip.split(",") if s],
-                      train_only=args.train_only.read_text().split("\n")[:-1] if args.train_only else ())
+                      train_only=args.train_only.read_text().split("\n")[:-1] if args.train_only else (),
+                      style_test=args.style_test.read_text().splitlines() if args.style_test else ())
     except CorpusError as e:
         print(f"synth_corpus: error: {e}", file=sys.stderr)
         return 2

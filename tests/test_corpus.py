@@ -20,17 +20,35 @@ SIZES = {("source", "train"): 12, ("source", "dev"): 4, ("source", "test"): 2, (
          ("accent", "train"): 3, ("accent", "dev"): 1, ("accent", "test"): 2}
 
 
+STYLE = ["we went to the park after school", "the old house stood near the river"]
+
+
+def built_sets(synth):
+    """Every data dir the fixture builds and its utterance count: each sentence once per reader group;
+    <domain>_unseen_test reads <domain>_test's sentences, source_style_test the STYLE sentences."""
+    sets = dict(SIZES)
+    sets.update({(d, "unseen_test"): SIZES[(d, "test")] for d in ("child", "accent")})
+    sets[("source", "style_test")] = len(STYLE)
+    return {k: n * len(synth.split_readers(*k)) for k, n in sets.items()}
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     synth = synth_module()
-    stats = synth.build(root / "data", root / "wav", seed=5, nj=2, sizes=SIZES, vocab_size=3000)
+    texts = synth.split_text(synth.text_styles(), SIZES, 5, 3000)
+    vocab = {w for t in texts[("source", "train")] for w in t.split()}
+    style = [" ".join(t.split()[:6]) for t in texts[("source", "train")][:2]]  # training words ...
+    style = [" ".join(reversed(t.split())) for t in style]  # ... in sentences no training text has
+    assert all(w in vocab for t in style for w in t.split())
+    STYLE[:] = style
+    stats = synth.build(root / "data", root / "wav", seed=5, nj=2, sizes=SIZES, vocab_size=3000, style_test=STYLE)
     return root, stats, synth
 
 
 def test_kaldi_dirs_are_valid(corpus):
-    root, stats, _ = corpus
-    for (domain, split), n in SIZES.items():
+    root, stats, synth = corpus
+    for (domain, split), n in built_sets(synth).items():
         d = root / "data" / f"{domain}_{split}"
         rep = validate_data_dir(d)  # raises on any problem
         assert rep.utterances == n
@@ -46,14 +64,17 @@ def test_kaldi_dirs_are_valid(corpus):
 
 
 def test_splits_are_disjoint_and_in_vocabulary(corpus):
-    root, _, _ = corpus
+    root, _, synth = corpus
     texts = {}
-    for domain, split in SIZES:
+    for domain, split in built_sets(synth):
         lines = (root / "data" / f"{domain}_{split}" / "text").read_text().splitlines()
         texts[(domain, split)] = {l.split(" ", 1)[1] for l in lines}
     keys = list(texts)
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
+            if {a[1], b[1]} == {"test", "unseen_test"} and a[0] == b[0] != "source":
+                assert texts[a] == texts[b]  # the same sentences, read by other speakers
+                continue
             assert not texts[a] & texts[b], f"{a} and {b} share sentences"
 
 
@@ -71,9 +92,9 @@ def test_domains_keep_their_voices_apart(corpus):
     root, _, synth = corpus
     assert not _voices(synth, "source") & _voices(synth, "accent")
     source_speakers = {synth.speaker_id(v, None) for v in synth.domain_voices("source")}
-    child_speakers = {synth.speaker_id(v, p) for v, p in synth.domain_speakers("child")}
+    child_speakers = {synth.speaker_id(v, p) for g in synth.GROUPS for v, p in synth.target_group("child", g)}
     assert not source_speakers & child_speakers
-    assert max(synth.SOURCE_SPEED) < min(c.formant_ratio for c in synth.CHILD_PROFILES) * 0.95
+    assert max(synth.SOURCE_SPEED) < synth.CHILD_RANGES["formant_ratio"][0] * 0.95
     # the built corpus: every source speaker is a source voice, none a child or accent speaker
     built_source = set().union(*(_speakers(root, f"source_{s}") for d, s in SIZES if d == "source"))
     built_other = set().union(*(_speakers(root, f"{d}_{s}") for d, s in SIZES if d != "source"))
@@ -94,9 +115,9 @@ def test_unseen_test_shares_no_voice_and_no_sentence_with_training(corpus):
     text = lambda name: {l.split(" ", 1)[1] for l in (root / "data" / name / "text").read_text().splitlines()}
     assert not text("source_train") & text("source_unseen_test")
     # held-out voices of two engines, none of them a voice the warm-start model (the first foundation,
-    # trained on the six child base voices) ever heard
+    # trained on the first six training voices) ever heard
     assert {v.engine for v in synth.SOURCE_UNSEEN_VOICES} == {"festival", "espeak"}
-    assert not {v.voice for v in synth.SOURCE_UNSEEN_VOICES} & {v.voice for v in synth.CHILD_BASE_VOICES}
+    assert not {v.voice for v in synth.SOURCE_UNSEEN_VOICES} & {v.voice for v in synth.SOURCE_TRAIN_VOICES[:6]}
     # the dev set (model selection) hears both kinds of voices; the unseen test set only held-out ones
     assert {s for s in _speakers(root, "source_unseen_test")} <= {v.name for v in synth.SOURCE_UNSEEN_VOICES}
 
@@ -212,3 +233,54 @@ def test_cli_reports_errors(tmp_path):
     res = subprocess.run([sys.executable, str(ROOT / "local" / "check_data.py"), str(tmp_path / "nothing")],
                          capture_output=True, text=True)
     assert res.returncode == 1 and "not found" in res.stderr
+
+
+def test_target_speakers_are_many_and_disjoint_as_declared(corpus):
+    """Tens of child and accent speakers; the training, held-out dev and unseen groups share no
+    speaker and no base voice (children) or voice (accents); the built sets hold the groups they
+    declare; no unseen-test speaker or sentence is in any training set."""
+    root, _, synth = corpus
+    declared = json.loads((root / "data" / "speaker_groups.json").read_text())
+    for domain in ("child", "accent"):
+        groups = {g: set(declared[domain][g]) for g in synth.GROUPS}
+        assert len(groups["train"]) >= 25 and len(groups["unseen"]) >= 8 and len(groups["dev"]) >= 5
+        for a, b in (("train", "dev"), ("train", "unseen"), ("dev", "unseen")):
+            assert not groups[a] & groups[b], (domain, a, b)
+        voices = {g: {v.voice for v, _ in synth.target_group(domain, g)} for g in synth.GROUPS}
+        shared = voices["train"] & voices["unseen"]
+        # children: no base voice in two groups; accents: only awb, whose other speakers are other profiles
+        assert not shared if domain == "child" else shared == {"awb"}, shared
+        spk = {split: _speakers(root, f"{domain}_{split}") for split in ("train", "dev", "test", "unseen_test")}
+        assert spk["train"] <= groups["train"] and spk["test"] <= groups["train"]
+        assert spk["unseen_test"] <= groups["unseen"] and spk["dev"] & groups["dev"] and spk["dev"] & groups["train"]
+        train_text = {l.split(" ", 1)[1] for x in (f"{domain}_train", "source_train")
+                      for l in (root / "data" / x / "text").read_text().splitlines()}
+        unseen_text = {l.split(" ", 1)[1] for l in (root / "data" / f"{domain}_unseen_test" / "text").read_text().splitlines()}
+        assert unseen_text and not unseen_text & train_text
+    # every accent is spoken in every group; every child profile lies in the child ranges
+    for g in synth.GROUPS:
+        assert {v.accent for v, _ in synth.target_group("accent", g)} == {"scottish_awb"} | {a for a, _ in synth.ESPEAK_ACCENTS}
+        for _, p in synth.target_group("child", g):
+            for k, (lo, hi) in synth.CHILD_RANGES.items():
+                assert lo <= getattr(p, k) <= hi
+    # and the check fails when a training child leaks into the unseen group
+    import unittest.mock
+
+    leaky = dict(synth.CHILD_BASES, unseen=synth.CHILD_BASES["unseen"] + (synth.CHILD_BASES["train"][0],))
+    with unittest.mock.patch.dict(synth.CHILD_BASES, leaky):
+        ids = lambda g: {synth.speaker_id(v, p) for v, p in synth.target_group("child", g)}  # noqa: E731
+        assert ids("train") & ids("unseen")
+
+
+def test_style_test_is_checked_against_the_training_text(corpus):
+    root, _, synth = corpus
+    text = {l.split(" ", 1)[1] for l in (root / "data" / "source_style_test" / "text").read_text().splitlines()}
+    assert text == set(STYLE)
+    spk = _speakers(root, "source_style_test")  # a training voice and a held-out voice read each sentence
+    assert spk & {v.name for v in synth.SOURCE_TRAIN_VOICES} and spk & {v.name for v in synth.SOURCE_UNSEEN_VOICES}
+    train = ["the cat sat on the mat", "a dog ran home"]
+    assert synth.style_texts(["the dog sat on the mat"], train) == ["the dog sat on the mat"]
+    with pytest.raises(synth.CorpusError, match="lacks.*zebra"):
+        synth.style_texts(["the zebra sat"], train)
+    with pytest.raises(synth.CorpusError, match="training sentences"):
+        synth.style_texts(["a dog ran home"], train)

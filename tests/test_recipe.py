@@ -29,7 +29,8 @@ TOY = ["--size", "0.01", "--pretrain", "true", "--nbpe", "40", "--foundation_con
        "--foundation_dir", "exp/foundation_toy", "--peft_config", "conf/peft_toy.yaml",
        "--train_config", "conf/train_peft_toy.yaml", "--decode_config", "conf/decode_toy.yaml",
        "--checkpoint", "valid.acc.best.pth", "--lm_config", "conf/train_lm_toy.yaml"]
-SOURCE_SETS = ["source_test", "source_unseen_test"]  # run.sh's --source_test_sets
+SOURCE_SETS = ["source_test", "source_unseen_test", "source_style_test"]  # run.sh's --source_test_sets
+TARGET_SETS = ["child_unseen_test", "child_test"]  # run.sh's --target_test_sets (--target child)
 
 
 def copy_recipe(dst: Path) -> Path:
@@ -78,10 +79,10 @@ def test_stages_1_to_15_at_toy_size(toy):
     assert stats["lines"] > 0 and stats["excluded_sentences"] > 0
     assert "language model: seq_rnn" in (recipe / "exp" / "foundation_toy" / "RESULTS.md").read_text()
     summary = json.loads((exp / "merged" / "summary.json").read_text())
-    assert summary["method"] == "ssvd_o" and summary["target_test_sets"] == ["child_test"]
+    assert summary["method"] == "ssvd_o" and summary["target_test_sets"] == TARGET_SETS
     assert summary["source_test_sets"] == SOURCE_SETS
     for who in ("base", "adapted"):
-        for s in ["child_test"] + SOURCE_SETS:
+        for s in TARGET_SETS + SOURCE_SETS:
             assert 0 <= summary[who][s]["wer"] and summary[who][s]["utterances"] > 0
     assert set(summary["learning_forgetting"]) >= {"target_gain", "forgetting", "forgetting_rel"}
     results = (recipe / "exp" / "RESULTS.md").read_text()
@@ -109,6 +110,32 @@ def test_report_shows_forgetting_on_every_source_test_set(toy):
         assert f"forgetting on {s}" in (recipe / "exp" / "RESULTS.md").read_text()
 
 
+def test_report_shows_learning_and_forgetting_without_the_lm(toy):
+    """run.sh's --nolm_decode_config conf/decode_nolm.yaml: every test set is also decoded by CTC
+    greedy decoding, without the LM, base and adapted; the report shows both decodings."""
+    recipe, res = toy
+    exp = recipe / "exp" / "child_peft_toy"
+    summary = json.loads((exp / "merged" / "summary.json").read_text())
+    src, tgt = summary["source_test_sets"], summary["target_test_sets"]
+    assert summary["nolm_decoding"] == "CTC greedy, no LM"
+    for s in src + tgt:
+        for d in (recipe / "exp" / "base_decode_nolm", exp / "merged" / "decode_nolm"):
+            assert (d / s / "text").is_file() and (d / s / "result.json").is_file(), d / s
+        lm, nolm = (json.loads((exp / "merged" / d / s / "decode_info.json").read_text())["signature"]
+                    for d in ("decode", "decode_nolm"))
+        assert lm != nolm  # (the same model and set: the decodings differ)
+        for who in ("base_nolm", "adapted_nolm"):
+            assert summary[who][s]["utterances"] == summary[who.split("_")[0]][s]["utterances"] > 0
+    for s in src:
+        f = summary["forgetting_nolm"][s]["forgetting"]
+        assert f == pytest.approx(summary["adapted_nolm"][s]["wer"] - summary["base_nolm"][s]["wer"], abs=1e-3)
+        assert f"forgetting on {s} (no LM)" in (recipe / "exp" / "RESULTS.md").read_text()
+    for t in tgt:
+        g = summary["learning_nolm"][t]["target_gain"]
+        assert g == pytest.approx(summary["base_nolm"][t]["wer"] - summary["adapted_nolm"][t]["wer"], abs=1e-3)
+    assert "base, no LM" in res.stdout and "without the LM (CTC greedy): forgetting:" in res.stdout
+
+
 def test_main_job_never_rewrites_committed_results(toy):
     """Issue 19 item 9: reports go to exp/; the committed RESULTS.md changes only when asked, and
     then only in the sections of the targets run here."""
@@ -118,22 +145,24 @@ def test_main_job_never_rewrites_committed_results(toy):
     run(recipe, *TOY, "--stage", "15", "--results", "RESULTS.md")
     updated = (recipe / "RESULTS.md").read_text()
     assert "child_peft_toy" in updated
-    accent = committed[committed.index("## Target `accent_test`"):committed.index("## Target `child_test`")]
+    accent = committed[committed.index("## Target `accent"):committed.index("## Target `child")]
     assert accent in updated  # the target not run here is kept as published
 
 
 def test_rerun_skips_finished_decoding(toy):
     recipe, _ = toy
     res = run(recipe, *TOY, "--stage", "12", "--stop_stage", "14")
-    assert "already decoded" in res.stdout and "decoding child_test" not in res.stdout
-    # other decoding options (here: no LM) make the earlier results stale: decoded again
+    assert "already decoded" in res.stdout and "decoding child_unseen_test" not in res.stdout
+    # other decoding options (here: LM weight 0) make the earlier results stale: decoded again
     out = recipe / "exp" / "child_peft_toy" / "merged" / "decode" / "child_test"
     sig = json.loads((out / "decode_info.json").read_text())["signature"]
     conf = yaml.safe_load((recipe / "conf" / "decode_toy.yaml").read_text())
-    (recipe / "conf" / "decode_nolm.yaml").write_text(yaml.safe_dump(dict(conf, lm_weight=0.0)))
-    res = run(recipe, *with_option(TOY, "--decode_config", "conf/decode_nolm.yaml"), "--stage", "12", "--stop_stage", "12")
-    assert "already decoded" not in res.stdout
+    (recipe / "conf" / "decode_lm0.yaml").write_text(yaml.safe_dump(dict(conf, lm_weight=0.0)))
+    res = run(recipe, *with_option(TOY, "--decode_config", "conf/decode_lm0.yaml"), "--stage", "12", "--stop_stage", "12")
+    assert "(conf/decode_lm0.yaml)" not in res.stdout and "(conf/decode_lm0.yaml, " in res.stdout  # decoded
     assert json.loads((out / "decode_info.json").read_text())["signature"] != sig
+    # the decodings without the LM (run.sh's --nolm_decode_config) do not depend on that config: kept
+    assert "(conf/decode_nolm.yaml)" in res.stdout and "(conf/decode_nolm.yaml, " not in res.stdout
 
 
 def test_rerun_of_a_finished_training_keeps_its_command_and_wall_time(toy):
@@ -313,6 +342,8 @@ def test_lm_weight_without_an_lm_is_refused_before_compute(tmp_path):
     (["--alpha", "1.5"], "--alpha must be a number in [0, 1]"),
     (["--alpha", "-0.5"], "--alpha must be a number in [0, 1]"),
     (["--alpha", "half"], "--alpha must be a number in [0, 1]"),
+    (["--nolm_decode_config", "conf/none.yaml"], "--nolm_decode_config not found"),
+    (["--nolm_decode_config", "conf/decode.yaml"], "sets lm_weight > 0: it is the decoding without the LM"),
 ])
 def test_argument_errors(tmp_path, args, message):
     recipe = copy_recipe(tmp_path / "embedded" / "asr1")

@@ -304,7 +304,8 @@ def test_driver_skips_finished_cells_and_resumes(tmp_path):
     env = dict(os.environ, CALLS=str(tmp_path / "calls.txt"), FAIL_TAG="t_ssvd_b1pct")
     cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out", "exp/sweep",
            "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'} --backend local",
-           "--tag_prefix", "t_", "--max_parallel", "2", "--model_config", "none.yaml", "--results", "RESULTS_sweep.md"]
+           "--tag_prefix", "t_", "--max_parallel", "2", "--model_config", "none.yaml", "--results", "RESULTS_sweep.md",
+           "--records", "records"]
     res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
     assert res.returncode == 1  # one cell failed ...
     assert "cell t_ssvd_b1pct" not in res.stdout and "ssvd_b1pct: FAILED" in res.stdout
@@ -327,16 +328,31 @@ def test_driver_skips_finished_cells_and_resumes(tmp_path):
     cells = {(r["cell"], r.get("alpha")) for r in data["rows"] if r["status"] == "done"}
     assert cells == {("lora_b1pct", 1.0), ("ssvd_b1pct", 1.0), ("full", 0.0), ("full", 0.5), ("full", 1.0)}
     md = (rec / "RESULTS_sweep.md").read_text()
-    assert "over 2 invocation(s)" in md and "1 cells run" in md  # wall time adds up over resumptions
+    assert "over 2 invocation(s)" in md  # wall time adds up over resumptions
+    assert [r["cells_run"] for r in json.loads((rec / "records" / "invocations.json").read_text())] == [3, 1]
     res = subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True)
     assert "0 to run" in res.stdout
-    # a trained cell that lacks one interpolation point (killed between them) only evaluates it
+    # a trained cell that lacks one interpolation point (killed between them: no record) only evaluates it
     shutil.rmtree(rec / "exp" / "t_full" / "merged_alpha0.5")
+    (rec / "records" / "t_full.alpha0.5.test.json").unlink()
     (tmp_path / "calls.txt").write_text("")
     res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     calls = [c for c in (tmp_path / "calls.txt").read_text().splitlines() if "--tag" in c]
     assert len(calls) == 1 and "--alpha 0.5" in calls[0] and "--stage 11" in calls[0], calls
+    # a finished run is its record: on a new machine (no exp/), nothing with a record runs again, and
+    # the report rendered from the records alone is the committed one
+    committed = (rec / "RESULTS_sweep.md").read_text()
+    subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    committed = (rec / "RESULTS_sweep.md").read_text()
+    shutil.rmtree(rec / "exp")
+    (tmp_path / "calls.txt").write_text("")
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not (tmp_path / "calls.txt").read_text().strip()
+    assert (rec / "RESULTS_sweep.md").read_text() == committed
+    rec_file = json.loads((rec / "records" / "t_lora_b1pct.test.json").read_text())
+    assert {"foundation_id", "data_id", "config_hash", "code_commit", "lr", "seed", "summary"} <= set(rec_file)
     res = subprocess.run(cmd + ["--command", "run_sweep.sh --target child"], cwd=rec, env=env,
                          capture_output=True, text=True)
     assert "Command: `run_sweep.sh --target child`" in (rec / "RESULTS_sweep.md").read_text()
@@ -527,7 +543,7 @@ def test_driver_chooses_the_rate_on_dev_before_any_test_set_is_decoded(tmp_path)
         "seeds": [1, 2], "selection": {"seeds": 1}, "priority_budgets": ["1%"],
         "bootstrap": {"resamples": 300}, "interpolation": {"cells": ["full"], "alphas": [0.5]}})
     calls = tmp_path / "calls.jsonl"
-    env = dict(os.environ, CALLS=str(calls), SWEEP_OUT=str(rec / "exp" / "sweep"), FAIL_TAG="t_ssvd_b1pct_lr0.003_s1")
+    env = dict(os.environ, CALLS=str(calls), SWEEP_OUT=str(rec / "exp" / "sweep" / "records"), FAIL_TAG="t_ssvd_b1pct_lr0.003_s1")
     cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out", "exp/sweep",
            "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'} --backend local",
            "--tag_prefix", "t_", "--model_config", "none.yaml", "--results", "RESULTS_sweep.md", "--dev_set", "child_dev"]
@@ -571,7 +587,7 @@ def test_driver_chooses_the_rate_on_dev_before_any_test_set_is_decoded(tmp_path)
     assert order.index("lora_b1pct_weightsattention") > max(i for i, x in enumerate(order) if x in ("full", "lora_b1pct"))
     assert order[0] == "full"
     # every rate of a cell is decoded on dev, test only for the chosen one (lowest dev WER)
-    choice = json.loads((rec / "exp" / "sweep" / "lr_choices.json").read_text())
+    choice = json.loads((rec / "exp" / "sweep" / "records" / "lr_choices.json").read_text())
     assert choice["lora_b1pct"]["lr"] == 3e-3 and choice["full"]["lr"] == 1e-3 and "ssvd_b1pct" not in choice
     assert not any((rec / "exp").glob("t_lora_b1pct_lr0.001_s*/merged/summary.json"))
     assert not (rec / "exp" / "t_lora_b1pct_lr0.001_s1" / "merged" / "decode" / "child_test").exists()
@@ -616,11 +632,12 @@ def test_driver_chooses_the_rate_on_dev_before_any_test_set_is_decoded(tmp_path)
     assert "### What the numbers say" in md and "forgetting source_unseen_test" in md and "**0.003:" in md
     assert "failed (see" not in md and "incomplete" not in md
 
-    # a third run has nothing to do; a lost result is evaluated again, only it
+    # a third run has nothing to do; a lost record is evaluated again, only it
     n_before = len(calls.read_text().splitlines())
     res = subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True)
     assert " 0 to run" in res.stdout, res.stdout
     shutil.rmtree(rec / "exp" / "t_lora_b1pct_lr0.003_s2" / "merged")
+    (rec / "exp" / "sweep" / "records" / "t_lora_b1pct_lr0.003_s2.test.json").unlink()
     res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     new = [json.loads(l) for l in calls.read_text().splitlines()][n_before:]
@@ -658,7 +675,7 @@ def test_driver_extends_a_grid_at_its_edge_on_dev_only_and_scores_a_diverged_rat
         "learning_rates": {"lora": [1e-3, 3e-3], "ssvd": [1e-3, 3e-3], "full": [1e-4, 1e-3]},
         "seeds": [1], "selection": {"seeds": 1, "extend": 1}, "bootstrap": {"resamples": 100}})
     calls = tmp_path / "calls.jsonl"
-    env = dict(os.environ, CALLS=str(calls), SWEEP_OUT=str(rec / "exp" / "sweep"), DIVERGE_TAG="t_full_lr0.01_s1")
+    env = dict(os.environ, CALLS=str(calls), SWEEP_OUT=str(rec / "exp" / "sweep" / "records"), DIVERGE_TAG="t_full_lr0.01_s1")
     cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out", "exp/sweep",
            "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'} --backend local",
            "--tag_prefix", "t_", "--model_config", "none.yaml", "--results", "RESULTS_sweep.md", "--dev_set", "child_dev"]
@@ -674,7 +691,7 @@ def test_driver_extends_a_grid_at_its_edge_on_dev_only_and_scores_a_diverged_rat
         if c["opts"].get("target_test_sets") != "child_dev" and int(c["opts"]["stop_stage"]) >= 12:
             cell, lr = re.match(r"^t_(.+)_lr([^_]+)_s1$", c["opts"]["tag"]).groups()
             assert c["choices"].get(cell, {}).get("lr") == float(lr), c
-    choice = json.loads((rec / "exp" / "sweep" / "lr_choices.json").read_text())
+    choice = json.loads((rec / "exp" / "sweep" / "records" / "lr_choices.json").read_text())
     assert choice["lora_b1pct"]["lr"] == 3e-3 and choice["lora_b1pct"]["grid"] == [1e-3, 3e-3, 1e-2]
     assert choice["ssvd_b1pct"]["lr"] == 3e-4 and choice["ssvd_b1pct"]["declared"] == [1e-3, 3e-3]
     assert choice["full"]["lr"] == 1e-3 and choice["full"]["scores"]["0.01"] == [float("inf")]
@@ -687,7 +704,7 @@ def test_driver_extends_a_grid_at_its_edge_on_dev_only_and_scores_a_diverged_rat
     n = len(calls.read_text().splitlines())
     res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    choice = json.loads((rec / "exp" / "sweep" / "lr_choices.json").read_text())
+    choice = json.loads((rec / "exp" / "sweep" / "records" / "lr_choices.json").read_text())
     assert choice["ssvd_b1pct"]["lr"] == 1e-3 and choice["ssvd_b1pct"]["grid"] == [1e-3, 3e-3]
     new = [json.loads(l)["opts"] for l in calls.read_text().splitlines()[n:]]
     assert not any(o.get("target_test_sets") == "child_dev" for o in new if "tag" in o)

@@ -27,10 +27,10 @@ case "${target}" in
 esac
 
 exec ./peft_asr.sh \
-    --source_train_set source_train --source_valid_set source_dev --source_test_sets "source_test source_unseen_test" \
-    --target_train_set "${target}_train" --target_valid_set "${target}_dev" --target_test_sets "${target}_test" \
+    --source_train_set source_train --source_valid_set source_dev --source_test_sets "source_test source_unseen_test source_style_test" \
+    --target_train_set "${target}_train" --target_valid_set "${target}_dev" --target_test_sets "${target}_unseen_test ${target}_test" \
     --data_opts "--size ${size} --source_train ${pretrain}" --pretrain "${pretrain}" \
     --foundation_dir foundation --foundation_config conf/train_foundation.yaml --lm_config conf/train_lm.yaml \
-    --peft_config conf/peft/ssvd_o.yaml --train_config conf/train_peft.yaml --decode_config conf/decode.yaml \
+    --peft_config conf/peft/ssvd_o.yaml --train_config conf/train_peft.yaml --decode_config conf/decode.yaml --nolm_decode_config conf/decode_nolm.yaml \
     --tag_prefix "${target}_" --nbpe 300 --recipe_name embedded \
     "$@"

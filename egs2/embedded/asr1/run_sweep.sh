@@ -10,6 +10,12 @@
 #   ./run_sweep.sh --archive_stale true                  # after a new foundation model: move the old
 #                                                        # cells to exp/stale/ and run them again
 #   ./run_sweep.sh --bootstrap_unit speaker              # intervals over speakers instead of utterances
+#   ./run_sweep.sh --target child --pin true             # run from a git worktree pinned at the current commit:
+#                                                        # edits of this checkout never change a running sweep
+#
+# A finished run (a dev score, or a seed's test decoding) is a small record in sweep_records/<grid>_<target>/
+# (tracked: commit them as they finish): the sweep skips every run with a current record (same foundation
+# model, data and frozen configs), on any machine, and the report renders from the records alone.
 #
 # The grid's protocol (learning_rates, seeds, selection, bootstrap, priority_budgets; README,
 # "The sweep protocol"): every cell's learning rate is chosen on the target dev set
@@ -28,9 +34,15 @@ train_args=""    # extra ESPnet training options for every run (e.g. "--max_epoc
                  # --peft_args with the learning rate and seed of the run (do not pass --peft_args in run_args)
 bootstrap_unit=""    # utterance | speaker (default: the grid's bootstrap.unit)
 archive_stale=false  # true: cells trained on another foundation model move to exp/stale/ and run again
-help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true]"
+records=sweep_records  # the run records (tracked): ${records}/<grid name>_<target>/
+results_dir=.        # where RESULTS_sweep_<grid name>_<target>.{md,png,json} are written
+pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,
+                     # dump/, downloads/, exp/ and the records stay this checkout's)
+help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true]"
 cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
+cmdline="${ESPNET_PEFT_SWEEP_CMDLINE:-${cmdline}}"  # (a pinned run cites the command that started it)
+orig_args=("$@")
 . utils/parse_options.sh
 . ./path.sh
 . ./cmd.sh
@@ -39,6 +51,28 @@ case "${target}" in child|accent) ;; *) echo "$0: --target must be child or acce
 
 # one directory and one RESULTS file per grid and target: exp/sweep_<grid name>_<target>
 sweep="$(basename "${grid}" .yaml)_${target}"
+if [ "${pin}" = true ]; then
+    # the sweep runs the code of one commit from start to end: a worktree of HEAD, made once per commit
+    root="$(git rev-parse --show-toplevel)"
+    commit="$(git rev-parse HEAD)"
+    if ! git -C "${root}" diff --quiet HEAD -- espnet_peft local conf "egs2/embedded/asr1/conf" \
+            "egs2/embedded/asr1/run.sh" "egs2/embedded/asr1/local"; then
+        echo "$0: --pin true runs the commit ${commit:0:10}, but the code or configs have uncommitted changes:" \
+             "commit them first" >&2
+        exit 1
+    fi
+    wt="$(dirname "${root}")/$(basename "${root}")_sweep_${commit:0:10}"
+    [ -d "${wt}" ] || git -C "${root}" worktree add --detach "${wt}" "${commit}" >&2
+    here="$(pwd)"; rel="${here#"${root}"/}"
+    ln -sfn "${root}/.venv" "${wt}/.venv"
+    for d in data dump downloads exp; do
+        mkdir -p "${here}/${d}"
+        [ -e "${wt}/${rel}/${d}" ] || ln -s "${here}/${d}" "${wt}/${rel}/${d}"
+    done
+    echo "$0: running from ${wt} (commit ${commit:0:10}); records in ${here}/${records}/${sweep}" >&2
+    ESPNET_PEFT_SWEEP_CMDLINE="${cmdline}" exec "${wt}/${rel}/run_sweep.sh" "${orig_args[@]}" --pin false \
+        --records "${here}/${records}" --results_dir "${here}/${results_dir}"
+fi
 opts=()
 [ "${dry_run}" = true ] && opts+=(--dry_run)
 [ "${archive_stale}" = true ] && opts+=(--archive_stale)
@@ -47,4 +81,7 @@ opts=()
 "${python}" utils/budget_sweep.py --grid "${grid}" --out "exp/sweep_${sweep}" \
     --run "./run.sh --target ${target} ${run_args}" --cmd "${cuda_cmd}" --max_parallel "${max_parallel}" \
     --tag_prefix "${target}_" --model_config foundation/config.yaml --dev_set "${target}_dev" --dumpdir dump \
-    --results "RESULTS_sweep_${sweep}.md" --command "${cmdline}" "${opts[@]+"${opts[@]}"}"
+    --records "${records}/${sweep}" --data_sets "${target}_train ${target}_dev ${target}_unseen_test ${target}_test
+source_test source_unseen_test source_style_test" --frozen conf/train_peft.yaml --frozen conf/decode.yaml \
+    --frozen conf/decode_nolm.yaml --frozen foundation/lm/config.yaml --frozen foundation/lm/model.pth \
+    --results "${results_dir}/RESULTS_sweep_${sweep}.md" --command "${cmdline}" "${opts[@]+"${opts[@]}"}"

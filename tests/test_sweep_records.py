@@ -1,0 +1,133 @@
+"""Run records of a budget sweep (local/sweep_records.py): a finished run survives the machine, and
+a record of another foundation model, data or frozen config is stale."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from espnet_peft.scoring import UtteranceErrors
+
+from conftest import ROOT
+from test_sweep import fake_recipe, grid_file
+
+sys.path.insert(0, str(ROOT / "local"))
+import sweep_records as sr  # noqa: E402
+
+
+def _set(root, name, lines, spk=True):
+    d = root / "raw" / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "text").write_text("".join(f"{k} {t}\n" for k, t in lines))
+    if spk:
+        (d / "utt2spk").write_text("".join(f"{k} {k.split('-')[0]}\n" for k, _ in lines))
+    return d
+
+
+def test_data_id_is_content_not_place(tmp_path):
+    lines = [("a-1", "the cat"), ("b-2", "a dog ran")]
+    _set(tmp_path / "m1", "x", lines)
+    _set(tmp_path / "m2", "x", lines)
+    assert sr.data_id(tmp_path / "m1", ["x"]) == sr.data_id(tmp_path / "m2", ["x"])  # another machine, same data
+    _set(tmp_path / "m2", "x", [("a-1", "the cat"), ("b-2", "a dog sat")])
+    assert sr.data_id(tmp_path / "m1", ["x"]) != sr.data_id(tmp_path / "m2", ["x"])
+    (tmp_path / "m1" / "raw" / "x" / "utt2spk").write_text("a-1 a\nb-2 a\n")  # other speakers: other data
+    assert sr.data_id(tmp_path / "m1", ["x"]) != sr.data_id(tmp_path / "m2", ["x"])
+    with pytest.raises(FileNotFoundError, match="not formatted"):
+        sr.data_id(tmp_path / "m1", ["x", "missing"])
+
+
+def test_config_hash_and_staleness(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("lr: 1\n")
+    b.write_text("lr: 1\n")
+    assert sr.config_hash([a]) == sr.config_hash([b])  # content, not the path
+    assert sr.config_hash([a]) != sr.config_hash([a], {"train_args": "--max_epoch 2"})
+    b.write_text("lr: 2\n")
+    assert sr.config_hash([a]) != sr.config_hash([b])
+    ident = {"foundation_id": "f1", "data_id": "d1", "config_hash": "c1"}
+    assert sr.RecordStore.stale(dict(ident, tag="t"), ident) == []
+    for k in sr.IDENTITY:
+        why = sr.RecordStore.stale(dict(ident, **{k: "other"}), ident)
+        assert len(why) == 1 and why[0].startswith(k)
+
+
+def test_record_round_trip_rebuilds_the_utterance_errors(tmp_path):
+    store = sr.RecordStore(tmp_path / "records")
+    ref = UtteranceErrors(("s1-a", "s2-b", "s2-c"), np.array([1, 0, 2]), np.array([5, 4, 6]), ("s1", "s2", "s2"))
+    run = UtteranceErrors(ref.ids, np.array([0, 0, 1]), ref.words, ref.speakers)
+    store.save_data({"sets": {"x": sr.set_block(ref)}, "base": {"lm": {"x": sr.errors_block(ref)}}})
+    ident = {"foundation_id": "f", "data_id": "d", "config_hash": "c"}
+    store.write({"kind": "test", "tag": "t_lora", "alpha": 1.0, **ident,
+                 "summary": {"tag": "t_lora", "method": "lora"}, "utterances": {"lm": {"x": sr.errors_block(run)}}})
+    sums, notes = sr.summaries_from_records(store, {("t_lora", 1.0): {"cell": "lora", "seed": 1, "lr": 1e-3,
+                                                                       "identity": ident}})
+    assert notes == [] and len(sums) == 1
+    u = sums[0]["_utt"]["x"]
+    assert u.ids == ref.ids and list(u.errors) == [0, 0, 1] and list(u.words) == [5, 4, 6] and u.speakers == ref.speakers
+    assert list(sums[0]["_base_utt"]["x"].errors) == [1, 0, 2] and sums[0]["lr"] == 1e-3
+    # a record whose references differ from data.json's is not silently aligned
+    other = UtteranceErrors(ref.ids, ref.errors, np.array([5, 4, 7]), ref.speakers)
+    store.save_data({"sets": {"x": sr.set_block(other)}, "base": {}})
+    sums, notes = sr.summaries_from_records(store, {("t_lora", 1.0): {"cell": "lora", "seed": 1, "identity": ident}})
+    assert "x" not in sums[0]["_utt"] and "do not match data.json" in notes[0]
+    # a stale record is not reported
+    sums, notes = sr.summaries_from_records(store, {("t_lora", 1.0): {"cell": "lora", "seed": 1,
+                                                                       "identity": dict(ident, data_id="new")}})
+    assert sums == [] and "stale" in notes[0] and "data_id d (now new)" in notes[0]
+
+
+def test_driver_reruns_what_a_stale_record_measured(tmp_path):
+    """The driver counts a current record as a finished run, on any machine; a record of another data
+    set or frozen config is stale: that run is done again (and only it is reported once it is)."""
+    rec = fake_recipe(tmp_path)
+    grid = grid_file(rec, {"configs": {m: f"conf/peft/{m}.yaml" for m in ("lora", "full")},
+                           "blocks": [{"methods": ["lora"], "budgets": ["1%"]}, {"methods": ["full"]}],
+                           "learning_rates": {"lora": [1e-3, 3e-3, 1e-2], "full": [1e-4, 1e-3]},
+                           "seeds": [1], "selection": {"seeds": 1}, "bootstrap": {"resamples": 100}})
+    (rec / "conf" / "train.yaml").write_text("max_epoch: 2\n")
+    calls = tmp_path / "calls.jsonl"
+    env = dict(os.environ, CALLS=str(calls), SWEEP_OUT=str(rec / "records"))
+    cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out", "exp/sweep",
+           "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'} --backend local",
+           "--tag_prefix", "t_", "--model_config", "none.yaml", "--dev_set", "child_dev", "--records", "records",
+           "--frozen", "conf/train.yaml", "--data_sets", "child_dev child_test source_test source_unseen_test",
+           "--results", "RESULTS_sweep.md"]
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    records = sorted(p.name for p in (rec / "records").glob("*.json"))
+    assert "t_lora_b1pct_lr0.003_s1.dev.json" in records and "t_lora_b1pct_lr0.003_s1.test.json" in records
+    dev = json.loads((rec / "records" / "t_lora_b1pct_lr0.003_s1.dev.json").read_text())
+    assert dev["dev_score"] > 0 and len(dev["utterances"]["lm"]["child_dev"]["errors"]) == 30
+    test = json.loads((rec / "records" / "t_lora_b1pct_lr0.003_s1.test.json").read_text())
+    assert len(test["utterances"]["lm"]["child_test"]["errors"]) == 60 and test["seed"] == 1
+    data = json.loads((rec / "records" / "data.json").read_text())
+    assert len(data["sets"]["child_test"]["ids"]) == 60 and "child_test" in data["base"]["lm"]
+    report = (rec / "RESULTS_sweep.md").read_text()
+
+    def dry():
+        return subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True).stdout
+
+    shutil.rmtree(rec / "exp")  # a new machine: the records alone
+    assert " 0 to run" in dry()
+    # another frozen config: every record is stale, every run is run again
+    (rec / "conf" / "train.yaml").write_text("max_epoch: 3\n")
+    out = dry()
+    assert " 2 to run" in out and "lr in 0.001,0.003,0.01" in out, out
+    (rec / "conf" / "train.yaml").write_text("max_epoch: 2\n")
+    assert " 0 to run" in dry()
+    # other data (one reference changed): stale as well
+    text = rec / "dump" / "raw" / "child_test" / "text"
+    text.write_text(text.read_text().replace(" ", "  ", 1).replace("  ", " the ", 1))
+    assert " 2 to run" in dry()
+    # and the report rendered from the current records alone is the one written when they were made
+    text.write_text(text.read_text().replace(" the ", " ", 1))
+    (calls).write_text("")
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0 and not calls.read_text().strip(), res.stdout + res.stderr
+    assert (rec / "RESULTS_sweep.md").read_text() == report

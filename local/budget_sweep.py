@@ -226,6 +226,9 @@ def main(argv=None) -> int:
                     help="the model the plans are checked against")
     ap.add_argument("--results", type=Path, default=None, help="markdown file for the report (committed)")
     ap.add_argument("--dry_run", action="store_true", help="print the cells and their commands only")
+    ap.add_argument("--report_only", action="store_true",
+                    help="run nothing: write the report from the records (e.g. with newer report code, or while "
+                         "another machine runs the sweep)")
     ap.add_argument("--command", default=None, help="the command line the report cites (default: this one)")
     ap.add_argument("--archive_stale", action="store_true",
                     help="move experiments of another foundation model to <expdir>/stale/ and run them again")
@@ -583,6 +586,8 @@ def main(argv=None) -> int:
             print(f"# then {name}: the test sets at the chosen learning rate, seeds {', '.join(map(str, seeds))}")
         return 0
 
+    if args.report_only:
+        initial, work = [], set()
     if work:  # shared work, once: adaptation statistics, base-model decoding (the test sets, the dev set)
         subprocess.run(f"{args.run} --prepare_only true", shell=True, check=True)
         if proto.metric == "dev_wer" and any(j["label"].endswith(".tune") for j in initial):
@@ -640,7 +645,8 @@ def main(argv=None) -> int:
     runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
     if ran_cells:
         runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)), "seconds": round(wall, 1),
-                     "cells_run": len(ran_cells)})
+                     "cells_run": len(ran_cells), "command": args.command or " ".join(sys.argv),
+                     "code_commit": commit})
         runs_file.parent.mkdir(parents=True, exist_ok=True)
         runs_file.write_text(json.dumps(runs, indent=1) + "\n")
     total = sum(r["seconds"] for r in runs)
@@ -654,7 +660,9 @@ def main(argv=None) -> int:
         tuned_text = (f"Learning rate: chosen per cell by {what} among its grid (table below), with seed(s) "
                       f"{', '.join(map(str, sel_seeds))}; test sets decoded for the chosen rate only. ")
     seeds_text = (f"Seeds: {', '.join(map(str, seeds))}. " if proto.seeds_declared else "")
-    header = (f"# Budget sweep `{args.grid}`\n\nCommand: `{args.command or ' '.join(sys.argv)}`\n\n"
+    # the commands that ran the sweep (a report-only invocation cites them, not itself)
+    commands = list(dict.fromkeys(r["command"] for r in runs if r.get("command"))) or [args.command or " ".join(sys.argv)]
+    header = (f"# Budget sweep `{args.grid}`\n\nCommand: {', '.join(f'`{c}`' for c in commands)}\n\n"
               f"Sweep wall time: {total / 3600:.2f} h over {len(runs)} invocation(s); cells: {len(cells)} "
               f"({len({s['cell'] for s in summaries})} with results, {len(status)} infeasible, failed or waiting). "
               f"{tuned_text}{seeds_text}Plot: [`{copies['png'].name}`]"

@@ -353,9 +353,15 @@ def test_driver_skips_finished_cells_and_resumes(tmp_path):
     assert (rec / "RESULTS_sweep.md").read_text() == committed
     rec_file = json.loads((rec / "records" / "t_lora_b1pct.test.json").read_text())
     assert {"foundation_id", "data_id", "config_hash", "code_commit", "lr", "seed", "summary"} <= set(rec_file)
+    # the report cites the commands that ran the sweep, not a later call that only rendered it
     res = subprocess.run(cmd + ["--command", "run_sweep.sh --target child"], cwd=rec, env=env,
                          capture_output=True, text=True)
-    assert "Command: `run_sweep.sh --target child`" in (rec / "RESULTS_sweep.md").read_text()
+    md = (rec / "RESULTS_sweep.md").read_text()
+    assert "run_sweep.sh --target child" not in md and "Command: `" in md and "budget_sweep.py --grid" in md
+    (rec / "records" / "t_full.test.json").unlink()
+    res = subprocess.run(cmd + ["--command", "run_sweep.sh --target child"], cwd=rec, env=env,
+                         capture_output=True, text=True)
+    assert "`run_sweep.sh --target child`" in (rec / "RESULTS_sweep.md").read_text()
 
 
 def test_driver_reports_infeasible_budgets(tmp_path):

@@ -115,6 +115,10 @@ def test_driver_reruns_what_a_stale_record_measured(tmp_path):
 
     shutil.rmtree(rec / "exp")  # a new machine: the records alone
     assert " 0 to run" in dry()
+    calls.write_text("")
+    res = subprocess.run(cmd + ["--report_only"], cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0 and not calls.read_text().strip(), res.stdout + res.stderr
+    assert (rec / "RESULTS_sweep.md").read_text() == report
     # another frozen config: every record is stale, every run is run again
     (rec / "conf" / "train.yaml").write_text("max_epoch: 3\n")
     out = dry()
@@ -131,3 +135,66 @@ def test_driver_reruns_what_a_stale_record_measured(tmp_path):
     res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
     assert res.returncode == 0 and not calls.read_text().strip(), res.stdout + res.stderr
     assert (rec / "RESULTS_sweep.md").read_text() == report
+
+
+def _summary(cell, method, seed, rng, n, base, rates, budget="1%"):
+    """A run as the records give it: WERs and per-utterance errors of every set, with and without the LM."""
+    words, ids = np.full(n, 10), tuple(f"u{i:03d}" for i in range(n))
+    s = {"tag": f"{cell}_s{seed}", "cell": cell, "method": method, "alpha": 1.0, "seed": seed, "sweep_budget": budget,
+         "sweep_variant": {}, "trainable_params": 100, "fraction": 0.01, "nolm_decoding": "CTC greedy, no LM",
+         "target_test_sets": ["child_unseen_test", "child_test"], "source_test_sets": ["source_test"]}
+    for dec in ("", "_nolm"):
+        s["base" + dec], s["adapted" + dec], s["_utt" + dec], s["_base_utt" + dec] = {}, {}, {}, {}
+        for x, p in rates[dec].items():
+            u = UtteranceErrors(ids, rng.binomial(words, p), words)
+            s["adapted" + dec][x] = {"wer": u.wer}
+            s["_utt" + dec][x] = u
+            s["base" + dec][x] = {"wer": base[dec][x].wer}
+            s["_base_utt" + dec][x] = base[dec][x]
+    return s
+
+
+def test_report_headlines_the_unseen_speakers_and_reads_forgetting_without_the_lm(tmp_path):
+    """The sweep report: learning on the unseen-speaker set (headline) and on the seen one, and
+    forgetting on every source set with the recipe's decoding and without the LM, each with its
+    paired interval; a cell that forgets the acoustic model only without the LM is found there."""
+    from espnet_peft.sweep import analyse, write_report
+
+    rng, n = np.random.default_rng(1), 300
+    words, ids = np.full(n, 10), tuple(f"u{i:03d}" for i in range(n))
+    base_p = {"": {"child_unseen_test": 0.4, "child_test": 0.45, "source_test": 0.08},
+              "_nolm": {"child_unseen_test": 0.6, "child_test": 0.6, "source_test": 0.2}}
+    base = {d: {x: UtteranceErrors(ids, rng.binomial(words, p), words) for x, p in v.items()} for d, v in base_p.items()}
+    lora = {"": {"child_unseen_test": 0.3, "child_test": 0.2, "source_test": 0.085},
+            "_nolm": {"child_unseen_test": 0.45, "child_test": 0.4, "source_test": 0.35}}  # forgets without the LM
+    ssvd = {"": {"child_unseen_test": 0.3, "child_test": 0.2, "source_test": 0.085},
+            "_nolm": {"child_unseen_test": 0.45, "child_test": 0.4, "source_test": 0.21}}
+    sums = [_summary(c, m, s, rng, n, base, r) for c, m, r in (("lora_b1", "lora", lora), ("ssvd_b1", "ssvd", ssvd))
+            for s in (1, 2)]
+    a = analyse(sums, bootstrap={"resamples": 500})
+    assert a["target"] == "child_unseen_test" and a["targets"] == ["child_unseen_test", "child_test"]
+    r = {x["cell"]: x for x in a["rows"]}
+    seen = r["lora_b1"]["targets"]["child_test"]
+    assert seen["gain"] > 20 and seen["gain_test"]["significant"] and seen["ci"][0] < seen["wer"] < seen["ci"][1]
+    assert r["lora_b1"]["target_set"] == "child_unseen_test"
+    f = r["lora_b1"]["nolm"]["sources"]["source_test"]
+    assert f["forgetting"] > 10 and f["forgetting_test"]["significant"]
+    assert not r["ssvd_b1"]["nolm"]["sources"]["source_test"]["forgetting_test"]["significant"]
+    assert r["lora_b1"]["nolm"]["targets"]["child_unseen_test"]["gain_test"]["significant"]
+    text = "\n".join(a["findings"])
+    assert "without the LM" in text and "least ssvd_b1" in text and "significantly more: lora_b1" in text
+    paths = write_report(sums, tmp_path, bootstrap={"resamples": 500})
+    md = paths["md"].read_text()
+    head = next(l for l in md.splitlines() if l.startswith("| cell | method"))
+    assert "| child_unseen_test WER | gain |" in head and "| child_test WER | gain child_test |" in head
+    assert "Without the LM (CTC greedy, no LM)" in md and "`child_unseen_test` is the headline" in md
+    nolm_head = next(l for l in md.splitlines() if l.startswith("| cell | alpha |"))
+    assert "forgetting source_test" in nolm_head and "gain child_test" in nolm_head
+    data = json.loads(paths["json"].read_text())
+    assert data["nolm_decoding"] == "CTC greedy, no LM" and data["targets"] == a["targets"]
+    # older summaries (one target set, no decoding without the LM) render as before
+    old = [dict((k, v) for k, v in s.items() if "nolm" not in k) for s in sums]
+    for s in old:
+        s["target_test_sets"] = ["child_unseen_test"]
+    md = write_report(old, tmp_path / "old", bootstrap={"resamples": 200})["md"].read_text()
+    assert "Without the LM" not in md and "gain child_test" not in md

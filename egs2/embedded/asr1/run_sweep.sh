@@ -7,6 +7,7 @@
 #   ./run_sweep.sh --target accent --max_parallel 2
 #   cmd_backend=slurm ./run_sweep.sh --max_parallel 0    # every cell as its own Slurm job
 #   ./run_sweep.sh --dry_run true                        # list the cells and their commands
+#   ./run_sweep.sh --report_only true                    # the report from the records (nothing runs)
 #   ./run_sweep.sh --archive_stale true                  # after a new foundation model: move the old
 #                                                        # cells to exp/stale/ and run them again
 #   ./run_sweep.sh --bootstrap_unit speaker              # intervals over speakers instead of utterances
@@ -29,6 +30,7 @@ target=child
 grid=../../../conf/sweep/embedded.yaml
 max_parallel=1
 dry_run=false
+report_only=false  # true: run nothing, write the report from the records
 run_args=""      # extra options for every cell's run.sh (e.g. "--train_config conf/x.yaml")
 train_args=""    # extra ESPnet training options for every run (e.g. "--max_epoch 8"); they travel in
                  # --peft_args with the learning rate and seed of the run (do not pass --peft_args in run_args)
@@ -38,7 +40,7 @@ records=sweep_records  # the run records (tracked): ${records}/<grid name>_<targ
 results_dir=.        # where RESULTS_sweep_<grid name>_<target>.{md,png,json} are written
 pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,
                      # dump/, downloads/, exp/ and the records stay this checkout's)
-help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true]"
+help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true] [--report_only true]"
 cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 cmdline="${ESPNET_PEFT_SWEEP_CMDLINE:-${cmdline}}"  # (a pinned run cites the command that started it)
@@ -75,6 +77,7 @@ if [ "${pin}" = true ]; then
 fi
 opts=()
 [ "${dry_run}" = true ] && opts+=(--dry_run)
+[ "${report_only}" = true ] && opts+=(--report_only)
 [ "${archive_stale}" = true ] && opts+=(--archive_stale)
 [ -z "${bootstrap_unit}" ] || opts+=(--bootstrap_unit "${bootstrap_unit}")
 [ -z "${train_args}" ] || opts+=(--train_args "${train_args}")

@@ -1,0 +1,416 @@
+"""The statistics of a sweep report: seed means and spreads, bootstrap intervals of every WER and
+of every difference against the base model, the share of full fine-tuning's gain recovered, the
+significance-aware Pareto front, and the findings that claim only significant differences."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..scoring import UtteranceErrors, bootstrap_replicates, difference_stats, interval
+from .protocol import BOOTSTRAP_DEFAULTS
+
+def pareto_front(points: Sequence[Sequence[float]],
+                 significant: Optional[Callable[[int, int], bool]] = None) -> List[int]:
+    """Indices of the points not dominated in (x, y), both to minimise. With ``significant``, j
+    dominates i only when it is at least as good on both axes, strictly better on one, and
+    ``significant(j, i)`` says that (one of) its strict advantages is statistically significant."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any((x2 <= x and y2 <= y) and (x2 < x or y2 < y) and (significant is None or significant(j, i))
+                        for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][0], points[i][1]))
+
+
+def reference_summary(summaries: Sequence[Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
+    """The run whose target gain is 100% in "gain recovered": full fine-tuning at alpha 1, the cell
+    named ``full`` when there is one (a grid may also hold variants of it, e.g. Speech-FT), else the
+    first full cell in grid order; ``None`` when the sweep has no full fine-tuning."""
+    fulls = [s for s in summaries if s.get("method") == "full" and s.get("alpha", 1.0) == 1.0]
+    plain = [s for s in fulls if s.get("cell", s.get("tag")) == "full"]
+    return (plain or fulls or [None])[0]
+
+
+def _groups(summaries: Sequence[Mapping[str, Any]]) -> List[List[Mapping[str, Any]]]:
+    """Summaries grouped by (cell, alpha), in order of first appearance: the seeds of one row."""
+    order: List[Tuple[str, float]] = []
+    groups: Dict[Tuple[str, float], List[Mapping[str, Any]]] = {}
+    for s in summaries:
+        key = (s.get("cell", s["tag"]), float(s.get("alpha", 1.0)))
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(s)
+    return [groups[k] for k in order]
+
+
+def _mean_sd(vals: Sequence[float]) -> Tuple[float, Optional[float]]:
+    vals = [float(v) for v in vals]
+    return sum(vals) / len(vals), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
+
+
+def _pooled(scores: Mapping[str, Any], sets: Sequence[str]) -> float:
+    """WER over several test sets together (weighted by their reference words when known)."""
+    ws = [scores[s].get("words") for s in sets]
+    if all(isinstance(w, (int, float)) and w > 0 for w in ws):
+        return sum(scores[s]["wer"] * w for s, w in zip(sets, ws)) / sum(ws)
+    return sum(scores[s]["wer"] for s in sets) / len(sets)
+
+
+def _concat(utts: Sequence[UtteranceErrors], sets: Sequence[str]) -> UtteranceErrors:
+    if len(utts) == 1:
+        return utts[0]
+    spk = None
+    if all(u.speakers is not None for u in utts):
+        spk = tuple(f"{s}/{x}" for s, u in zip(sets, utts) for x in u.speakers)
+    return UtteranceErrors(tuple(f"{s}/{x}" for s, u in zip(sets, utts) for x in u.ids),
+                           np.concatenate([u.errors for u in utts]), np.concatenate([u.words for u in utts]), spk)
+
+
+BASE = -1  # the base (not adapted) model's column in an axis
+
+
+class _Axis:
+    """Shared bootstrap resamples of the base model and every row on one test set (or several
+    pooled): intervals of a row, paired differences between rows or against the base."""
+
+    def __init__(self, name: str, sets: Sequence[str], groups, boot: Mapping[str, Any], decoding: str = ""):
+        """``decoding``: "" for the recipe's decoding (``_utt``), "_nolm" for the one without the LM."""
+        self.name, self.sets, self.level, self.cols = name, list(sets), float(boot["level"]), {}
+        self.ok, self.unit, self.note = False, boot["unit"], ""
+        base = None
+        for g in groups:
+            for s in g:
+                b = s.get("_base_utt" + decoding) or {}
+                if all(x in b for x in sets):
+                    base = _concat([b[x] for x in sets], sets)
+                    break
+            if base is not None:
+                break
+        if base is None:
+            return
+        systems = [np.asarray(base.errors)]
+        self.cols[BASE] = 0
+        for i, g in enumerate(groups):
+            runs = []
+            for s in g:
+                u = s.get("_utt" + decoding) or {}
+                if not all(x in u for x in sets):
+                    runs = []
+                    break
+                runs.append(_concat([u[x] for x in sets], sets))
+            if not runs or any(r.ids != base.ids or not np.array_equal(r.words, base.words) for r in runs):
+                continue
+            self.cols[i] = len(systems)
+            systems.append(np.stack([np.asarray(r.errors) for r in runs]))
+        if len(self.cols) < 2:
+            return  # no row has per-utterance errors on these sets
+        if self.unit == "speaker" and base.speakers is None:
+            self.unit, self.note = "utterance", "no speakers (utt2spk) for a speaker-level bootstrap: utterances resampled"
+        self.units = len(set(base.speakers)) if self.unit == "speaker" else len(base.ids)
+        self.point, self.reps = bootstrap_replicates(
+            systems, base.words, base.speakers, unit=self.unit, n_resamples=int(boot["resamples"]),
+            seed=int(boot["seed"]), resample_seeds=bool(boot["resample_seeds"]))
+        self.ok = len(self.cols) > 1
+
+    def has(self, *rows: int) -> bool:
+        return self.ok and all(r in self.cols for r in rows)
+
+    def ci(self, i: int) -> Optional[List[float]]:
+        return list(interval(self.reps[:, self.cols[i]], self.level)) if self.has(i) else None
+
+    def diff(self, i: int, j: int, value: float) -> Optional[Dict[str, Any]]:
+        """Row i minus row j (either may be BASE): ``value`` (the point difference the report
+        shows) with its paired bootstrap interval and p-value."""
+        if not self.has(i, j):
+            return None
+        return difference_stats(value, self.reps[:, self.cols[i]] - self.reps[:, self.cols[j]], self.level)
+
+    def ratio_ci(self, i: int, ref: int) -> Optional[List[float]]:
+        """Interval of (base - i) / (base - ref): the share of ref's gain that i recovers."""
+        if not self.has(i, ref):
+            return None
+        b = self.reps[:, self.cols[BASE]]
+        den = b - self.reps[:, self.cols[ref]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(den > 0, (b - self.reps[:, self.cols[i]]) / den, np.nan)
+        return list(interval(r, self.level)) if np.isfinite(r).any() else None
+
+    def info(self) -> Dict[str, Any]:
+        return {"sets": self.sets, "unit": self.unit, "units": getattr(self, "units", None),
+                "rows_with_utterance_scores": len(self.cols) - 1 if self.ok else 0, "note": self.note}
+
+
+def _set_rows(groups, sets: Sequence[str], boot, side: str, decoding: str = "") -> Tuple[List[Dict[str, Any]], Dict]:
+    """Per row (group) and set: the seed mean of the adapted WER with its spread and interval, the
+    base WER, and the paired difference against the base: the gain (``side`` "target") or the
+    forgetting ("source"). ``decoding`` "" reads ``adapted`` / ``base``, "_nolm" reads
+    ``adapted_nolm`` / ``base_nolm``. A set that some seed of a row lacks is left out of that row.
+    Returns (one {set: stats} per group, {set: _Axis})."""
+    axes = {x: _Axis(x, [x], groups, boot, decoding) for x in sets}
+    out = []
+    for i, g in enumerate(groups):
+        per = {}
+        for x in sets:
+            if not all(x in (s.get("adapted" + decoding) or {}) and x in (s.get("base" + decoding) or {}) for s in g):
+                continue
+            vals = [s["adapted" + decoding][x]["wer"] for s in g]
+            m, sd = _mean_sd(vals)
+            b = g[0]["base" + decoding][x]["wer"]
+            st = {"wer": m, "sd": sd, "seeds": vals, "ci": axes[x].ci(i), "base_wer": b}
+            if side == "target":
+                st.update(gain=b - m, gain_test=axes[x].diff(BASE, i, b - m))
+            else:
+                st.update(forgetting=m - b, forgetting_rel=100 * (m - b) / b if b else None,
+                          forgetting_test=axes[x].diff(i, BASE, m - b))
+            per[x] = st
+        out.append(per)
+    return out, axes
+
+
+def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] = (),
+            tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
+            bootstrap: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Everything the report shows: one row per (cell, alpha) as the mean over its seeds (with
+    the spread), bootstrap intervals of every WER and of every difference against the base model
+    (gain on the target, forgetting on each source test set), the interval of the share of full
+    fine-tuning's gain recovered, the Pareto fronts (a point is dominated only by a significant
+    difference) and the generated findings. Without per-utterance errors (``_utt``) the numbers
+    are reported without intervals and the fronts fall back to the point estimates."""
+    boot = {**BOOTSTRAP_DEFAULTS, **dict(bootstrap or {})}
+    tuning = dict(tuning or {})
+    groups = _groups(summaries)
+    rows: List[Dict[str, Any]] = []
+    if groups:
+        tgts = list(groups[0][0]["target_test_sets"])
+        srcs = list(groups[0][0]["source_test_sets"])
+    else:
+        tgts, srcs = ["target"], ["source"]
+    tgt = tgts[0]  # the headline: the first target set (the unseen-speaker set in the embedded recipe)
+    ref = reference_summary([g[0] for g in groups])
+    ref_name = None if ref is None else ref.get("cell", ref.get("tag"))
+    ref_idx = next((i for i, g in enumerate(groups) if g[0] is ref), None)
+    for g in groups:
+        s0 = g[0]
+        b = s0["base"]
+        cell = s0.get("cell", s0["tag"])
+        t_mean, t_sd = _mean_sd([s["adapted"][tgt]["wer"] for s in g])
+        p_mean, p_sd = _mean_sd([_pooled(s["adapted"], srcs) for s in g])
+        base_pooled = _pooled(b, srcs)
+        tr = [s.get("train_wall_seconds") for s in g if s.get("train_wall_seconds")]
+        t_info = tuning.get(cell) or {}
+        row = {
+            "cell": cell, "method": s0["method"], "budget": s0.get("sweep_budget"),
+            "variant": s0.get("sweep_variant", {}), "alpha": float(s0.get("alpha", 1.0)),
+            "lr": s0.get("lr"), "lr_grid": t_info.get("grid"), "lr_from": t_info.get("inherited_from"),
+            "lr_at_grid_edge": t_info.get("edge", False),
+            "seeds": [s.get("seed") for s in g], "n_seeds": len(g),
+            "trainable": s0.get("trainable_params"), "fraction": s0.get("fraction"),
+            "adapted_modules": s0.get("adapted_modules"), "left_out_modules": s0.get("left_out_modules"),
+            "target_set": tgt, "target_wer": t_mean, "target_wer_sd": t_sd,
+            "target_wer_seeds": [s["adapted"][tgt]["wer"] for s in g], "target_ci": None,
+            "base_target_wer": b[tgt]["wer"], "target_gain": b[tgt]["wer"] - t_mean, "target_gain_test": None,
+            "source_sets": srcs, "source_wer": p_mean, "source_wer_sd": p_sd, "source_ci": None,
+            "base_source_wer": base_pooled, "forgetting": p_mean - base_pooled,
+            "forgetting_rel": 100 * (p_mean - base_pooled) / base_pooled if base_pooled else None,
+            "forgetting_test": None,
+            "sources": {},
+            "gain_recovered": None, "gain_recovered_ci": None, "gain_reference": ref_name,
+            "train_seconds": sum(tr) / len(tr) if tr else None,
+            "checks": sorted({c for s in g for c in s.get("checks", [])}), "pareto": False, "status": "done",
+        }
+        for x in srcs:
+            m, sd = _mean_sd([s["adapted"][x]["wer"] for s in g])
+            row["sources"][x] = {"wer": m, "sd": sd, "seeds": [s["adapted"][x]["wer"] for s in g], "ci": None,
+                                 "base_wer": b[x]["wer"], "forgetting": m - b[x]["wer"],
+                                 "forgetting_rel": 100 * (m - b[x]["wer"]) / b[x]["wer"] if b[x]["wer"] else None,
+                                 "forgetting_test": None}
+        rows.append(row)
+    full_gain = None if ref_idx is None else rows[ref_idx]["target_gain"]
+    for r in rows:
+        r["gain_recovered"] = r["target_gain"] / full_gain if full_gain and full_gain > 0 else None
+
+    # bootstrap: the target, every source set, and the source sets pooled (the Pareto front's y)
+    axes: Dict[str, _Axis] = {}
+    if groups:
+        axes[tgt] = _Axis(tgt, [tgt], groups, boot)
+        for x in srcs:
+            axes[x] = _Axis(x, [x], groups, boot)
+        pooled = axes[srcs[0]] if len(srcs) == 1 else _Axis("+".join(srcs), srcs, groups, boot)
+    T = axes.get(tgt)
+    for i, r in enumerate(rows):
+        r["target_ci"] = T.ci(i)
+        r["target_gain_test"] = T.diff(BASE, i, r["target_gain"])
+        if ref_idx is not None:
+            r["gain_recovered_ci"] = T.ratio_ci(i, ref_idx)
+        for x in srcs:
+            sx = r["sources"][x]
+            sx["ci"] = axes[x].ci(i)
+            sx["forgetting_test"] = axes[x].diff(i, BASE, sx["forgetting"])
+        r["source_ci"] = pooled.ci(i)
+        r["forgetting_test"] = pooled.diff(i, BASE, r["forgetting"])
+
+    def significance(ax_y: _Axis, ys: Sequence[float]):
+        def sig(j: int, i: int) -> bool:
+            tests = []
+            if rows[j]["target_wer"] < rows[i]["target_wer"]:
+                tests.append(T.diff(i, j, rows[i]["target_wer"] - rows[j]["target_wer"]))
+            if ys[j] < ys[i]:
+                tests.append(ax_y.diff(i, j, ys[i] - ys[j]))
+            if any(t is None for t in tests):
+                return True  # no per-utterance scores for this pair: the point estimates decide
+            return any(t["significant"] for t in tests)
+        return sig
+
+    fronts: Dict[str, List[str]] = {}
+    if rows:
+        ys = [r["source_wer"] for r in rows]
+        front = pareto_front([(r["target_wer"], y) for r, y in zip(rows, ys)], significance(pooled, ys))
+        for i in front:
+            rows[i]["pareto"] = True
+        fronts["pooled" if len(srcs) > 1 else srcs[0]] = [_label(rows[i]) for i in front]
+        if len(srcs) > 1:
+            for x in srcs:
+                ys = [r["sources"][x]["wer"] for r in rows]
+                f = pareto_front([(r["target_wer"], y) for r, y in zip(rows, ys)], significance(axes[x], ys))
+                fronts[x] = [_label(rows[i]) for i in f]
+                for i in f:
+                    rows[i]["sources"][x]["pareto"] = True
+    # every target set (the headline first), and both sides again without the LM when decoded so
+    targets, t_axes = _set_rows(groups, tgts, boot, "target")
+    nolm_t, nolm_t_axes = _set_rows(groups, tgts, boot, "target", "_nolm")
+    nolm_s, nolm_s_axes = _set_rows(groups, srcs, boot, "source", "_nolm")
+    for r, t, nt, ns in zip(rows, targets, nolm_t, nolm_s):
+        r["targets"] = t
+        if nt or ns:
+            r["nolm"] = {"targets": nt, "sources": ns}
+    decodings = sorted({s.get("nolm_decoding") for s in summaries if s.get("nolm_decoding")})
+    findings = _findings(rows, T, axes, srcs, fronts, boot) if rows else []
+    if rows and any(r.get("nolm") for r in rows):
+        findings[-1:-1] = _nolm_findings(rows, nolm_s_axes, srcs, decodings)
+    for name, why in dict(statuses).items():
+        rows.append({"cell": name, "status": why})
+    every = {**axes, **{f"{k} (other target set)": a for k, a in t_axes.items() if k != tgt},
+             **{f"{k} (no LM)": a for k, a in {**nolm_t_axes, **nolm_s_axes}.items()}}
+    return {"rows": rows, "target": tgt, "targets": tgts, "sources": srcs, "fronts": fronts, "findings": findings,
+            "nolm_decoding": ", ".join(decodings) or None,
+            "bootstrap": {**boot, "axes": {k: a.info() for k, a in every.items()},
+                          "significant_axes": bool(T and T.ok)},
+            "tuning": tuning}
+
+
+def _nolm_findings(rows, axes: Mapping[str, _Axis], srcs: Sequence[str], decodings) -> List[str]:
+    """Forgetting without the LM (the acoustic model's own): per budget and source set, the cell
+    that forgets least and those that forget significantly more."""
+    out = []
+    plain = [(i, r) for i, r in enumerate(rows) if not r["variant"] and r["alpha"] == 1.0 and r["budget"] is not None
+             and r.get("nolm")]
+    for bud in dict.fromkeys(r["budget"] for _, r in plain):
+        parts = []
+        for x in srcs:
+            fs = sorted([(i, r) for i, r in plain if r["budget"] == bud and x in r["nolm"]["sources"]],
+                        key=lambda t: t[1]["nolm"]["sources"][x]["wer"])
+            if len(fs) < 2:
+                continue
+            (li, least) = fs[0]
+            more = []
+            for i, r in fs[1:]:
+                t = axes[x].diff(i, li, r["nolm"]["sources"][x]["wer"] - least["nolm"]["sources"][x]["wer"])
+                if t is not None and t["significant"]:
+                    more.append(f"{r['cell']} ({_diff_text(t)})")
+            parts.append(f"on {x} least {least['cell']} ({least['nolm']['sources'][x]['forgetting']:+.2f})"
+                         + (f", significantly more: {', '.join(more)}" if more else ", no other significantly more"))
+        if parts:
+            out.append(f"**{bud}, without the LM** ({', '.join(decodings) or 'no LM'}): forgetting " + "; ".join(parts) + ".")
+    return out
+
+
+def sweep_rows(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] = (), **kw) -> List[Dict[str, Any]]:
+    """One row per (cell, alpha) with the numbers of the report (see :func:`analyse`)."""
+    return analyse(summaries, statuses, **kw)["rows"]
+
+
+def _label(r: Mapping[str, Any]) -> str:
+    return r["cell"] + ("" if r.get("alpha", 1.0) == 1.0 else f" (alpha {r['alpha']:g})")
+
+
+def _diff_text(t: Mapping[str, Any]) -> str:
+    return f"{t['diff']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}]"
+
+
+def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fronts, boot) -> List[str]:
+    """A short "what the numbers say" that claims only significant differences (paired
+    bootstrap, p < 1 - level; each comparison on its own, not corrected for multiplicity)."""
+    tgt = rows[0]["target_set"]
+    level = int(round(100 * float(boot["level"])))
+    out = []
+    if not (T and T.ok):
+        return [f"No per-utterance scores were found, so no difference is claimed as significant; the table "
+                f"gives point estimates only."]
+    b = rows[0]
+    out.append(f"Base model: {tgt} WER {b['base_target_wer']:.2f}; "
+               + "; ".join(f"{x} WER {b['sources'][x]['base_wer']:.2f}" for x in srcs) + ".")
+    ref = next((r for r in rows if r["cell"] == r.get("gain_reference") and r["alpha"] == 1.0), None)
+    if ref is not None and ref["target_gain_test"]:
+        t = ref["target_gain_test"]
+        out.append(f"Full fine-tuning (`{ref['cell']}`) lowers {tgt} WER to {ref['target_wer']:.2f}, a gain of "
+                   f"{_diff_text(t)}" + ("" if t["significant"] else " (not significant)") + ".")
+    plain = [(i, r) for i, r in enumerate(rows) if not r["variant"] and r["alpha"] == 1.0 and r["budget"] is not None]
+    budgets = list(dict.fromkeys(r["budget"] for _, r in plain))
+    for bud in budgets:
+        rs = sorted([(i, r) for i, r in plain if r["budget"] == bud], key=lambda t: t[1]["target_wer"])
+        parts = []
+        no_gain = [r["cell"] for _, r in rs if r["target_gain_test"] and not r["target_gain_test"]["significant"]]
+        if len(rs) >= 2:
+            (bi, best) = rs[0]
+            worse, same = [], []
+            for i, r in rs[1:]:
+                t = T.diff(i, bi, r["target_wer"] - best["target_wer"])
+                if t is None:
+                    continue
+                (worse if t["significant"] else same).append(f"{r['cell']} ({_diff_text(t)})" if t["significant"]
+                                                             else r["cell"])
+            parts.append(f"lowest {tgt} WER: {best['cell']} ({best['target_wer']:.2f})"
+                         + (f"; significantly higher: {', '.join(worse)}" if worse else "")
+                         + (f"; not significantly different from it: {', '.join(same)}" if same else ""))
+        if no_gain:
+            parts.append(f"no significant gain over the base model: {', '.join(no_gain)}")
+        for x in srcs:
+            A = axes[x]
+            fs = sorted(rs, key=lambda t: t[1]["sources"][x]["wer"])
+            none = [r["cell"] for _, r in fs if r["sources"][x]["forgetting_test"]
+                    and not r["sources"][x]["forgetting_test"]["significant"]]
+            if len(fs) >= 2:
+                (li, least) = fs[0]
+                more = []
+                for i, r in fs[1:]:
+                    t = A.diff(i, li, r["sources"][x]["wer"] - least["sources"][x]["wer"])
+                    if t is not None and t["significant"]:
+                        more.append(f"{r['cell']} ({_diff_text(t)})")
+                parts.append(f"forgetting on {x}: least {least['cell']} ({least['sources'][x]['forgetting']:+.2f})"
+                             + (f", significantly more: {', '.join(more)}" if more else
+                                ", no other cell forgets significantly more"))
+            if none:
+                parts.append(f"no significant forgetting on {x}: {', '.join(none)}")
+        if parts:
+            out.append(f"**{bud}.** " + "; ".join(parts) + ".")
+    for k, names in fronts.items():
+        what = "target WER against the source sets pooled" if k == "pooled" else f"target WER against {k} WER"
+        out.append(f"Pareto front ({what}; a point counts as dominated only by a significant difference): "
+                   f"{', '.join(names)}.")
+    edge = [r["cell"] for r in rows if r.get("lr_at_grid_edge") and r["alpha"] == 1.0]
+    if edge:
+        out.append(f"The learning rate chosen on dev is at the edge of its grid for {', '.join(edge)}: "
+                   f"a better one may lie beyond it.")
+    single = [r["cell"] for r in rows if r["n_seeds"] < 2 and r["alpha"] == 1.0]
+    if single:
+        out.append(f"Only one seed so far: {', '.join(single)} (no spread; intervals carry test sampling only).")
+    checks = [f"{r['cell']}: {c}" for r in rows for c in r.get("checks", [])]
+    if checks:
+        out.append("Check: " + "; ".join(checks) + ".")
+    out.append(f"Intervals: {level}% bootstrap over {T.unit}s ({int(boot['resamples'])} resamples"
+               + (", seeds resampled too" if boot["resample_seeds"] else "") + "); differences by paired bootstrap, "
+               f"uncorrected for the number of comparisons.")
+    return out

@@ -1,0 +1,264 @@
+"""Rendering of a sweep report: the markdown tables, the plot and the JSON of every number."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .analysis import analyse
+from .protocol import lr_label
+
+def modules_note(s: Mapping[str, Any]) -> str:
+    """`` on 40 of 87 modules`` when a plan left target modules out (``adapted_modules``,
+    ``left_out_modules`` of a summary or a sweep row), else nothing."""
+    left, n = s.get("left_out_modules") or 0, s.get("adapted_modules") or 0
+    return f" on {n} of {n + left} modules" if left else ""
+
+
+def _f(x, nd=2, pct=False):
+    if x is None:
+        return "-"
+    return f"{100 * x:.0f}%" if pct else f"{x:.{nd}f}"
+
+
+def _wer_cell(mean, sd, ci) -> str:
+    s = f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
+    return s + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def _diff_cell(value, test) -> str:
+    if value is None:
+        return "-"
+    s = f"{value:+.2f}"
+    if test:
+        s += f" [{test['low']:+.2f}, {test['high']:+.2f}]" + ("" if test["significant"] else " (n.s.)")
+    return s
+
+
+def _lr_cell(r) -> str:
+    if r.get("lr") is None:
+        return "-"
+    s = f"{r['lr']:g}"
+    if r.get("lr_from"):
+        s += f" (of {r['lr_from']})"
+    elif r.get("lr_at_grid_edge"):
+        s += " (edge)"
+    return s
+
+
+def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source, targets: Sequence[str] = ()) -> str:
+    """The main table: one row per (cell, alpha) (seed means), then the cells not run. ``target``
+    is the headline target set; the other ``targets`` get a WER and a gain column each."""
+    sources = [source] if isinstance(source, str) else list(source)
+    others = [t for t in targets if t != target]
+    done = [r for r in rows if r.get("status") == "done"]
+    ref = next((r["gain_reference"] for r in done if r.get("gain_reference")), "full")
+    head = (f"| cell | method | budget | lr | seeds | trainable (fraction) | alpha | {target} WER | gain "
+            f"| gain recovered vs {ref} | ")
+    head += "".join(f"{t} WER | gain {t} | " for t in others)
+    head += "".join(f"{x} WER | forgetting {x} | " for x in sources) + "train time | Pareto |"
+    ncol = head.count("|") - 1
+    lines = [head, "|" + "---|" * 3 + "---:|" * (ncol - 4) + ":-:|"]
+    for r in sorted(done, key=lambda r: (r["method"], str(r["budget"]), r["cell"], r["alpha"])):
+        tr = f"{r['trainable']:,} ({100 * r['fraction']:.2f}%){modules_note(r)}" if r.get("fraction") is not None else "-"
+        tt = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") else "-"
+        rec = _f(r["gain_recovered"], pct=True)
+        if r.get("gain_recovered_ci") and r["gain_recovered"] is not None:
+            lo, hi = r["gain_recovered_ci"]
+            rec += f" [{100 * lo:.0f}, {100 * hi:.0f}%]"
+        srcs = ""
+        for x in sources:
+            sx = (r.get("sources") or {}).get(x)
+            if sx is None:  # a summary without this set (single-source rows of older sweeps)
+                srcs += f"{_f(r['source_wer'])} | {_diff_cell(r['forgetting'], r.get('forgetting_test'))} | "
+            else:
+                srcs += f"{_wer_cell(sx['wer'], sx['sd'], sx['ci'])} | {_diff_cell(sx['forgetting'], sx['forgetting_test'])} | "
+        seeds = str(r.get("n_seeds", 1))
+        tgts = ""
+        for t in others:
+            tx = (r.get("targets") or {}).get(t)
+            tgts += ("- | - | " if tx is None else
+                     f"{_wer_cell(tx['wer'], tx['sd'], tx['ci'])} | {_diff_cell(tx['gain'], tx['gain_test'])} | ")
+        lines.append(f"| {r['cell']} | {r['method']} | {r['budget'] or '-'} | {_lr_cell(r)} | {seeds} | {tr} | "
+                     f"{r['alpha']:g} | {_wer_cell(r['target_wer'], r.get('target_wer_sd'), r.get('target_ci'))} | "
+                     f"{_diff_cell(r['target_gain'], r.get('target_gain_test'))} | {rec} | {tgts}{srcs}{tt} | "
+                     f"{'*' if r.get('pareto') else ''} |")
+    for r in rows:
+        if r.get("status") != "done":
+            lines.append(f"| {r['cell']} |" + " |" * (ncol - 2) + f" {r['status']} |")
+    return "\n".join(lines) + "\n"
+
+
+def nolm_table(rows: Sequence[Mapping[str, Any]], targets: Sequence[str], sources: Sequence[str],
+               decoding: Optional[str]) -> str:
+    """Learning and forgetting without the LM (the acoustic model's own), one row per (cell, alpha)
+    that was decoded so: WER and paired difference against the base model decoded the same way."""
+    done = [r for r in rows if r.get("status") == "done" and r.get("nolm")]
+    if not done:
+        return ""
+    nt = [t for t in targets if any(t in r["nolm"]["targets"] for r in done)]
+    ns = [x for x in sources if any(x in r["nolm"]["sources"] for r in done)]
+    base = done[0]["nolm"]
+    lines = [f"Without the LM ({decoding or 'no LM'}): the same models decoded by the acoustic model alone, against "
+             f"the base model decoded the same way (base: "
+             + ", ".join(f"{x} {d[x]['base_wer']:.2f}" for d in (base["targets"], base["sources"]) for x in d)
+             + ").", "",
+             "| cell | alpha | " + "".join(f"{t} WER | gain {t} | " for t in nt)
+             + "".join(f"{x} WER | forgetting {x} | " for x in ns),
+             "|---|---:|" + "---:|" * (2 * (len(nt) + len(ns)))]
+    for r in sorted(done, key=lambda r: (r["method"], str(r["budget"]), r["cell"], r["alpha"])):
+        cells = ""
+        for side, names, key in (("targets", nt, "gain"), ("sources", ns, "forgetting")):
+            for x in names:
+                v = r["nolm"][side].get(x)
+                cells += ("- | - | " if v is None else
+                          f"{_wer_cell(v['wer'], v['sd'], v['ci'])} | {_diff_cell(v[key], v[key + '_test'])} | ")
+        lines.append(f"| {r['cell']} | {r['alpha']:g} | {cells}")
+    return "\n".join(lines) + "\n"
+
+
+def tuning_table(tuning: Mapping[str, Mapping[str, Any]]) -> str:
+    """The learning-rate choice of every tuned cell: the selection score of each rate."""
+    if not tuning:
+        return ""
+    any_t = next(iter(tuning.values()))
+    metric = any_t.get("metric", "dev_wer")
+    what = (f"WER on the target dev set `{any_t.get('set')}`" if metric == "dev_wer"
+            else "ESPnet's best validation accuracy on the target dev set")
+    lines = [f"Learning-rate choice per cell ({what}, mean over the selection seeds; the test sets are decoded "
+             f"for the chosen rate only):", "",
+             "| cell | score per learning rate | chosen | note |", "|---|---|---:|---|"]
+    for cell, t in tuning.items():
+        if t.get("inherited_from"):
+            lines.append(f"| {cell} | | {lr_label(t.get('chosen'))} | the rate chosen for {t['inherited_from']} |")
+            continue
+        parts = []
+        for lr in t.get("grid", []):
+            v = (t.get("mean") or {}).get(lr_label(lr))
+            v = ("-" if v is None else "diverged" if math.isinf(v) else f"{v:.4g}" if metric == "valid_acc"
+                 else f"{v:.2f}")
+            s = f"{lr:g}: {v}"
+            parts.append(f"**{s}**" if t.get("chosen") == lr else s)
+        added = len(t.get("grid", [])) - len(t.get("declared") or t.get("grid", []))
+        note = ("at the grid's edge" + (f" after {added} rate(s) added past it" if added else "") if t.get("edge")
+                else f"{added} rate(s) added past the declared grid" if added else (t.get("note") or ""))
+        lines.append(f"| {cell} | {' · '.join(parts)} | {lr_label(t.get('chosen'))} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source, title: str = "") -> None:
+    """Target WER against the WER on every source test set (one panel each, and one for the
+    source sets pooled when there are several): one marker per method, size by budget, 95%
+    intervals as error bars, interpolation curves dotted, the significance-aware Pareto front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = [source] if isinstance(source, str) else list(source)
+    done = [r for r in rows if r.get("status") == "done"]
+    panels = ([("+".join(sources), None)] if len(sources) > 1 else []) + [(x, x) for x in sources]
+    fig, axs = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), dpi=110, squeeze=False)
+    markers = dict(zip(sorted({r["method"] for r in done}), "osD^vP*Xh<>"))
+    fracs = [r["fraction"] for r in done if r.get("fraction")]
+    fmax = max(fracs) if fracs else 1.0
+
+    def yv(r, x):
+        if x is None or x not in (r.get("sources") or {}):
+            return r["source_wer"], r.get("source_ci"), r.get("pareto")
+        sx = r["sources"][x]
+        return sx["wer"], sx.get("ci"), sx.get("pareto") if len(sources) > 1 else r.get("pareto")
+
+    for ax, (name, x) in zip(axs[0], panels):
+        for method, m in markers.items():
+            rs = [r for r in done if r["method"] == method]
+            sizes = [30 + 220 * math.sqrt((r.get("fraction") or fmax) / fmax) for r in rs]
+            ax.scatter([r["target_wer"] for r in rs], [yv(r, x)[0] for r in rs], s=sizes, marker=m, alpha=0.7,
+                       label=method, edgecolors="black", linewidths=0.5, zorder=3)
+            for r in rs:
+                xc, (y, yc, _) = r.get("target_ci"), yv(r, x)
+                if xc or yc:
+                    xe = [[r["target_wer"] - xc[0]], [xc[1] - r["target_wer"]]] if xc else None
+                    ye = [[y - yc[0]], [yc[1] - y]] if yc else None
+                    ax.errorbar([r["target_wer"]], [y], xerr=xe, yerr=ye, fmt="none", ecolor="grey", elinewidth=0.7,
+                                capsize=2, alpha=0.8, zorder=2)
+        for cell in sorted({r["cell"] for r in done}):
+            rs = sorted((r for r in done if r["cell"] == cell), key=lambda r: r["alpha"])
+            if len(rs) > 1:
+                ax.plot([r["target_wer"] for r in rs], [yv(r, x)[0] for r in rs], ":", lw=0.8, c="grey")
+            for r in rs:
+                text = cell if r["alpha"] == 1.0 else f"\u03b1={r['alpha']:g}"
+                ax.annotate(text, (r["target_wer"], yv(r, x)[0]), xytext=(4, 4), textcoords="offset points",
+                            fontsize=6, color="dimgrey")
+        if done:
+            base = done[0]
+            by = base["base_source_wer"] if x is None else base["sources"].get(x, {}).get("base_wer", base["base_source_wer"])
+            ax.scatter([base["base_target_wer"]], [by], marker="x", s=120, c="red", label="base (not adapted)", zorder=4)
+            front = sorted((r for r in done if yv(r, x)[2]), key=lambda r: (r["target_wer"], yv(r, x)[0]))
+            ax.plot([r["target_wer"] for r in front], [yv(r, x)[0] for r in front], "k--", lw=1,
+                    label="Pareto front (significant dominance)")
+        ax.set_xlabel(f"{target} WER (%)  [learning: lower is better]")
+        ax.set_ylabel(("source sets pooled" if x is None else x) + " WER (%)  [forgetting: lower is better]")
+        ax.grid(alpha=0.3)
+    axs[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(title or "Learning vs forgetting (marker size: trainable fraction; bars: 95% intervals)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _public(s: Mapping[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in s.items() if not k.startswith("_")}
+
+
+def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses: Mapping[str, str] = (),
+                 title: str = "", header: str = "", tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                 bootstrap: Optional[Mapping[str, Any]] = None, protocol_info: Optional[Mapping[str, Any]] = None
+                 ) -> Dict[str, Path]:
+    """``sweep.md`` (table, learning-rate choices, findings), ``sweep.png`` (plot) and
+    ``sweep.json`` (every number) in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    a = analyse(summaries, statuses, tuning=tuning, bootstrap=bootstrap)
+    rows, target, sources = a["rows"], a["target"], a["sources"]
+    level = int(round(100 * float(a["bootstrap"]["level"])))
+    sig = a["bootstrap"]["significant_axes"]
+    others = [t for t in a["targets"] if t != target]
+    legend = ((f"`{target}` is the headline target set (learning, gain recovered, the Pareto front); "
+               f"{', '.join(f'`{t}`' for t in others)} {'is' if len(others) == 1 else 'are'} reported beside it. "
+               if others else "")
+              + "Each row is the mean over its seeds (`seeds`), ± the sample standard deviation over seeds"
+              + (f"; [...]: {level}% bootstrap interval; gain and forgetting are paired differences against the base "
+                 f"model, (n.s.): not significant at the {100 - level}% level" if sig else
+                 "; no per-utterance scores were found, so there are no intervals")
+              + "; `lr`: the learning rate of the cell (chosen on the target dev set when the grid tunes it); "
+              "`*`: on the Pareto front of (target WER, source WER"
+              + (" pooled over the source sets" if len(sources) > 1 else "") + ")"
+              + (", where a point is dominated only by a significant difference" if sig else "") + ".\n")
+    md = (header + "\n" if header else "") + legend + "\n" + sweep_table(rows, target, sources, a["targets"])
+    nolm = nolm_table(rows, a["targets"], sources, a["nolm_decoding"])
+    if nolm:
+        md += "\n" + nolm
+    if a["tuning"]:
+        md += "\n" + tuning_table(a["tuning"])
+    if a["findings"]:
+        md += "\n### What the numbers say\n\n" + "".join(f"- {f}\n" for f in a["findings"])
+    paths = {"md": out_dir / "sweep.md", "png": out_dir / "sweep.png", "json": out_dir / "sweep.json"}
+    paths["md"].write_text(md)
+    plot(rows, paths["png"], target, sources, title)
+    data = {"rows": rows, "target": target, "targets": a["targets"], "sources": sources,
+            "nolm_decoding": a["nolm_decoding"], "fronts": a["fronts"], "findings": a["findings"], "tuning": a["tuning"],
+            "bootstrap": a["bootstrap"], "protocol": dict(protocol_info or {}),
+            "summaries": [_public(s) for s in summaries]}
+    paths["json"].write_text(json.dumps(data, indent=1, default=_json_default) + "\n")
+    return paths
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

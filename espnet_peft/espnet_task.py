@@ -48,7 +48,7 @@ from .config import PeftConfig
 from .data import DataError, error_text, read_table, validate_data_triplets
 from .inject import apply_peft
 from .markers import DIVERGED
-from .methods.base import PeftError
+from .errors import PeftError
 
 #: architecture keys besides the task's class choices (and their ``_conf``)
 ARCH_EXTRA = ("token_list", "input_size", "ctc_conf", "joint_net_conf", "model_conf", "token_type", "bpemodel",

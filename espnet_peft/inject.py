@@ -20,7 +20,7 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+def set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, new)
@@ -118,7 +118,7 @@ def apply_peft(model: nn.Module, config: Any) -> Plan:
     for row in plan.rows:  # outer wrappers first: nested rows are named inside them
         module = model.get_submodule(row.name)
         wrapper = get_method(row.method).wrap(module, row.hyper, row.options or cfg.options)
-        _set_module(model, row.name, _in_mode_of(module, wrapper))
+        set_module(model, row.name, _in_mode_of(module, wrapper))
     if cfg.freeze_norm_stats:
         freeze_norm_statistics(model)
     trainable = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .errors import PeftError
-from .inject import _set_module, get_plan, release_norm_statistics
+from .inject import set_module, get_plan, release_norm_statistics
 from .methods import get_method
 
 
@@ -22,7 +22,7 @@ def merge_peft(model: nn.Module) -> nn.Module:
     plan = get_plan(base)
     modules = dict(base.named_modules())
     for row in plan.rows:
-        _set_module(base, row.name, get_method(row.method).merge(modules[row.name]))
+        set_module(base, row.name, get_method(row.method).merge(modules[row.name]))
     release_norm_statistics(base)
     schedule = getattr(base, "peft_schedule", None)
     if schedule is not None:

@@ -18,7 +18,7 @@ from typing import List, Mapping
 import torch
 from torch import nn
 
-from .methods.base import PeftError
+from .errors import PeftError
 
 SCHEDULE_KEYS = ("frozen_encoder_steps", "frozen_prefix")
 

@@ -61,7 +61,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from espnet_peft.markers import DIVERGED  # noqa: E402
-from espnet_peft.methods.base import PeftError  # noqa: E402
+from espnet_peft.errors import PeftError  # noqa: E402
 from espnet_peft.scoring import utterance_errors_files  # noqa: E402
 from espnet_peft.sweep import (METRICS, at_grid_edge, expand, experiment_tag, load_grid, lr_label,  # noqa: E402
                                order_cells, priority_group, protocol, reachable_rates, seed_mean, tuning_grid,
@@ -268,7 +268,12 @@ def main(argv=None) -> int:
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     store = RecordStore(args.records or args.out / "records")
     try:
-        did = data_id(args.dumpdir, args.data_sets.split())
+        if args.report_only and not all((args.dumpdir / "raw" / x / "text").is_file() for x in args.data_sets.split()):
+            # a clone without the data: the records' own data identity (they are checked against each other)
+            did = store.load_data().get("data_id") or data_id(args.dumpdir, args.data_sets.split())
+            print(f"budget_sweep.py: no formatted data in {args.dumpdir}: the records' data id {did} is taken")
+        else:
+            did = data_id(args.dumpdir, args.data_sets.split())
         for f in args.frozen:
             if not f.is_file():
                 raise FileNotFoundError(f"{f} (a --frozen file)")

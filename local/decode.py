@@ -225,6 +225,25 @@ def decoding_options(args) -> dict:
     return lm_options(greedy_options(opts or {}), args.lm_dir)
 
 
+class Progress:
+    """``decode.py: progress ...`` lines in the job's log (utterances done of this job's share, time
+    left at the rate so far) at most every ``every`` seconds; the recipe prints job 1's."""
+
+    def __init__(self, total: int, job: int, nj: int, every: float = 30.0):
+        self.total, self.done, self.job, self.nj, self.every = total, 0, job, nj, every
+        self.t0 = self.last = time.time()
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        now = time.time()
+        if now - self.last < self.every and self.done < self.total:
+            return
+        self.last = now
+        left = (now - self.t0) / self.done * (self.total - self.done)
+        print(f"decode.py: progress {self.done}/{self.total} utterances of job {self.job} of {self.nj} "
+              f"({what}), about {left / 60:.1f} min left", flush=True)
+
+
 def decode(args) -> None:
     import soundfile
     import torch
@@ -232,8 +251,10 @@ def decode(args) -> None:
     torch.set_num_threads(max(1, args.threads))
     weights_only_torch_load()
     opts = decoding_options(args)
-    for model_dir, out_dir in zip(args.model_dir, args.output_dir):
-        sets = todo(out_dir, args.data_dir, signature(Path(model_dir), opts))
+    work = [(m, o, todo(o, args.data_dir, signature(Path(m), opts))) for m, o in zip(args.model_dir, args.output_dir)]
+    total = sum(len(shard(read_scp(d / "wav.scp"), args.job, args.nj)) for _, _, sets in work for d in sets)
+    progress = Progress(total, args.job, args.nj)
+    for model_dir, out_dir, sets in work:
         if not sets:
             continue
         run_opts = dict(opts, device=args.device) if args.device else dict(opts)
@@ -256,6 +277,7 @@ def decode(args) -> None:
                     with torch.no_grad():
                         text = recognize(speech)
                     fh.write(f"{key} {text}\n")
+                    progress.step(f"{Path(model_dir).name}/{d.name}")
             (out / f"info.{args.job}.json").write_text(json.dumps(
                 {"audio_seconds": audio_s, "decode_seconds": time.time() - t0}) + "\n")
 

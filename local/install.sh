@@ -34,6 +34,29 @@ pip=("${venv}/bin/python" -m pip --disable-pip-version-check)
 # torch and torchaudio must be a matching pair: 2.11.0 is the newest torchaudio release.
 "${pip[@]}" install -q "torch==2.11.0" "torchaudio==2.11.0"
 "${pip[@]}" install -q -e "${root}"
+# g2p_en (imported with espnet2's tokenizers) looks for two NLTK resources at every import and, when they
+# are missing, tries to download them and prints 8 lines of failure without a network. They are fetched
+# once here when online; offline, empty placeholders (valid empty zips, in the venv's nltk_data) stop the
+# attempts. Only phoneme tokenisation (g2p_en) uses them: delete the placeholders and run nltk.download.
+"${venv}/bin/python" - "${venv}/nltk_data" <<'EOF'
+import contextlib, io, os, sys, zipfile
+import nltk
+root = sys.argv[1]
+for kind, name in (("taggers", "averaged_perceptron_tagger_eng"), ("corpora", "cmudict")):
+    try:
+        nltk.data.find(f"{kind}/{name}.zip")
+        continue
+    except LookupError:
+        pass
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        ok = nltk.download(name, download_dir=root, quiet=True, raise_on_error=False, print_error_to=io.StringIO())
+    if not ok:
+        os.makedirs(os.path.join(root, kind), exist_ok=True)
+        with zipfile.ZipFile(os.path.join(root, kind, f"{name}.zip"), "w") as z:
+            z.writestr(f"{name}/PLACEHOLDER", "written offline by espnet-peft's local/install.sh (no network); "
+                       "delete this zip and run nltk.download to fetch the real resource\n")
+        print(f"install.sh: no network for NLTK's {name}: placeholder {root}/{kind}/{name}.zip")
+EOF
 "${venv}/bin/python" -W ignore -c "import espnet2.tasks.asr, espnet2.tasks.s2t, espnet2.bin.asr_inference, espnet_peft"
 echo "${want}" > "${stamp}"
 echo "install.sh: ready (${venv})"

@@ -291,10 +291,15 @@ train_exp() {
     before="$(readlink "${exp}/latest.pth" || true)"
     keep_log "${exp}/train.log"
     t0=$(date +%s)
-    local rc=0
+    local rc=0 follower
+    # a line per epoch on the console while it trains (the log has everything)
+    "${python}" utils/follow.py --log "${exp}/train.log" --kind train --prefix "$(basename "${exp}")" &
+    follower=$!
     # shellcheck disable=SC2086  # ${cuda_cmd} is a command line
     run_job ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m "${module}" "$@" \
         --output_dir "${exp}" --ngpu "${ngpu}" --resume true || rc=$?
+    kill -TERM "${follower}" 2>/dev/null || true
+    wait "${follower}" 2>/dev/null || true
     if [ "${rc}" -ne 0 ]; then  # e.g. a diverged run: its reason, then stop before anything uses it
         grep -h "espnet_peft: error:" "${exp}/train.log" >&2 || true
         die "training in ${exp} failed (exit ${rc}); see ${exp}/train.log"
@@ -336,10 +341,16 @@ decode_sets() {
         n=$(min "${nj}" "$(for s in ${sets}; do wc -l < "${dumpdir}/raw/${s}/wav.scp"; done | sort -n | head -1)")
         mkdir -p "${pairs[1]}/log"
         log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${config}, ${n} jobs)"
+        # job 1's progress (utterances done, time left) on the console while it decodes
+        "${python}" utils/follow.py --log "${pairs[1]}/log/decode.1.log" --kind decode --from_end --prefix decoding &
+        local follower=$! rc=0
         # shellcheck disable=SC2086  # ${decode_cmd} is a command line
         run_job ${decode_cmd} JOB=1:"${n}" "${pairs[1]}/log/decode.JOB.log" \
             "${python}" utils/decode.py --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${config}" \
-            --job JOB --nj "${n}"
+            --job JOB --nj "${n}" || rc=$?
+        kill -TERM "${follower}" 2>/dev/null || true
+        wait "${follower}" 2>/dev/null || true
+        [ "${rc}" -eq 0 ] || die "decoding with ${config} failed (exit ${rc}); see ${pairs[1]}/log/decode.*.log"
         "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --decode_config "${config}" --nj "${n}"
     fi
     [ -z "${lock_fd}" ] || exec {lock_fd}>&-
@@ -614,8 +625,13 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
     fi
     need_file "${exp}/${checkpoint}" "adapter checkpoint (run stage 10)"
     log "stage 11: merging ${exp}/${checkpoint} into ${merged} (alpha=${alpha})"
-    run_job "${python}" -m espnet_peft.bin.merge --train_config "${exp}/config.yaml" \
-        --model_file "${exp}/${checkpoint}" --output_dir "${merged}" --alpha "${alpha}"
+    merge_log="${exp}/merge$( [ "${alpha}" = "1.0" ] || echo "_alpha${alpha}").log"
+    if ! run_job "${python}" -m espnet_peft.bin.merge --train_config "${exp}/config.yaml" \
+            --model_file "${exp}/${checkpoint}" --output_dir "${merged}" --alpha "${alpha}" > "${merge_log}" 2>&1; then
+        grep -h "error" "${merge_log}" >&2 || tail -n 5 "${merge_log}" >&2
+        die "merging ${exp}/${checkpoint} failed; see ${merge_log}"
+    fi
+    log "merged: $(grep -ho "merged model written to .*" "${merge_log}" | sed -E "s/'(train_config|model_file|pretrained_model)': '[^']*', //g" | cut -c1-220)"
 fi
 
 # ---------------------------------------------------------------- 12-13: target domain

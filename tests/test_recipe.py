@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -89,6 +90,13 @@ def test_stages_1_to_15_at_toy_size(toy):
     assert "child_peft_toy" in results and "| ssvd_o |" in results
     # the printed table
     assert "base (foundation)" in res.stdout and "forgetting:" in res.stdout
+    # the job talks while it works (a line per epoch, decoding progress) and keeps quiet otherwise: no
+    # failed NLTK downloads, no plan table on the console (it is in the logs)
+    out = res.stdout + res.stderr
+    assert re.search(r"child_peft_toy: epoch 1/\d+, train loss [0-9.]+, valid loss", res.stdout), res.stdout[-3000:]
+    assert "decoding: progress" in res.stdout and "min left" in res.stdout
+    assert "nltk_data" not in out and "total trainable:" not in out
+    assert "total trainable:" in (exp / "merge.log").read_text() and "merged: merged model written to" in res.stdout
     # per-stage logs exist
     assert (recipe / "exp" / "child_peft_toy" / "train.log").exists()
     assert list((recipe / "exp" / "base_decode").glob("log/decode.*.log"))

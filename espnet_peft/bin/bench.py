@@ -242,7 +242,8 @@ def adapt(model, row: str, args):
     method = reference_of().get(row, row)
     reference = registry()[method].references.get(row)
     cfg = bench_config(method, args)
-    return reference.setup(model, cfg) if reference else espnet_peft.apply_peft(model, cfg)
+    # a reference gets the library's planner handed in (methods/ imports nothing above it)
+    return reference.setup(model, cfg, espnet_peft.inject) if reference else espnet_peft.apply_peft(model, cfg)
 
 
 def train_step(net, data, opt, device: str) -> Callable[[], None]:

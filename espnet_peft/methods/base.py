@@ -30,10 +30,13 @@ Shape = Tuple[int, ...]
 
 @dataclass(frozen=True)
 class Reference:
-    """Another implementation of a method, timed beside it by the benchmark: ``setup(model, config)``
-    adapts ``model`` and returns the plan; ``needs`` names a module that must be importable."""
+    """Another implementation of a method, timed beside it by the benchmark: ``setup(model, config,
+    planner)`` adapts ``model`` and returns the plan; ``planner`` is what the benchmark hands in of the
+    library's planning and injection (``plan_peft``, ``apply_peft``, ``set_module``: the module
+    ``espnet_peft.inject``), so that ``methods/`` never imports the layers above it; ``needs``
+    names a module that must be importable."""
 
-    setup: Callable[[nn.Module, Mapping[str, Any]], Any]
+    setup: Callable[[nn.Module, Mapping[str, Any], Any], Any]
     needs: Optional[str] = None
 
 

@@ -75,12 +75,10 @@ class LoRAFamily(PerUnitCost):
 def hf_peft(use_dora: bool) -> Reference:
     """HF PEFT's LoRA (or DoRA) on the modules and with the ranks of our plan (alpha = r)."""
 
-    def setup(model: nn.Module, config):
+    def setup(model: nn.Module, config, planner):
         from peft import LoraConfig, inject_adapter_in_model
 
-        from ..inject import plan_peft
-
-        plan = plan_peft(model, config)
+        plan = planner.plan_peft(model, config)
         ranks = {r.name: r.hyper["r"] for r in plan.rows}
         cfg = LoraConfig(target_modules=list(ranks), r=max(ranks.values()), lora_alpha=max(ranks.values()),
                          rank_pattern={f"^{n}$": k for n, k in ranks.items()},

@@ -32,14 +32,12 @@ class _Rebuild(nn.Module):
         return nn.functional.linear(x, w, self.layer.bias)
 
 
-def rebuild(model: nn.Module, config):
+def rebuild(model: nn.Module, config, planner):
     """Our SSVD layers of a plan, then each replaced by the rebuild of the same ``k``."""
-    from ..inject import _set_module, apply_peft
-
-    plan = apply_peft(model, config)
+    plan = planner.apply_peft(model, config)
     for name, m in list(model.named_modules()):
         if isinstance(m, SubspaceRotationLinear):
-            _set_module(model, name, _Rebuild(m))
+            planner.set_module(model, name, _Rebuild(m))
     return plan
 
 

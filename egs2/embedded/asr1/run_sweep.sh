@@ -38,6 +38,7 @@ bootstrap_unit=""    # utterance | speaker (default: the grid's bootstrap.unit)
 archive_stale=false  # true: cells trained on another foundation model move to exp/stale/ and run again
 records=sweep_records  # the run records (tracked): ${records}/<grid name>_<target>/
 results_dir=.        # where RESULTS_sweep_<grid name>_<target>.{md,png,json} are written
+sweep_dir=""         # the sweep's working directory (configs, logs; default exp/sweep_<grid name>_<target>)
 pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,
                      # dump/, downloads/, exp/ and the records stay this checkout's)
 help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true] [--report_only true]"
@@ -81,7 +82,7 @@ opts=()
 [ "${archive_stale}" = true ] && opts+=(--archive_stale)
 [ -z "${bootstrap_unit}" ] || opts+=(--bootstrap_unit "${bootstrap_unit}")
 [ -z "${train_args}" ] || opts+=(--train_args "${train_args}")
-"${python}" utils/budget_sweep.py --grid "${grid}" --out "exp/sweep_${sweep}" \
+"${python}" utils/budget_sweep.py --grid "${grid}" --out "${sweep_dir:-exp/sweep_${sweep}}" \
     --run "./run.sh --target ${target} ${run_args}" --cmd "${cuda_cmd}" --max_parallel "${max_parallel}" \
     --tag_prefix "${target}_" --model_config foundation/config.yaml --dev_set "${target}_dev" --dumpdir dump \
     --records "${records}/${sweep}" --data_sets "${target}_train ${target}_dev ${target}_unseen_test ${target}_test

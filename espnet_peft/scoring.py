@@ -153,17 +153,29 @@ def _chunk_errors(chunks) -> int:
     return n
 
 
+UNITS = ("word", "char")  # what an error rate counts: WER, CER
+
+
+def _tokens(text: str, unit: str) -> str:
+    """A normalised text as the space-separated tokens ``unit`` counts (characters without spaces)."""
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    return text if unit == "word" else " ".join(text.replace(" ", ""))
+
+
 def utterance_errors(refs: Mapping[str, str], hyps: Mapping[str, str],
-                     utt2spk: Optional[Mapping[str, str]] = None) -> UtteranceErrors:
-    """Per-utterance word errors of hypotheses against references (the normalisation and the
-    empty-reference rule of :func:`score`); ``utt2spk`` adds each utterance's speaker."""
+                     utt2spk: Optional[Mapping[str, str]] = None, unit: str = "word") -> UtteranceErrors:
+    """Per-utterance errors of hypotheses against references (the normalisation and the
+    empty-reference rule of :func:`score`), counted in words (WER) or characters (``unit="char"``:
+    CER, ``words`` then holds the reference lengths in characters); ``utt2spk`` adds each
+    utterance's speaker."""
     import jiwer
 
     extra = sorted(set(hyps) - set(refs))
     if extra:
         raise ValueError(f"{len(extra)} hypotheses have no reference, e.g. {extra[:3]}")
     ids = tuple(sorted(refs))
-    pairs = [(normalize(refs[k]), normalize(hyps.get(k, ""))) for k in ids]
+    pairs = [(_tokens(normalize(refs[k]), unit), _tokens(normalize(hyps.get(k, "")), unit)) for k in ids]
     words = np.array([len(r.split()) for r, _ in pairs], dtype=np.int64)
     errors = np.array([0 if r.strip() else len(h.split()) for r, h in pairs], dtype=np.int64)
     keep = [i for i, (r, _) in enumerate(pairs) if r.strip()]
@@ -180,10 +192,10 @@ def utterance_errors(refs: Mapping[str, str], hyps: Mapping[str, str],
     return UtteranceErrors(ids, errors, words, speakers)
 
 
-def utterance_errors_files(ref_path, hyp_path, utt2spk_path=None) -> UtteranceErrors:
+def utterance_errors_files(ref_path, hyp_path, utt2spk_path=None, unit: str = "word") -> UtteranceErrors:
     """:func:`utterance_errors` of Kaldi-style text files (``utt2spk_path`` optional)."""
     spk = read_utt2spk(utt2spk_path) if utt2spk_path and Path(utt2spk_path).is_file() else None
-    return utterance_errors(read_trn(ref_path), read_trn(hyp_path), spk)
+    return utterance_errors(read_trn(ref_path), read_trn(hyp_path), spk, unit)
 
 
 def stack_seeds(runs: Sequence[UtteranceErrors]) -> UtteranceErrors:

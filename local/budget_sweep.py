@@ -371,9 +371,10 @@ def main(argv=None) -> int:
 
     utts, notes = {}, []
 
-    def utt(hyp_dir: Path, x: str):
-        """Per-utterance errors of a decoding of set x (None without its reference or hypotheses)."""
-        key = (str(hyp_dir), x)
+    def utt(hyp_dir: Path, x: str, unit: str = "word"):
+        """Per-utterance errors (words, or characters) of a decoding of set x (None without its
+        reference or hypotheses)."""
+        key = (str(hyp_dir), x, unit)
         if key not in utts:
             raw = args.dumpdir / "raw" / x
             ref = raw / "text.plain" if (raw / "text.plain").is_file() else raw / "text"
@@ -381,7 +382,7 @@ def main(argv=None) -> int:
             utts[key] = None
             if ref.is_file() and hyp.is_file():
                 try:
-                    utts[key] = utterance_errors_files(ref, hyp, raw / "utt2spk")
+                    utts[key] = utterance_errors_files(ref, hyp, raw / "utt2spk", unit)
                 except (ValueError, OSError) as e:
                     notes.append(f"{hyp}: {e}")
         return utts[key]
@@ -397,8 +398,8 @@ def main(argv=None) -> int:
                 u = utt(base, x)
                 if u is None:
                     continue
-                data["sets"].setdefault(x, set_block(u))
-                data["base"].setdefault(dec, {})[x] = errors_block(u)
+                data["sets"].setdefault(x, set_block(u, utt(base, x, "char")))
+                data["base"].setdefault(dec, {})[x] = errors_block(u, utt(base, x, "char"))
         store.save_data(data)
 
     def write_record(c, lr, s, t, kind, alpha=1.0, seconds=None) -> None:
@@ -418,7 +419,8 @@ def main(argv=None) -> int:
                     return
                 rec["dev_score"] = json.loads(p.read_text())["wer"]
                 u = utt(merged / "decode", args.dev_set)
-                rec["utterances"] = {"lm": {args.dev_set: errors_block(u)}} if u is not None else {}
+                rec["utterances"] = ({"lm": {args.dev_set: errors_block(u, utt(merged / "decode", args.dev_set, "char"))}}
+                                     if u is not None else {})
                 record_data([args.dev_set])
             elif not rec["diverged"]:
                 rec["dev_score"] = best_valid_acc(exp)
@@ -440,7 +442,7 @@ def main(argv=None) -> int:
                 checks.append(f"{t} trained with seed {tseed}, not {s}")
             sets = list(sm.get("target_test_sets", [])) + list(sm.get("source_test_sets", []))
             rec.update(summary=sm, checks=checks, utterances={
-                dec: {x: errors_block(u) for x in sets if (u := utt(merged / sub, x)) is not None}
+                dec: {x: errors_block(u, utt(merged / sub, x, "char")) for x in sets if (u := utt(merged / sub, x)) is not None}
                 for dec, sub in DECODINGS.items()})
             record_data(sets)
         store.write(rec)

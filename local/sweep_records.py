@@ -131,33 +131,47 @@ class RecordStore:
         atomic_write(self.data_file(), json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
 
 
-def set_block(utt) -> Dict[str, Any]:
-    """The reference side of a set (aligned with every run's errors): ids, speakers, words."""
-    return {"ids": list(utt.ids), "speakers": list(utt.speakers) if utt.speakers is not None else None,
-            "words": [int(w) for w in utt.words], "ids_sha": ids_sha(utt.ids, utt.words)}
+def set_block(utt, chars=None) -> Dict[str, Any]:
+    """The reference side of a set (aligned with every run's errors): ids, speakers, reference
+    lengths in words and (``chars``: the set's character-level errors) in characters."""
+    out = {"ids": list(utt.ids), "speakers": list(utt.speakers) if utt.speakers is not None else None,
+           "words": [int(w) for w in utt.words], "ids_sha": ids_sha(utt.ids, utt.words)}
+    if chars is not None:
+        out["chars"] = [int(w) for w in chars.words]
+    return out
 
 
 def ids_sha(ids: Sequence[str], words: Sequence[int]) -> str:
     return _sha([json.dumps([list(ids), [int(w) for w in words]]).encode()])
 
 
-def errors_block(utt) -> Dict[str, Any]:
-    """A run's side of a set: per-utterance word errors, and the reference side's hash."""
-    return {"errors": [int(e) for e in np.asarray(utt.errors).ravel()], "ids_sha": ids_sha(utt.ids, utt.words),
-            "wer": round(float(utt.wer), 4)}
+def errors_block(utt, chars=None) -> Dict[str, Any]:
+    """A run's side of a set: per-utterance word errors (and character errors: ``chars``), and the
+    reference side's hash."""
+    out = {"errors": [int(e) for e in np.asarray(utt.errors).ravel()], "ids_sha": ids_sha(utt.ids, utt.words),
+           "wer": round(float(utt.wer), 4)}
+    if chars is not None:
+        out.update(char_errors=[int(e) for e in np.asarray(chars.errors).ravel()], cer=round(float(chars.wer), 4))
+    return out
 
 
-def utterances(data: Mapping[str, Any], set_name: str, block: Mapping[str, Any]):
-    """The ``UtteranceErrors`` of a run's set from its record block and the sweep's data file;
-    None when the data file does not describe the same utterances."""
+METRIC_FIELDS = {"wer": ("errors", "words"), "cer": ("char_errors", "chars")}
+
+
+def utterances(data: Mapping[str, Any], set_name: str, block: Mapping[str, Any], metric: str = "wer"):
+    """The ``UtteranceErrors`` of a run's set from its record block and the sweep's data file, for
+    ``metric`` (wer: word errors and lengths; cer: characters); None when the data file does not
+    describe the same utterances or the record lacks that metric."""
     from espnet_peft.scoring import UtteranceErrors
 
+    err_key, len_key = METRIC_FIELDS[metric]
     ref = data.get("sets", {}).get(set_name)
-    if ref is None or ref.get("ids_sha") != block.get("ids_sha") or len(ref["ids"]) != len(block["errors"]):
+    if (ref is None or ref.get("ids_sha") != block.get("ids_sha") or err_key not in block or len_key not in ref
+            or len(ref["ids"]) != len(block[err_key])):
         return None
     spk = tuple(ref["speakers"]) if ref.get("speakers") is not None else None
-    return UtteranceErrors(tuple(ref["ids"]), np.asarray(block["errors"], dtype=np.int64),
-                           np.asarray(ref["words"], dtype=np.int64), spk)
+    return UtteranceErrors(tuple(ref["ids"]), np.asarray(block[err_key], dtype=np.int64),
+                           np.asarray(ref[len_key], dtype=np.int64), spk)
 
 
 def summaries_from_records(store: RecordStore, reported: Mapping[Tuple[str, float], Mapping[str, Any]]

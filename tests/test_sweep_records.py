@@ -108,6 +108,13 @@ def test_driver_reruns_what_a_stale_record_measured(tmp_path):
     assert len(test["utterances"]["lm"]["child_test"]["errors"]) == 60 and test["seed"] == 1
     data = json.loads((rec / "records" / "data.json").read_text())
     assert len(data["sets"]["child_test"]["ids"]) == 60 and "child_test" in data["base"]["lm"]
+    # character errors too (the CER of any set can be bootstrapped from the records alone)
+    block = test["utterances"]["lm"]["child_test"]
+    cer = sr.utterances(data, "child_test", block, "cer")
+    wer = sr.utterances(data, "child_test", block, "wer")
+    assert cer.wer == pytest.approx(block["cer"], abs=1e-4) and wer.wer == pytest.approx(block["wer"], abs=1e-4)
+    assert cer.wer != wer.wer
+    assert int(cer.words.sum()) > int(wer.words.sum())
     report = (rec / "RESULTS_sweep.md").read_text()
 
     def dry():

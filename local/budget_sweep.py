@@ -240,6 +240,8 @@ def main(argv=None) -> int:
                     help="extra ESPnet training options for every run (sent with the rate and seed in --peft_args)")
     ap.add_argument("--bootstrap_unit", choices=("utterance", "speaker"), default=None,
                     help="resample utterances or speakers for the intervals (default: the grid's bootstrap.unit)")
+    ap.add_argument("--metric", choices=("wer", "cer"), default=None,
+                    help="the error rate the report compares (default: the grid's report.metric, else wer)")
     ap.add_argument("--records", type=Path, default=None,
                     help="the run records (tracked, beside the recipe; default <out>/records): a finished run is its "
                          "record, and the report renders from the records alone")
@@ -260,6 +262,7 @@ def main(argv=None) -> int:
         return 2
     if args.bootstrap_unit:
         proto.bootstrap["unit"] = args.bootstrap_unit
+    metric = args.metric or proto.report_metric
     if any(c.lrs for c in cells) and proto.metric == "dev_wer" and not args.dev_set:
         print("budget_sweep.py: the grid chooses learning rates by dev WER: give --dev_set (the target dev set)",
               file=sys.stderr)
@@ -641,7 +644,7 @@ def main(argv=None) -> int:
             for s in seeds:
                 reported[(tag(c, lr, s), a)] = {"cell": c.name, "sweep_budget": c.budget, "sweep_variant": c.variant,
                                                 "lr": lr, "seed": s, "identity": identity(c, s)}
-    summaries, rec_notes = summaries_from_records(store, reported)
+    summaries, rec_notes = summaries_from_records(store, reported, metric)
     notes += rec_notes
     for n in notes:
         print(f"budget_sweep.py: {n}", file=sys.stderr)
@@ -675,6 +678,7 @@ def main(argv=None) -> int:
               f"{tuned_text}{seeds_text}Plot: [`{copies['png'].name}`]"
               f"({copies['png'].name}); every number: `{copies['json'].name}`.\n")
     paths = write_report(summaries, args.out, status, header=header, tuning=tuning, bootstrap=proto.bootstrap,
+                         metric=metric,
                          protocol_info={**proto.as_dict(), "dev_set": args.dev_set, "tag_prefix": args.tag_prefix,
                                         "order": [c.name for c in cells]})
     if args.results:

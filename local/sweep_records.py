@@ -174,13 +174,14 @@ def utterances(data: Mapping[str, Any], set_name: str, block: Mapping[str, Any],
                            np.asarray(ref[len_key], dtype=np.int64), spk)
 
 
-def summaries_from_records(store: RecordStore, reported: Mapping[Tuple[str, float], Mapping[str, Any]]
-                           ) -> Tuple[List[Dict[str, Any]], List[str]]:
+def summaries_from_records(store: RecordStore, reported: Mapping[Tuple[str, float], Mapping[str, Any]],
+                           metric: str = "wer") -> Tuple[List[Dict[str, Any]], List[str]]:
     """The summaries the report reads, from the test records alone: for every reported run
     (``reported``: (tag, alpha) -> the cell, budget, variant, rate, seed and ``identity`` the driver
     expects) its record's summary, with the per-utterance errors of the recipe's decoding (``_utt``,
     ``_base_utt``) and of the decoding without the LM (``_utt_nolm``, ``_base_utt_nolm``). Returns
-    (summaries, notes on records that are stale or do not match ``data.json``)."""
+    (summaries, notes on records that are stale or do not match ``data.json``). ``metric``: the
+    per-utterance errors given (wer: words, cer: characters)."""
     data = store.load_data()
     out, notes = [], []
     for (tag, alpha), meta in reported.items():
@@ -200,9 +201,9 @@ def summaries_from_records(store: RecordStore, reported: Mapping[Tuple[str, floa
             suffix = "" if dec == "lm" else f"_{dec}"
             blocks = (rec.get("utterances") or {}).get(dec) or {}
             base_blocks = (data.get("base") or {}).get(dec) or {}
-            sm["_utt" + suffix] = {x: u for x, b in blocks.items() if (u := utterances(data, x, b)) is not None}
+            sm["_utt" + suffix] = {x: u for x, b in blocks.items() if (u := utterances(data, x, b, metric)) is not None}
             sm["_base_utt" + suffix] = {x: u for x, b in base_blocks.items()
-                                        if (u := utterances(data, x, b)) is not None}
+                                        if (u := utterances(data, x, b, metric)) is not None}
             if len(sm["_utt" + suffix]) != len(blocks):
                 notes.append(f"{name}: the {dec} errors of {sorted(set(blocks) - set(sm['_utt' + suffix]))} do not "
                              f"match data.json")

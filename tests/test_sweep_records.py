@@ -126,6 +126,13 @@ def test_driver_reruns_what_a_stale_record_measured(tmp_path):
     res = subprocess.run(cmd + ["--report_only"], cwd=rec, env=env, capture_output=True, text=True)
     assert res.returncode == 0 and not calls.read_text().strip(), res.stdout + res.stderr
     assert (rec / "RESULTS_sweep.md").read_text() == report
+    # the same comparison in CER, from the same records (the metric seam)
+    res = subprocess.run(cmd + ["--report_only", "--metric", "cer", "--results", "RESULTS_cer.md"], cwd=rec, env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    cer_md = (rec / "RESULTS_cer.md").read_text()
+    assert "| child_test CER | gain |" in cer_md and "Metric: CER" in cer_md and "child_test WER" not in cer_md
+    assert json.loads((rec / "RESULTS_cer.json").read_text())["metric"] == "cer"
     # another frozen config: every record is stale, every run is run again
     (rec / "conf" / "train.yaml").write_text("max_epoch: 3\n")
     out = dry()

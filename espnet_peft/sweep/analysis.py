@@ -170,9 +170,28 @@ def _set_rows(groups, sets: Sequence[str], boot, side: str, decoding: str = "") 
     return out, axes
 
 
+METRICS_REPORTED = {"wer": "WER", "cer": "CER"}  # a summary's score keys the report can compare on
+
+
+def for_metric(summary: Mapping[str, Any], metric: str) -> Dict[str, Any]:
+    """A summary whose scores (``base``, ``adapted`` and their ``_nolm`` twins) hold ``metric`` in the
+    ``wer`` slot the analysis reads: the report's rows and fields then carry that metric (the
+    report says which). The per-utterance errors (``_utt``...) must be of the same metric (the driver
+    passes them so: ``local/sweep_records.py``)."""
+    if metric not in METRICS_REPORTED:
+        raise ValueError(f"unknown report metric {metric!r}; expected one of {sorted(METRICS_REPORTED)}")
+    if metric == "wer":
+        return dict(summary)
+    out = dict(summary)
+    for key in ("base", "adapted", "base_nolm", "adapted_nolm"):
+        if key in out:
+            out[key] = {x: dict(v, wer=v[metric]) for x, v in out[key].items() if metric in v}
+    return out
+
+
 def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] = (),
             tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
-            bootstrap: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+            bootstrap: Optional[Mapping[str, Any]] = None, metric: str = "wer") -> Dict[str, Any]:
     """Everything the report shows: one row per (cell, alpha) as the mean over its seeds (with
     the spread), bootstrap intervals of every WER and of every difference against the base model
     (gain on the target, forgetting on each source test set), the interval of the share of full
@@ -181,6 +200,8 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
     are reported without intervals and the fronts fall back to the point estimates."""
     boot = {**BOOTSTRAP_DEFAULTS, **dict(bootstrap or {})}
     tuning = dict(tuning or {})
+    summaries = [for_metric(s, metric) for s in summaries]
+    label = METRICS_REPORTED[metric]
     groups = _groups(summaries)
     rows: List[Dict[str, Any]] = []
     if groups:
@@ -287,7 +308,7 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
         if nt or ns:
             r["nolm"] = {"targets": nt, "sources": ns}
     decodings = sorted({s.get("nolm_decoding") for s in summaries if s.get("nolm_decoding")})
-    findings = _findings(rows, T, axes, srcs, fronts, boot) if rows else []
+    findings = _findings(rows, T, axes, srcs, fronts, boot, label) if rows else []
     if rows and any(r.get("nolm") for r in rows):
         findings[-1:-1] = _nolm_findings(rows, nolm_s_axes, srcs, decodings)
     for name, why in dict(statuses).items():
@@ -295,6 +316,7 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
     every = {**axes, **{f"{k} (other target set)": a for k, a in t_axes.items() if k != tgt},
              **{f"{k} (no LM)": a for k, a in {**nolm_t_axes, **nolm_s_axes}.items()}}
     return {"rows": rows, "target": tgt, "targets": tgts, "sources": srcs, "fronts": fronts, "findings": findings,
+            "metric": metric, "metric_label": label,
             "nolm_decoding": ", ".join(decodings) or None,
             "bootstrap": {**boot, "axes": {k: a.info() for k, a in every.items()},
                           "significant_axes": bool(T and T.ok)},
@@ -340,7 +362,8 @@ def _diff_text(t: Mapping[str, Any]) -> str:
     return f"{t['diff']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}]"
 
 
-def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fronts, boot) -> List[str]:
+def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fronts, boot,
+              label: str = "WER") -> List[str]:
     """A short "what the numbers say" that claims only significant differences (paired
     bootstrap, p < 1 - level; each comparison on its own, not corrected for multiplicity)."""
     tgt = rows[0]["target_set"]
@@ -350,12 +373,12 @@ def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fr
         return [f"No per-utterance scores were found, so no difference is claimed as significant; the table "
                 f"gives point estimates only."]
     b = rows[0]
-    out.append(f"Base model: {tgt} WER {b['base_target_wer']:.2f}; "
-               + "; ".join(f"{x} WER {b['sources'][x]['base_wer']:.2f}" for x in srcs) + ".")
+    out.append(f"Base model: {tgt} {label} {b['base_target_wer']:.2f}; "
+               + "; ".join(f"{x} {label} {b['sources'][x]['base_wer']:.2f}" for x in srcs) + ".")
     ref = next((r for r in rows if r["cell"] == r.get("gain_reference") and r["alpha"] == 1.0), None)
     if ref is not None and ref["target_gain_test"]:
         t = ref["target_gain_test"]
-        out.append(f"Full fine-tuning (`{ref['cell']}`) lowers {tgt} WER to {ref['target_wer']:.2f}, a gain of "
+        out.append(f"Full fine-tuning (`{ref['cell']}`) lowers {tgt} {label} to {ref['target_wer']:.2f}, a gain of "
                    f"{_diff_text(t)}" + ("" if t["significant"] else " (not significant)") + ".")
     plain = [(i, r) for i, r in enumerate(rows) if not r["variant"] and r["alpha"] == 1.0 and r["budget"] is not None]
     budgets = list(dict.fromkeys(r["budget"] for _, r in plain))
@@ -372,7 +395,7 @@ def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fr
                     continue
                 (worse if t["significant"] else same).append(f"{r['cell']} ({_diff_text(t)})" if t["significant"]
                                                              else r["cell"])
-            parts.append(f"lowest {tgt} WER: {best['cell']} ({best['target_wer']:.2f})"
+            parts.append(f"lowest {tgt} {label}: {best['cell']} ({best['target_wer']:.2f})"
                          + (f"; significantly higher: {', '.join(worse)}" if worse else "")
                          + (f"; not significantly different from it: {', '.join(same)}" if same else ""))
         if no_gain:
@@ -397,7 +420,7 @@ def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fr
         if parts:
             out.append(f"**{bud}.** " + "; ".join(parts) + ".")
     for k, names in fronts.items():
-        what = "target WER against the source sets pooled" if k == "pooled" else f"target WER against {k} WER"
+        what = f"target {label} against the source sets pooled" if k == "pooled" else f"target {label} against {k} {label}"
         out.append(f"Pareto front ({what}; a point counts as dominated only by a significant difference): "
                    f"{', '.join(names)}.")
     edge = [r["cell"] for r in rows if r.get("lr_at_grid_edge") and r["alpha"] == 1.0]

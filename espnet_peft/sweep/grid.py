@@ -17,7 +17,7 @@ from ..methods import REGISTRY
 from .protocol import Protocol, lr_label, protocol
 
 GRID_KEYS = ("methods", "configs", "budgets", "allocations", "interpolation", "name", "blocks",
-             "learning_rates", "seeds", "selection", "bootstrap", "priority_budgets", "placement")
+             "learning_rates", "seeds", "selection", "bootstrap", "priority_budgets", "placement", "report")
 BLOCK_KEYS = ("methods", "budgets", "allocations")
 
 
@@ -58,7 +58,9 @@ def deep_update(base: Dict[str, Any], extra: Mapping[str, Any]) -> Dict[str, Any
 
 
 def load_grid(path) -> Dict[str, Any]:
-    grid = yaml.safe_load(Path(path).read_text())
+    from ..config import strict_yaml_load  # a key given twice is an error, not "the last one wins"
+
+    grid = strict_yaml_load(Path(path).read_text(), path)
     if not isinstance(grid, Mapping):
         raise PeftError(f"{path}: a sweep grid must be a mapping")
     unknown = sorted(set(grid) - set(GRID_KEYS))

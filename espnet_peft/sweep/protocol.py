@@ -11,6 +11,8 @@ from ..errors import PeftError
 SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds", "extend")
 BOOTSTRAP_KEYS = ("unit", "resamples", "seed", "level", "resample_seeds")
 METRICS = {"dev_wer": "min", "valid_acc": "max"}
+REPORT_KEYS = ("metric",)
+REPORT_METRICS = ("wer", "cer")
 
 
 @dataclass
@@ -26,12 +28,13 @@ class Protocol:
     variants: str = "inherit"      # inherit: a variant reuses its plain cell's choice | tune: its own
     bootstrap: Dict[str, Any] = field(default_factory=lambda: dict(BOOTSTRAP_DEFAULTS))
     priority_budgets: List[str] = field(default_factory=list)
+    report_metric: str = "wer"     # the error rate the report compares (grid key report.metric)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"seeds": self.seeds, "select_seeds": self.select_seeds, "priority_seeds": self.priority_seeds,
                 "extend": self.extend,
                 "metric": self.metric, "variants": self.variants, "bootstrap": self.bootstrap,
-                "priority_budgets": self.priority_budgets}
+                "priority_budgets": self.priority_budgets, "report_metric": self.report_metric}
 
 
 BOOTSTRAP_DEFAULTS = {"unit": "utterance", "resamples": 2000, "seed": 0, "level": 0.95, "resample_seeds": True}
@@ -75,6 +78,12 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
     if not 0 < float(p.bootstrap["level"]) < 1 or int(p.bootstrap["resamples"]) < 100:
         raise PeftError("bootstrap.level must be in (0, 1) and bootstrap.resamples at least 100")
     p.priority_budgets = [str(b) for b in (grid.get("priority_budgets") or [])]
+    rep = grid.get("report") or {}
+    if not isinstance(rep, Mapping) or set(rep) - set(REPORT_KEYS):
+        raise PeftError(f"report keys are {', '.join(REPORT_KEYS)}, got {rep!r}")
+    p.report_metric = rep.get("metric", p.report_metric)
+    if p.report_metric not in REPORT_METRICS:
+        raise PeftError(f"report.metric must be one of {', '.join(REPORT_METRICS)}, got {p.report_metric!r}")
     return p
 
 

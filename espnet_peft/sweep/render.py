@@ -49,17 +49,18 @@ def _lr_cell(r) -> str:
     return s
 
 
-def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source, targets: Sequence[str] = ()) -> str:
+def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source, targets: Sequence[str] = (),
+                label: str = "WER") -> str:
     """The main table: one row per (cell, alpha) (seed means), then the cells not run. ``target``
     is the headline target set; the other ``targets`` get a WER and a gain column each."""
     sources = [source] if isinstance(source, str) else list(source)
     others = [t for t in targets if t != target]
     done = [r for r in rows if r.get("status") == "done"]
     ref = next((r["gain_reference"] for r in done if r.get("gain_reference")), "full")
-    head = (f"| cell | method | budget | lr | seeds | trainable (fraction) | alpha | {target} WER | gain "
+    head = (f"| cell | method | budget | lr | seeds | trainable (fraction) | alpha | {target} {label} | gain "
             f"| gain recovered vs {ref} | ")
-    head += "".join(f"{t} WER | gain {t} | " for t in others)
-    head += "".join(f"{x} WER | forgetting {x} | " for x in sources) + "train time | Pareto |"
+    head += "".join(f"{t} {label} | gain {t} | " for t in others)
+    head += "".join(f"{x} {label} | forgetting {x} | " for x in sources) + "train time | Pareto |"
     ncol = head.count("|") - 1
     lines = [head, "|" + "---|" * 3 + "---:|" * (ncol - 4) + ":-:|"]
     for r in sorted(done, key=lambda r: (r["method"], str(r["budget"]), r["cell"], r["alpha"])):
@@ -93,7 +94,7 @@ def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source, targets:
 
 
 def nolm_table(rows: Sequence[Mapping[str, Any]], targets: Sequence[str], sources: Sequence[str],
-               decoding: Optional[str]) -> str:
+               decoding: Optional[str], label: str = "WER") -> str:
     """Learning and forgetting without the LM (the acoustic model's own), one row per (cell, alpha)
     that was decoded so: WER and paired difference against the base model decoded the same way."""
     done = [r for r in rows if r.get("status") == "done" and r.get("nolm")]
@@ -106,8 +107,8 @@ def nolm_table(rows: Sequence[Mapping[str, Any]], targets: Sequence[str], source
              f"the base model decoded the same way (base: "
              + ", ".join(f"{x} {d[x]['base_wer']:.2f}" for d in (base["targets"], base["sources"]) for x in d)
              + ").", "",
-             "| cell | alpha | " + "".join(f"{t} WER | gain {t} | " for t in nt)
-             + "".join(f"{x} WER | forgetting {x} | " for x in ns),
+             "| cell | alpha | " + "".join(f"{t} {label} | gain {t} | " for t in nt)
+             + "".join(f"{x} {label} | forgetting {x} | " for x in ns),
              "|---|---:|" + "---:|" * (2 * (len(nt) + len(ns)))]
     for r in sorted(done, key=lambda r: (r["method"], str(r["budget"]), r["cell"], r["alpha"])):
         cells = ""
@@ -149,7 +150,8 @@ def tuning_table(tuning: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source, title: str = "") -> None:
+def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source, title: str = "",
+         label: str = "WER") -> None:
     """Target WER against the WER on every source test set (one panel each, and one for the
     source sets pooled when there are several): one marker per method, size by budget, 95%
     intervals as error bars, interpolation curves dotted, the significance-aware Pareto front."""
@@ -181,8 +183,9 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source, tit
             for r in rs:
                 xc, (y, yc, _) = r.get("target_ci"), yv(r, x)
                 if xc or yc:
-                    xe = [[r["target_wer"] - xc[0]], [xc[1] - r["target_wer"]]] if xc else None
-                    ye = [[y - yc[0]], [yc[1] - y]] if yc else None
+                    # (a point outside its percentile interval is possible: its bar is clipped there)
+                    xe = [[max(0, r["target_wer"] - xc[0])], [max(0, xc[1] - r["target_wer"])]] if xc else None
+                    ye = [[max(0, y - yc[0])], [max(0, yc[1] - y)]] if yc else None
                     ax.errorbar([r["target_wer"]], [y], xerr=xe, yerr=ye, fmt="none", ecolor="grey", elinewidth=0.7,
                                 capsize=2, alpha=0.8, zorder=2)
         for cell in sorted({r["cell"] for r in done}):
@@ -200,8 +203,8 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source, tit
             front = sorted((r for r in done if yv(r, x)[2]), key=lambda r: (r["target_wer"], yv(r, x)[0]))
             ax.plot([r["target_wer"] for r in front], [yv(r, x)[0] for r in front], "k--", lw=1,
                     label="Pareto front (significant dominance)")
-        ax.set_xlabel(f"{target} WER (%)  [learning: lower is better]")
-        ax.set_ylabel(("source sets pooled" if x is None else x) + " WER (%)  [forgetting: lower is better]")
+        ax.set_xlabel(f"{target} {label} (%)  [learning: lower is better]")
+        ax.set_ylabel(("source sets pooled" if x is None else x) + f" {label} (%)  [forgetting: lower is better]")
         ax.grid(alpha=0.3)
     axs[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(title or "Learning vs forgetting (marker size: trainable fraction; bars: 95% intervals)", fontsize=10)
@@ -216,12 +219,13 @@ def _public(s: Mapping[str, Any]) -> Dict[str, Any]:
 
 def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses: Mapping[str, str] = (),
                  title: str = "", header: str = "", tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                 bootstrap: Optional[Mapping[str, Any]] = None, protocol_info: Optional[Mapping[str, Any]] = None
-                 ) -> Dict[str, Path]:
+                 bootstrap: Optional[Mapping[str, Any]] = None, protocol_info: Optional[Mapping[str, Any]] = None,
+                 metric: str = "wer") -> Dict[str, Path]:
     """``sweep.md`` (table, learning-rate choices, findings), ``sweep.png`` (plot) and
     ``sweep.json`` (every number) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    a = analyse(summaries, statuses, tuning=tuning, bootstrap=bootstrap)
+    a = analyse(summaries, statuses, tuning=tuning, bootstrap=bootstrap, metric=metric)
+    label = a["metric_label"]
     rows, target, sources = a["rows"], a["target"], a["sources"]
     level = int(round(100 * float(a["bootstrap"]["level"])))
     sig = a["bootstrap"]["significant_axes"]
@@ -229,16 +233,17 @@ def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses
     legend = ((f"`{target}` is the headline target set (learning, gain recovered, the Pareto front); "
                f"{', '.join(f'`{t}`' for t in others)} {'is' if len(others) == 1 else 'are'} reported beside it. "
                if others else "")
+              + (f"Metric: {label} (%; the JSON's `*_wer` fields hold it). " if metric != "wer" else "")
               + "Each row is the mean over its seeds (`seeds`), ± the sample standard deviation over seeds"
               + (f"; [...]: {level}% bootstrap interval; gain and forgetting are paired differences against the base "
                  f"model, (n.s.): not significant at the {100 - level}% level" if sig else
                  "; no per-utterance scores were found, so there are no intervals")
               + "; `lr`: the learning rate of the cell (chosen on the target dev set when the grid tunes it); "
-              "`*`: on the Pareto front of (target WER, source WER"
+              f"`*`: on the Pareto front of (target {label}, source {label}"
               + (" pooled over the source sets" if len(sources) > 1 else "") + ")"
               + (", where a point is dominated only by a significant difference" if sig else "") + ".\n")
-    md = (header + "\n" if header else "") + legend + "\n" + sweep_table(rows, target, sources, a["targets"])
-    nolm = nolm_table(rows, a["targets"], sources, a["nolm_decoding"])
+    md = (header + "\n" if header else "") + legend + "\n" + sweep_table(rows, target, sources, a["targets"], label)
+    nolm = nolm_table(rows, a["targets"], sources, a["nolm_decoding"], label)
     if nolm:
         md += "\n" + nolm
     if a["tuning"]:
@@ -247,8 +252,8 @@ def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses
         md += "\n### What the numbers say\n\n" + "".join(f"- {f}\n" for f in a["findings"])
     paths = {"md": out_dir / "sweep.md", "png": out_dir / "sweep.png", "json": out_dir / "sweep.json"}
     paths["md"].write_text(md)
-    plot(rows, paths["png"], target, sources, title)
-    data = {"rows": rows, "target": target, "targets": a["targets"], "sources": sources,
+    plot(rows, paths["png"], target, sources, title, label)
+    data = {"metric": metric, "rows": rows, "target": target, "targets": a["targets"], "sources": sources,
             "nolm_decoding": a["nolm_decoding"], "fronts": a["fronts"], "findings": a["findings"], "tuning": a["tuning"],
             "bootstrap": a["bootstrap"], "protocol": dict(protocol_info or {}),
             "summaries": [_public(s) for s in summaries]}

@@ -8,6 +8,7 @@
 #   cmd_backend=slurm ./run_sweep.sh --max_parallel 0    # every cell as its own Slurm job
 #   ./run_sweep.sh --dry_run true                        # list the cells and their commands
 #   ./run_sweep.sh --report_only true                    # the report from the records (nothing runs)
+#   ./run_sweep.sh --report_only true --metric cer       # the same comparison in CER (RESULTS_sweep_*_cer.md)
 #   ./run_sweep.sh --archive_stale true                  # after a new foundation model: move the old
 #                                                        # cells to exp/stale/ and run them again
 #   ./run_sweep.sh --bootstrap_unit speaker              # intervals over speakers instead of utterances
@@ -31,6 +32,8 @@ grid=../../../conf/sweep/embedded.yaml
 max_parallel=1
 dry_run=false
 report_only=false  # true: run nothing, write the report from the records
+metric=""          # wer | cer: the error rate the report compares (default: the grid's report.metric, else
+                   # wer); a cer report is RESULTS_sweep_<grid>_<target>_cer.md
 run_args=""      # extra options for every cell's run.sh (e.g. "--train_config conf/x.yaml")
 train_args=""    # extra ESPnet training options for every run (e.g. "--max_epoch 8"); they travel in
                  # --peft_args with the learning rate and seed of the run (do not pass --peft_args in run_args)
@@ -41,7 +44,7 @@ results_dir=.        # where RESULTS_sweep_<grid name>_<target>.{md,png,json} ar
 sweep_dir=""         # the sweep's working directory (configs, logs; default exp/sweep_<grid name>_<target>)
 pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,
                      # dump/, downloads/, exp/ and the records stay this checkout's)
-help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true] [--report_only true]"
+help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true] [--report_only true] [--metric wer|cer]"
 cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 cmdline="${ESPNET_PEFT_SWEEP_CMDLINE:-${cmdline}}"  # (a pinned run cites the command that started it)
@@ -79,6 +82,8 @@ fi
 opts=()
 [ "${dry_run}" = true ] && opts+=(--dry_run)
 [ "${report_only}" = true ] && opts+=(--report_only)
+[ -z "${metric}" ] || opts+=(--metric "${metric}")
+suffix=""; [ -z "${metric}" ] || [ "${metric}" = wer ] || suffix="_${metric}"
 [ "${archive_stale}" = true ] && opts+=(--archive_stale)
 [ -z "${bootstrap_unit}" ] || opts+=(--bootstrap_unit "${bootstrap_unit}")
 [ -z "${train_args}" ] || opts+=(--train_args "${train_args}")
@@ -88,4 +93,4 @@ opts=()
     --records "${records}/${sweep}" --data_sets "${target}_train ${target}_dev ${target}_unseen_test ${target}_test
 source_test source_unseen_test source_style_test" --frozen conf/train_peft.yaml --frozen conf/decode.yaml \
     --frozen conf/decode_nolm.yaml --frozen foundation/lm/config.yaml --frozen foundation/lm/model.pth \
-    --results "${results_dir}/RESULTS_sweep_${sweep}.md" --command "${cmdline}" "${opts[@]+"${opts[@]}"}"
+    --results "${results_dir}/RESULTS_sweep_${sweep}${suffix}.md" --command "${cmdline}" "${opts[@]+"${opts[@]}"}"

@@ -287,6 +287,10 @@ def main(argv=None) -> int:
     status = feasibility(cells, args.model_config, args.out / "configs") if args.model_config.is_file() else {}
     infeasible = set(status)
     by_name = {c.name: c for c in cells}
+    if proto.report_reference is not None and proto.report_reference not in by_name:
+        print(f"budget_sweep.py: report.reference {proto.report_reference!r} is not a cell of {args.grid} "
+              f"(cells: {', '.join(by_name)})", file=sys.stderr)
+        return 2
     rank = {c.name: i for i, c in enumerate(cells)}
     for c in cells:  # a variant of an infeasible plain cell chooses its own rate
         if c.parent in infeasible:
@@ -678,7 +682,7 @@ def main(argv=None) -> int:
               f"{tuned_text}{seeds_text}Plot: [`{copies['png'].name}`]"
               f"({copies['png'].name}); every number: `{copies['json'].name}`.\n")
     paths = write_report(summaries, args.out, status, header=header, tuning=tuning, bootstrap=proto.bootstrap,
-                         metric=metric,
+                         metric=metric, reference=proto.report_reference,
                          protocol_info={**proto.as_dict(), "dev_set": args.dev_set, "tag_prefix": args.tag_prefix,
                                         "order": [c.name for c in cells]})
     if args.results:

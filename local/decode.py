@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Decode data directories with stock ESPnet models (no espnet_peft import, except to register
-the encoder of HFF models, the one method whose merged model is not a stock architecture).
+"""Decode data directories with stock ESPnet models (no espnet_peft import, except to register the
+components of a merged model whose method does not export a stock architecture: its config names an
+``espnet_peft_*`` component).
 
 One job decodes its share (``--job J --nj N``) of every ``--data_dir`` with every model
 (``--model_dir M --output_dir O`` pairs) in a single process, since the espnet2 import costs
@@ -185,12 +186,13 @@ def model_sample_rate(model_dir: Path) -> int:
 
 def load_model(model_dir: Path, task: str, opts: dict):
     cfg, model = _model_files(model_dir, "model")
-    if yaml.safe_load(cfg.read_text()).get("encoder") == "espnet_peft_hff":
-        # the one non-stock architecture: an HFF model's encoder is registered by espnet_peft
+    config = yaml.safe_load(cfg.read_text()) or {}
+    if any(isinstance(v, str) and v.startswith("espnet_peft") for v in config.values()):
+        # a merged model of non-stock architecture: the method that made it registers its components
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from espnet_peft.methods.hff import register_with_espnet
+        from espnet_peft.methods import register_with_espnet
 
-        register_with_espnet()
+        register_with_espnet(config)
     opts = dict(opts)
     device = opts.pop("device", "cpu")
     greedy = opts.pop("ctc_greedy", False)

@@ -42,7 +42,7 @@ def run_inference(name: str, cmd=None) -> None:
     import importlib
 
     from ..espnet_task import check_inference_data, weights_only_loads
-    from ..methods.hff import register_with_espnet
+    from ..methods import register_with_espnet
 
     stock = importlib.import_module(f"espnet2.bin.{name}_inference")
     args = stock.get_parser().parse_args(cmd)

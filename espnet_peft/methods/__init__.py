@@ -53,6 +53,19 @@ def load_plugins() -> None:
         ep.load()
 
 
+def register_with_espnet(config=None) -> None:
+    """Register every method's ESPnet components (merged models of non-stock architecture); with a
+    model ``config`` (a mapping), only when it names one of them, so that stock models import nothing."""
+    for m in REGISTRY.values():
+        if config is None or any(c in config.values() for c in m.espnet_components if isinstance(c, str)):
+            m.register_with_espnet()
+
+
+def gain_references() -> Tuple[str, ...]:
+    """The methods whose gain a sweep's "gain recovered" is measured against by default."""
+    return tuple(n for n, m in REGISTRY.items() if m.gain_reference)
+
+
 def get_method(name: str) -> Method:
     try:
         return REGISTRY[name]

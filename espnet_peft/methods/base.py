@@ -59,12 +59,21 @@ class Method:
     inner_attr: Optional[str] = None
     #: whether the merged model is the stock architecture (else ``export_config`` describes it)
     exports_stock_model: bool = True
+    #: ESPnet component names (``encoder: ...`` in a model config) this method's merged models use
+    #: and registers with ESPnet (``register_with_espnet``): inference tools register them on demand
+    espnet_components: Tuple[str, ...] = ()
+    #: the method whose gain is 100% in a sweep's "gain recovered" (full fine-tuning) unless the grid
+    #: names a reference cell
+    gain_reference: bool = False
     #: the modules the benchmark adapts (None: every linear layer of the blocks)
     bench_targets: Optional[Tuple[str, ...]] = None
     #: other implementations the benchmark times beside this one, by bench row name
     references: Mapping[str, Reference] = {}
 
     # --- what it applies to --------------------------------------------------------------
+    def register_with_espnet(self) -> None:
+        """Make ``espnet_components`` buildable by ESPnet's tasks (nothing for stock models)."""
+
     def supports(self, module: nn.Module) -> bool:
         return isinstance(module, nn.Linear)
 

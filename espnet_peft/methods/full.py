@@ -13,6 +13,7 @@ from .base import Method
 class Full(Method):
     name = "full"
     budgeted = False
+    gain_reference = True
     bench_targets = ("encoder", "decoder", "ctc")
 
     def supports(self, module: nn.Module) -> bool:

@@ -52,6 +52,10 @@ class HFF(PerUnitCost):
         "[attn.linear_q], from_block: 4}`; gradient resumes at `from_block`, never below it"))
     inner_attr = "encoder"
     exports_stock_model = False
+    espnet_components = ("espnet_peft_hff",)
+
+    def register_with_espnet(self) -> None:
+        register_with_espnet()
     bench_targets = ("encoder",)
 
     def supports(self, module: nn.Module) -> bool:

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..methods import gain_references
 from ..scoring import UtteranceErrors, bootstrap_replicates, difference_stats, interval
 from .protocol import BOOTSTRAP_DEFAULTS
 
@@ -24,13 +25,19 @@ def pareto_front(points: Sequence[Sequence[float]],
     return sorted(front, key=lambda i: (points[i][0], points[i][1]))
 
 
-def reference_summary(summaries: Sequence[Mapping[str, Any]]) -> Optional[Mapping[str, Any]]:
-    """The run whose target gain is 100% in "gain recovered": full fine-tuning at alpha 1, the cell
-    named ``full`` when there is one (a grid may also hold variants of it, e.g. Speech-FT), else the
-    first full cell in grid order; ``None`` when the sweep has no full fine-tuning."""
-    fulls = [s for s in summaries if s.get("method") == "full" and s.get("alpha", 1.0) == 1.0]
-    plain = [s for s in fulls if s.get("cell", s.get("tag")) == "full"]
-    return (plain or fulls or [None])[0]
+def reference_summary(summaries: Sequence[Mapping[str, Any]],
+                      reference: Optional[str] = None) -> Optional[Mapping[str, Any]]:
+    """The run whose target gain is 100% in "gain recovered", at alpha 1: the cell ``reference``
+    (the grid's ``report.reference``) when given; else a run of a method the registry marks as the
+    gain reference (full fine-tuning), the cell named as the method when there is one (a grid may
+    also hold variants of it, e.g. Speech-FT), else the first in grid order; ``None`` without one."""
+    at1 = [s for s in summaries if s.get("alpha", 1.0) == 1.0]
+    if reference is not None:
+        return next((s for s in at1 if s.get("cell", s.get("tag")) == reference), None)
+    refs = gain_references()
+    cand = [s for s in at1 if s.get("method") in refs]
+    plain = [s for s in cand if s.get("cell", s.get("tag")) == s.get("method")]
+    return (plain or cand or [None])[0]
 
 
 def _groups(summaries: Sequence[Mapping[str, Any]]) -> List[List[Mapping[str, Any]]]:
@@ -191,7 +198,8 @@ def for_metric(summary: Mapping[str, Any], metric: str) -> Dict[str, Any]:
 
 def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] = (),
             tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
-            bootstrap: Optional[Mapping[str, Any]] = None, metric: str = "wer") -> Dict[str, Any]:
+            bootstrap: Optional[Mapping[str, Any]] = None, metric: str = "wer",
+            reference: Optional[str] = None) -> Dict[str, Any]:
     """Everything the report shows: one row per (cell, alpha) as the mean over its seeds (with
     the spread), bootstrap intervals of every WER and of every difference against the base model
     (gain on the target, forgetting on each source test set), the interval of the share of full
@@ -210,7 +218,7 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
     else:
         tgts, srcs = ["target"], ["source"]
     tgt = tgts[0]  # the headline: the first target set (the unseen-speaker set in the embedded recipe)
-    ref = reference_summary([g[0] for g in groups])
+    ref = reference_summary([g[0] for g in groups], reference)
     ref_name = None if ref is None else ref.get("cell", ref.get("tag"))
     ref_idx = next((i for i, g in enumerate(groups) if g[0] is ref), None)
     for g in groups:

@@ -11,7 +11,7 @@ from ..errors import PeftError
 SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds", "extend")
 BOOTSTRAP_KEYS = ("unit", "resamples", "seed", "level", "resample_seeds")
 METRICS = {"dev_wer": "min", "valid_acc": "max"}
-REPORT_KEYS = ("metric",)
+REPORT_KEYS = ("metric", "reference")
 REPORT_METRICS = ("wer", "cer")
 
 
@@ -29,12 +29,14 @@ class Protocol:
     bootstrap: Dict[str, Any] = field(default_factory=lambda: dict(BOOTSTRAP_DEFAULTS))
     priority_budgets: List[str] = field(default_factory=list)
     report_metric: str = "wer"     # the error rate the report compares (grid key report.metric)
+    report_reference: Optional[str] = None  # the cell whose gain is 100% in "gain recovered" (report.reference)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"seeds": self.seeds, "select_seeds": self.select_seeds, "priority_seeds": self.priority_seeds,
                 "extend": self.extend,
                 "metric": self.metric, "variants": self.variants, "bootstrap": self.bootstrap,
-                "priority_budgets": self.priority_budgets, "report_metric": self.report_metric}
+                "priority_budgets": self.priority_budgets, "report_metric": self.report_metric,
+                "report_reference": self.report_reference}
 
 
 BOOTSTRAP_DEFAULTS = {"unit": "utterance", "resamples": 2000, "seed": 0, "level": 0.95, "resample_seeds": True}
@@ -84,6 +86,9 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
     p.report_metric = rep.get("metric", p.report_metric)
     if p.report_metric not in REPORT_METRICS:
         raise PeftError(f"report.metric must be one of {', '.join(REPORT_METRICS)}, got {p.report_metric!r}")
+    p.report_reference = rep.get("reference")
+    if p.report_reference is not None and not isinstance(p.report_reference, str):
+        raise PeftError(f"report.reference must be a cell name, got {p.report_reference!r}")
     return p
 
 

@@ -56,7 +56,7 @@ def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source, targets:
     sources = [source] if isinstance(source, str) else list(source)
     others = [t for t in targets if t != target]
     done = [r for r in rows if r.get("status") == "done"]
-    ref = next((r["gain_reference"] for r in done if r.get("gain_reference")), "full")
+    ref = next((r["gain_reference"] for r in done if r.get("gain_reference")), "the reference")
     head = (f"| cell | method | budget | lr | seeds | trainable (fraction) | alpha | {target} {label} | gain "
             f"| gain recovered vs {ref} | ")
     head += "".join(f"{t} {label} | gain {t} | " for t in others)
@@ -220,11 +220,11 @@ def _public(s: Mapping[str, Any]) -> Dict[str, Any]:
 def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses: Mapping[str, str] = (),
                  title: str = "", header: str = "", tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  bootstrap: Optional[Mapping[str, Any]] = None, protocol_info: Optional[Mapping[str, Any]] = None,
-                 metric: str = "wer") -> Dict[str, Path]:
+                 metric: str = "wer", reference: Optional[str] = None) -> Dict[str, Path]:
     """``sweep.md`` (table, learning-rate choices, findings), ``sweep.png`` (plot) and
     ``sweep.json`` (every number) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    a = analyse(summaries, statuses, tuning=tuning, bootstrap=bootstrap, metric=metric)
+    a = analyse(summaries, statuses, tuning=tuning, bootstrap=bootstrap, metric=metric, reference=reference)
     label = a["metric_label"]
     rows, target, sources = a["rows"], a["target"], a["sources"]
     level = int(round(100 * float(a["bootstrap"]["level"])))

@@ -232,7 +232,7 @@ def plan_modules(targets: Sequence[Tuple[str, nn.Module]], cfg: PeftConfig, mode
             rows[i] = PlanRow(targets[i][0], shapes[i], groups[i], method.name, hyper,
                               method.count(shapes[i], hyper, opts))
     else:
-        _allocate(method, opts, cfg, targets, shapes, groups, free, rows, skipped, budget)
+        _allocate(method, opts, cfg, targets, shapes, groups, free, rows, skipped, budget, model_params)
 
     plan = Plan(method=method.name, rows=[r for r in rows if r is not None], model_params=model_params,
                 budget=None if budget is None else budget + reserved, skipped=skipped, config=cfg)
@@ -297,12 +297,21 @@ def placement_order(names: Sequence[str], placement: str) -> List[int]:
 
 
 def _allocate(method: Method, opts, cfg: PeftConfig, targets, shapes, groups, free: List[int],
-              rows: List[Optional[PlanRow]], skipped, budget: int) -> None:
+              rows: List[Optional[PlanRow]], skipped, budget: int, model_params: int = 0) -> None:
     spent = sum(r.params for r in rows if r is not None)
     remaining = budget - spent
-    if remaining <= 0:
+    if remaining <= 0 and spent > 0:
         raise PeftError(f"budget {budget:,} is used up by overrides ({spent:,}); nothing left for "
                         f"{len(free)} other modules")
+    units = {sh: method.count(sh, _unit(method, sh, opts), opts) for sh in {shapes[i] for i in free}}
+    smallest = min(units.values())
+    if remaining < smallest:  # no placement or skipping helps: not one module can get a unit
+        what = f"budget {budget:,}"
+        if isinstance(cfg.budget, float):  # a fraction of the model, rounded down to whole parameters
+            what = f"budget {cfg.budget:g} of {model_params:,} model parameters ({budget:,} parameters)"
+        left = f" leaves {remaining:,} after overrides, which" if spent else ""
+        raise PeftError(f"{what}{left} is too small for {method.name} on any target module: it is below one unit, "
+                        f"which costs at least {smallest:,} parameters. Raise the budget")
 
     def solve(share):
         solved, small = {}, []

@@ -22,12 +22,15 @@ Keys (see ``conf/peft/*.yaml`` for examples)::
     + the method's options (``python -m espnet_peft.bin.peft_config --options`` lists them)
 
 Everything that can be checked without the model is checked here: unknown keys, keys of another
-method, option values, options without effect; patterns are checked against the model when planning.
+method, option values, options without effect, numbers that are not finite (``.nan``, ``.inf``)
+anywhere in the config, a key given twice in the file (:func:`strict_yaml_load`); patterns are
+checked against the model when planning.
 """
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +66,8 @@ def parse_budget(value: Any) -> Optional[Union[int, float]]:
             number = float(text[:-1] if text.endswith("%") else text)
         except ValueError:
             raise PeftError(f"budget {value!r} is not a number, a fraction or a percentage") from None
+        if not math.isfinite(number):
+            raise PeftError(f"budget {value!r} is not a finite number")
         if text.endswith("%"):
             if not 0 < number < 100:
                 raise PeftError(f"budget {value!r} is out of range: a percentage must lie in (0%, 100%)")
@@ -142,6 +147,8 @@ class PeftConfig:
     freeze_norm_stats: bool = True
     schedule: Dict[str, Any] = field(default_factory=dict)
     raw: Dict[str, Any] = field(default_factory=dict)
+    #: the file the config was read from (named in error messages), None for a dict or an object
+    source: Optional[str] = field(default=None, compare=False)
 
     # ------------------------------------------------------------------------------ parsing
     @classmethod
@@ -160,13 +167,16 @@ class PeftConfig:
     def from_file(cls, path: Union[str, os.PathLike]) -> "PeftConfig":
         data = read_config(path)
         try:
-            return cls.from_dict(data)
+            cfg = cls.from_dict(data)
         except PeftError as e:
             raise PeftError(f"{path}: {e}") from None
+        cfg.source = str(path)
+        return cfg
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PeftConfig":
         data = dict(data)
+        _check_finite(data)
         if "method" not in data:
             raise PeftError(f"PEFT config needs 'method' (one of {', '.join(REGISTRY)})")
         method = get_method(str(data["method"]))
@@ -200,6 +210,20 @@ class PeftConfig:
     def to_dict(self) -> Dict[str, Any]:
         """The config as given (for saving next to checkpoints)."""
         return copy.deepcopy(self.raw)
+
+
+def _check_finite(value: Any, path: str = "") -> None:
+    """Every number anywhere in the config is finite: ``.nan`` / ``.inf`` are errors naming the key
+    (a NaN passes every range check, an infinite scale or budget only fails at compute)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PeftError(f"{path or 'the config'}: {value} is not a finite number (every number in a PEFT config "
+                        f"must be finite)")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_finite(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{path}[{i}]")
 
 
 def _check_keys(data: Mapping[str, Any], method: Method) -> None:
@@ -241,19 +265,74 @@ def _overrides(raw: Any, method: Method) -> Dict[str, Any]:
     return out
 
 
+def _no_duplicate_keys(node, source: str, path: str = "", seen_nodes=None) -> None:
+    """Refuse a YAML mapping that gives a key twice (YAML loaders keep the last value silently)."""
+    import yaml
+
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:  # an alias of a node already checked
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: Dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                _no_duplicate_keys(value_node, source, path, seen_nodes)
+                continue
+            key, line = key_node.value, key_node.start_mark.line + 1
+            name = f"{path}.{key}" if path else key
+            if key in lines:
+                raise PeftError(f"{source}: key {name!r} is given twice (lines {lines[key]} and {line}); YAML "
+                                f"would silently keep the last value: remove one")
+            lines[key] = line
+            _no_duplicate_keys(value_node, source, name, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, source, f"{path}[{i}]", seen_nodes)
+
+
+def strict_yaml_load(text: str, source: Union[str, os.PathLike]) -> Any:
+    """``yaml.safe_load(text)``, except that a key given twice in a mapping is an error naming the
+    key, its lines and ``source`` (the file), not a silent "last one wins"."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _no_duplicate_keys(node, str(source))
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _json_pairs(source: str):
+    def hook(pairs):
+        out: Dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise PeftError(f"{source}: key {k!r} is given twice; JSON would silently keep the last value: "
+                                f"remove one")
+            out[k] = v
+        return out
+
+    return hook
+
+
 def read_config(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """The mapping in a YAML / JSON config file."""
+    """The mapping in a YAML / JSON config file (a key given twice is an error)."""
     p = Path(path)
     if not p.is_file():
         raise PeftError(f"PEFT config file not found: {p}")
     text = p.read_text()
     try:
         if p.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_json_pairs(str(p)))
         else:
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = strict_yaml_load(text, p)
+    except PeftError:
+        raise
     except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
         raise PeftError(f"cannot parse PEFT config {p}: {e}") from None
     if not isinstance(data, Mapping):

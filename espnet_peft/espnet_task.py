@@ -29,6 +29,7 @@ own resume ``checkpoint.pth`` (written by the training run itself) goes through 
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
 import json
 import logging
@@ -43,8 +44,8 @@ import torch
 import yaml
 from espnet2.train.trainer import Trainer
 
-from .checkpoint import install_adapter_only_checkpointing
-from .config import PeftConfig
+from .checkpoint import atomic_saves, install_adapter_only_checkpointing
+from .config import PeftConfig, read_config
 from .data import DataError, error_text, read_table, validate_data_triplets
 from .inject import apply_peft
 from .markers import DIVERGED
@@ -114,22 +115,48 @@ def load_state_file(path: os.PathLike, what: str = "model file") -> Dict[str, to
         raise PeftError(f"{what} not found: {p}")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only load failed" not in describe_error(e).lower():
-            raise PeftError(f"cannot read {what} {p}: the file is truncated or corrupt "
-                            f"({describe_error(e).splitlines()[0]})") from None
-        raise PeftError(f"refusing to load {what} {p}: it holds Python objects besides tensors, and loading them "
-                        f"would run code from the file (torch.load weights_only=True). Model and adapter files are "
-                        f"plain state dicts (N.epoch.pth, *.best.pth, *.ave.pth, model.pth); an ESPnet resume "
-                        f"checkpoint.pth is read only by the training run that wrote it") from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise PeftError(f"cannot read {what} {p}: the file is truncated or corrupt "
-                        f"({describe_error(e).splitlines()[0]})") from None
+    except Exception as e:  # random bytes raise anything: IndexError, KeyError, UnicodeDecodeError, ...
+        text = describe_error(e)
+        code = _pickled_code(text)
+        if code:
+            raise PeftError(f"refusing to load {what} {p}: it holds Python objects besides tensors ({code}), and "
+                            f"loading them would run code from the file (torch.load weights_only=True). Model and "
+                            f"adapter files are plain state dicts (N.epoch.pth, *.best.pth, *.ave.pth, model.pth); an "
+                            f"ESPnet resume checkpoint.pth is read only by the training run that wrote it") from None
+        if isinstance(e, OSError) and e.errno in _UNREADABLE:  # not the content (a truncated zip gives EINVAL)
+            raise PeftError(f"cannot read {what} {p}: {e.strerror or text}") from None
+        raise PeftError(f"cannot read {what} {p}: the file is truncated or corrupt, it is not a valid checkpoint "
+                        f"({_first_reason(e)})") from None
     if isinstance(state, dict) and "module" in state and isinstance(state["module"], dict):
         state = state["module"]  # deepspeed
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PeftError(f"{what} {p} does not hold a state dict (name -> tensor)")
+        raise PeftError(f"{what} {p} is not a valid checkpoint: it does not hold a state dict (name -> tensor)")
     return state
+
+
+#: reading the file failed, whatever it holds
+_UNREADABLE = (errno.EACCES, errno.EPERM, errno.EIO, errno.EISDIR, errno.ENOENT)
+
+
+def _pickled_code(error_text: str) -> Optional[str]:
+    """What a weights-only load refused to run (``posix.system``), or None when the error is not about
+    code in the file (random bytes also fail the weights-only unpickler, on opcodes it cannot read)."""
+    m = re.search(r"GLOBAL ([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+) (?:was not an allowed global|whose module)", error_text)
+    if m:
+        return m.group(1)
+    m = re.search(r"(Trying to call reduce for unrecognized function [^\n]*|Can only (?:create new object|build)"
+                  r"[^\n]*)", error_text)
+    return m.group(1)[:120] if m else None
+
+
+def _first_reason(e: BaseException) -> str:
+    """What failed, in a line: torch's weights-only message puts the reason after its boilerplate."""
+    text = error_text(e)
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    lines = [m.group(1)] if m else [l for l in text.splitlines() if l.strip() and not any(
+        b in l for b in ("Weights only load failed", "Please file an issue", "Check the documentation"))]
+    reason = (lines[0] if lines else text).strip()[:160]
+    return f"{type(e).__name__}: {reason}" if reason and reason != type(e).__name__ else type(e).__name__
 
 
 def load_pretrained_weights(model: torch.nn.Module, path: os.PathLike) -> None:
@@ -178,7 +205,7 @@ def check_resume_config(output_dir: os.PathLike, peft_config: Any) -> None:
     frozen = out / FROZEN_PEFT_CONFIG
     if not ((out / "checkpoint.pth").is_file() and frozen.is_file()):
         return
-    old = yaml.safe_load(frozen.read_text()) or {}
+    old = read_config(frozen)  # a key given twice there is an error, as in any PEFT config file
     new = PeftConfig.from_any(peft_config).to_dict()
     diff = config_differences(old, new)
     if diff:
@@ -255,8 +282,9 @@ class _FiniteGuard:
 class PeftTrainer(Trainer):
     """ESPnet's trainer with the checks a trustworthy result needs: a non-finite loss, gradient or
     weight stops the run (ESPnet logs a warning, skips the step and carries on, and the run is
-    later reported as if it had trained), and an unreadable resume checkpoint is named, with the
-    intact epoch checkpoints beside it."""
+    later reported as if it had trained), an unreadable resume checkpoint is named, with the
+    intact epoch checkpoints beside it, and checkpoints are written atomically (a failed write names
+    the file and leaves the previous one intact; ``espnet_peft.checkpoint.atomic_saves``)."""
 
     @classmethod
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory, plot_attention_iter_factory,
@@ -265,10 +293,11 @@ class PeftTrainer(Trainer):
         (out / DIVERGED).unlink(missing_ok=True)
         cls._guard = _FiniteGuard(model)
         try:
-            super().run(model=model, optimizers=optimizers, schedulers=schedulers,
-                        train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
-                        plot_attention_iter_factory=plot_attention_iter_factory, trainer_options=trainer_options,
-                        distributed_option=distributed_option)
+            with atomic_saves():  # epoch checkpoints, checkpoint.pth, averaged models: never half-written
+                super().run(model=model, optimizers=optimizers, schedulers=schedulers,
+                            train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
+                            plot_attention_iter_factory=plot_attention_iter_factory,
+                            trainer_options=trainer_options, distributed_option=distributed_option)
         except TrainingDiverged as e:
             if not distributed_option.distributed or distributed_option.dist_rank == 0:
                 out.mkdir(parents=True, exist_ok=True)

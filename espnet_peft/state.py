@@ -4,7 +4,10 @@ The state is a flat ``{key: tensor}`` dict whose keys are the model's own state-
 (``<adapted module>.<adapter tensor>``), so it also loads with
 ``model.load_state_dict(state, strict=False)``; plus the ``peft_base_fingerprint`` table, a row
 per tensor of the pretrained model (``espnet_peft.fingerprint``): loading onto a model whose
-pretrained weights differ anywhere is refused, naming the modules that differ.
+pretrained weights differ anywhere is refused, naming the modules that differ; and the
+``peft_adapter_config`` record (``espnet_peft.provenance``): method, canonical PEFT config and its
+hash, per-module hyperparameters. Loading onto a model wrapped with another config is refused,
+naming what differs.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Dict, Mapping
 import torch
 from torch import nn
 
-from . import fingerprint
+from . import fingerprint, provenance
 from .errors import PeftError
 from .inject import get_plan
 from .methods import get_method
@@ -31,6 +34,7 @@ def peft_state_dict(model: nn.Module, clone: bool = True) -> Dict[str, torch.Ten
         for k, v in get_method(row.method).trainable_state(modules[row.name]).items():
             state[f"{row.name}.{k}"] = v.detach().clone() if clone else v.detach()
     state.update(fingerprint.to_state(plan.fingerprints))
+    state.update(provenance.to_state(plan))
     schedule = getattr(base, "peft_schedule", None)
     if schedule is not None:
         state[f"{SCHEDULE}.batches"] = schedule.batches.detach().clone()
@@ -44,12 +48,22 @@ def base_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor], prefix: s
     return fingerprint.mismatch(get_plan(model).fingerprints, theirs), rest
 
 
+def record_mismatch(model: nn.Module, state: Mapping[str, torch.Tensor], prefix: str = ""):
+    """``(problem or None, the state without its records)``: whether ``state`` was trained on the
+    pretrained model that ``model``'s plan was applied to, and with the same PEFT config (method,
+    canonical config hash, every module's hyperparameters). A state without a config record (written
+    before states carried one) is compared on the base model only, with a logged warning."""
+    problem, rest = base_mismatch(model, state, prefix)
+    theirs, rest = provenance.take(rest, prefix)
+    return problem or provenance.mismatch(get_plan(model), theirs), rest
+
+
 @torch.no_grad()
 def load_peft_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Load an adapter-only state onto ``model`` (already wrapped with the same config)."""
     plan = get_plan(model)
     base = getattr(model, "module", model)
-    problem, state = base_mismatch(base, state)
+    problem, state = record_mismatch(base, state)
     if problem:
         raise PeftError(problem)
     modules = dict(base.named_modules())

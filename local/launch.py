@@ -16,7 +16,10 @@ Backends:
 Stopping: SIGTERM, SIGINT or SIGHUP to launch.py stops every job it started (local: SIGTERM to
 each job's process group, SIGKILL after ``$ESPNET_PEFT_KILL_GRACE`` seconds, default 10; slurm:
 ``scancel`` of the array job), notes it in the job logs, and exits 128 + the signal number: no
-job is left running (and writing) after its launcher is gone.
+job is left running (and writing) after its launcher is gone. The same happens when launch.py's
+parent (the recipe) dies, even by SIGKILL (launch.py watches it); and every local job has a
+watchdog (``launch.py --watch``, in a session of its own) that stops the job's process group if
+launch.py itself is killed with SIGKILL.
 """
 from __future__ import annotations
 
@@ -104,14 +107,57 @@ def stop_jobs(procs: List[subprocess.Popen], grace: Optional[float] = None) -> N
         p.wait()
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def watch(owner: int, pgid: int, poll: float = 1.0) -> int:
+    """``launch.py --watch OWNER PGID``: when the process OWNER (launch.py) is gone, stop the job's
+    process group PGID (SIGTERM, then SIGKILL after the grace period). Ends when the group is gone."""
+    while alive(owner):
+        time.sleep(poll)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return 0
+    grace = float(os.environ.get("ESPNET_PEFT_KILL_GRACE", "10"))
+    _kill_group(pgid, signal.SIGTERM)
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return 0
+        time.sleep(0.2)
+    _kill_group(pgid, signal.SIGKILL)
+    return 0
+
+
+def start_watchdog(pgid: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--watch", str(os.getpid()), str(pgid)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
 def run_local(tasks: List[Tuple[Path, str]], max_jobs: int) -> List[int]:
-    """Run (log, command) jobs, ``max_jobs`` at a time (0: all), each in its own process group."""
+    """Run (log, command) jobs, ``max_jobs`` at a time (0: all), each in its own process group with
+    a watchdog; stops them all when this process's parent dies."""
     rcs: List[Optional[int]] = [None] * len(tasks)
     running = {}  # index -> (process, log handle, start time)
+    dogs = {}  # index -> watchdog process
     pending = list(range(len(tasks)))
     limit = max_jobs if max_jobs > 0 else len(tasks)
+    parent = os.getppid()
     try:
         while pending or running:
+            if os.getppid() != parent:  # the recipe that started us is gone (even by SIGKILL)
+                raise Interrupted(signal.SIGHUP)
             while pending and len(running) < limit:
                 i = pending.pop(0)
                 log, cmd = tasks[i]
@@ -122,6 +168,7 @@ def run_local(tasks: List[Tuple[Path, str]], max_jobs: int) -> List[int]:
                 p = subprocess.Popen(["bash", "-c", cmd], stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=os.getcwd(), process_group=0)
                 running[i] = (p, fh, time.time())
+                dogs[i] = start_watchdog(p.pid)
             for i, (p, fh, start) in list(running.items()):
                 rc = p.poll()
                 if rc is not None:
@@ -129,6 +176,7 @@ def run_local(tasks: List[Tuple[Path, str]], max_jobs: int) -> List[int]:
                     fh.close()
                     rcs[i] = rc
                     del running[i]
+                    dogs.pop(i).terminate()
             time.sleep(0.05)
     except Interrupted as e:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # stopping is not interrupted again
@@ -138,6 +186,8 @@ def run_local(tasks: List[Tuple[Path, str]], max_jobs: int) -> List[int]:
             fh.write(f"# stopped by signal {e.signum} to launch.py (job process group killed), "
                      f"elapsed {time.time() - start:.1f} s\n")
             fh.close()
+        for d in dogs.values():
+            d.terminate()
         raise
     return [rc if rc is not None else 1 for rc in rcs]
 
@@ -202,7 +252,10 @@ def run_slurm(args, jobs, log_t: str, cmd_t: str) -> List[Tuple[Path, int]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args, jobs, log_t, cmd = parse(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--watch"]:
+        return watch(int(argv[1]), int(argv[2]))
+    args, jobs, log_t, cmd = parse(argv)
     cmd_t = command_string(cmd)
     catch_signals()
     try:

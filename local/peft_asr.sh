@@ -284,13 +284,29 @@ train_exp() {
     local exp="$1" module="$2" before after t0
     shift 2
     mkdir -p "${exp}"
+    # a trainer still holding the experiment (e.g. left by a killed recipe) is named here, before its
+    # live log is touched
+    if [ -f "${exp}/train.lock" ] && ! flock -n "${exp}/train.lock" true; then
+        die "${exp} is being trained by another process ($(head -c 200 "${exp}/train.lock" | tr -d '\n')):" \
+            "wait for it or stop it (kill that pid), then run again"
+    fi
     if [ ! -f "${exp}/checkpoint.pth" ]; then  # a fresh start
-        rm -f "${exp}/train_wall.json"
+        rm -f "${exp}/train_wall.json" "${exp}/train_started"
         echo "${run_cmd}" > "${exp}/command.txt"
     fi
+    # a run killed before it could add its time (even by SIGKILL) left train_started: its time up to
+    # its last checkpoint counts
+    if [ -f "${exp}/train_started" ] && [ -f "${exp}/checkpoint.pth" ]; then
+        local started last
+        started="$(cat "${exp}/train_started")"; last="$(stat -c %Y "${exp}/checkpoint.pth")"
+        [ "${last}" -le "${started}" ] || wall_add "${exp}" "$(( last - started ))"
+        log "${exp}: a killed training's $(( last > started ? last - started : 0 )) s up to its last checkpoint are kept"
+    fi
+    rm -f "${exp}/train_started"
     before="$(readlink "${exp}/latest.pth" || true)"
     keep_log "${exp}/train.log"
     t0=$(date +%s)
+    echo "${t0}" > "${exp}/train_started"
     local rc=0 follower
     # a line per epoch on the console while it trains (the log has everything)
     "${python}" utils/follow.py --log "${exp}/train.log" --kind train --prefix "$(basename "${exp}")" &
@@ -300,12 +316,14 @@ train_exp() {
         --output_dir "${exp}" --ngpu "${ngpu}" --resume true || rc=$?
     kill -TERM "${follower}" 2>/dev/null || true
     wait "${follower}" 2>/dev/null || true
-    if [ "${rc}" -ne 0 ]; then  # e.g. a diverged run: its reason, then stop before anything uses it
-        grep -h "espnet_peft: error:" "${exp}/train.log" >&2 || true
-        die "training in ${exp} failed (exit ${rc}); see ${exp}/train.log"
-    fi
+    rm -f "${exp}/train_started"
+    # the time of a run that trained at least one epoch counts, whether it finished or failed
     after="$(readlink "${exp}/latest.pth" || true)"
     [ "${after}" = "${before}" ] || wall_add "${exp}" "$(( $(date +%s) - t0 ))"
+    if [ "${rc}" -ne 0 ]; then  # e.g. a diverged run: its reason, then stop before anything uses it
+        grep -h "espnet_peft: error:\|: error: " "${exp}/train.log" | tail -n 3 >&2 || true
+        die "training in ${exp} failed (exit ${rc}); see ${exp}/train.log"
+    fi
     grep -h "espnet_peft: warning:" "${exp}/train.log" >&2 || true  # e.g. text the tokenizer cannot spell
 }
 
@@ -354,6 +372,22 @@ decode_sets() {
         "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --decode_config "${config}" --nj "${n}"
     fi
     [ -z "${lock_fd}" ] || exec {lock_fd}>&-
+}
+
+# check_decoded CONFIG LM_DIR STAGE "SETS" MODEL_DIR OUT_DIR [MODEL_DIR OUT_DIR ...]: every set is decoded
+# in every OUT_DIR by its MODEL_DIR's current model files with CONFIG (and LM_DIR): scores and reports are
+# never made of another model's hypotheses (a re-merged model, another checkpoint, a changed beam or LM)
+check_decoded() {
+    local config="$1" lmdir="$2" stage_hint="$3" sets="$4" s n
+    shift 4
+    local dargs=() margs=() outs=()
+    for s in ${sets}; do dargs+=(--data_dir "${dumpdir}/raw/${s}"); done
+    [ -z "${lmdir}" ] || dargs+=(--lm_dir "${lmdir}")
+    while [ $# -gt 0 ]; do margs+=(--model_dir "$1" --output_dir "$2"); outs+=("$2"); shift 2; done
+    n="$("${python}" utils/decode.py --pending "${margs[@]}" "${dargs[@]}" --decode_config "${config}")" ||
+        die "cannot check the decodings in ${outs[*]} (see above)"
+    [ "${n}" = 0 ] || die "${n} decoding(s) of ${sets} in ${outs[*]} are missing or of another model, decoding" \
+        "config (${config}) or LM than the current ones: run stage ${stage_hint} first"
 }
 
 # score SETS decoded in DIR
@@ -625,6 +659,9 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
     fi
     need_file "${exp}/${checkpoint}" "adapter checkpoint (run stage 10)"
     log "stage 11: merging ${exp}/${checkpoint} into ${merged} (alpha=${alpha})"
+    # what was made from the model being replaced goes first (a failed merge then leaves nothing stale;
+    # merge.py writes the model under a temporary name and renames it into place)
+    rm -rf "${merged}/decode" "${merged}/decode_nolm" "${merged}/summary.json"
     merge_log="${exp}/merge$( [ "${alpha}" = "1.0" ] || echo "_alpha${alpha}").log"
     if ! run_job "${python}" -m espnet_peft.bin.merge --train_config "${exp}/config.yaml" \
             --model_file "${exp}/${checkpoint}" --output_dir "${merged}" --alpha "${alpha}" > "${merge_log}" 2>&1; then
@@ -651,6 +688,11 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
 fi
 if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
     lock_exp
+    need_file "${merged}/model.pth" "merged model (run stages 11-12)"
+    check_decoded "${decode_config}" "${decode_lm_dir}" 12 "${target_test_sets}" \
+        "${foundation_dir}" "${base_decode}" "${merged}" "${merged}/decode"
+    [ -z "${nolm_decode_config}" ] || check_decoded "${nolm_decode_config}" "" 12 "${target_test_sets}" \
+        "${foundation_dir}" "${base_decode_nolm}" "${merged}" "${merged}/decode_nolm"
     log "stage 13: scoring the target test sets"
     # shellcheck disable=SC2086
     score_sets "${base_decode}" ${target_test_sets}
@@ -689,6 +731,11 @@ fi
 # ---------------------------------------------------------------- 15: report
 if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
     lock_exp
+    need_file "${merged}/model.pth" "merged model (run stages 11-14)"
+    check_decoded "${decode_config}" "${decode_lm_dir}" "12-14" "${target_test_sets} ${source_test_sets}" \
+        "${foundation_dir}" "${base_decode}" "${merged}" "${merged}/decode"
+    [ -z "${nolm_decode_config}" ] || check_decoded "${nolm_decode_config}" "" "12-14" \
+        "${target_test_sets} ${source_test_sets}" "${foundation_dir}" "${base_decode_nolm}" "${merged}" "${merged}/decode_nolm"
     log "stage 15: report (${expdir}/RESULTS.md${results:+ and ${results}})"
     "${python}" utils/report.py --exp "${exp}" --merged "${merged}" --base_decode "${base_decode}" \
         --source_test_sets "${source_test_sets}" --target_test_sets "${target_test_sets}" \

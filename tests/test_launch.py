@@ -34,6 +34,57 @@ def test_local_backend_reports_failed_jobs(tmp_path):
     assert "f.1.log" in res.stderr and "f.3.log" in res.stderr and "f.2.log" not in res.stderr
 
 
+def _gone(pid_file, timeout=15.0) -> bool:
+    """Whether the process whose pid the job wrote is gone within ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pid_file.is_file() and pid_file.read_text().strip():
+            pid = int(pid_file.read_text())
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def _start(tmp_path, wrapper):
+    """A job that records its pid and sleeps, started by launch.py (directly, or under a bash
+    parent with ``wrapper``); returns (the started process, the pid file)."""
+    pid_file = tmp_path / "job.pid"
+    job = f"echo $$ > {pid_file}; exec sleep 120"
+    cmd = LAUNCH + ["--backend", "local", str(tmp_path / "job.log"), job]
+    if wrapper:  # the recipe: a bash parent of launch.py, in the background as peft_asr.sh's run_job
+        import shlex
+
+        cmd = ["bash", "-c", f"{' '.join(map(shlex.quote, cmd))} & wait"]
+    p = subprocess.Popen(cmd, start_new_session=True)
+    deadline = time.time() + 10
+    while not (pid_file.is_file() and pid_file.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.1)
+    return p, pid_file
+
+
+def test_a_job_dies_with_its_launcher_even_by_sigkill(tmp_path):
+    """kill -9 of launch.py: its watchdog stops the job (no orphan keeps writing into exp/)."""
+    p, pid_file = _start(tmp_path, wrapper=False)
+    os.kill(p.pid, 9)
+    p.wait()
+    assert _gone(pid_file), "the job outlived its launcher"
+
+
+def test_a_job_dies_with_the_recipe_that_launched_it(tmp_path):
+    """kill -9 of the recipe (launch.py's parent): launch.py stops its jobs and says so in the log."""
+    p, pid_file = _start(tmp_path, wrapper=True)
+    os.kill(p.pid, 9)
+    p.wait()
+    assert _gone(pid_file), "the job outlived the recipe"
+    deadline = time.time() + 10
+    while "stopped by signal" not in (tmp_path / "job.log").read_text() and time.time() < deadline:
+        time.sleep(0.2)
+    assert "stopped by signal" in (tmp_path / "job.log").read_text()
+
+
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     if shutil.which("slurmctld") is None or shutil.which("sbatch") is None:

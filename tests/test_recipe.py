@@ -406,3 +406,27 @@ def test_sweep_cell_configs_live_in_the_sweep_directory(tmp_path, monkeypatch):
     assert sweep.feasibility(cells, tmp_path / "model.yaml", tmp_path / "configs") == {}
     assert planned == [tmp_path / "configs" / f"{c.name}.yaml" for c in cells]
     assert all(yaml.safe_load(p.read_text()) == c.config for p, c in zip(planned, cells))
+
+
+def test_scores_and_reports_are_never_made_of_another_models_hypotheses(toy):
+    """Re-merging another checkpoint invalidates what was decoded with the old merged model: stage
+    13 (or 15) then refuses, naming the stage to run, instead of scoring the old hypotheses for the
+    new model; stages 12-15 then report the new one. (Last in the file: it re-decodes the toy.)"""
+    recipe, _ = toy
+    exp = recipe / "exp" / "child_peft_toy"
+    state = torch.load(exp / "valid.acc.best.pth", map_location="cpu", weights_only=True)
+    # the trained tensors change; the adapter's records (its config, the base model's fingerprint,
+    # basis checks) stay as they are
+    changed = {k: (v + 0.05 if torch.is_floating_point(v) and not k.startswith("peft_") and "check" not in k else v)
+               for k, v in state.items()}
+    torch.save(changed, exp / "perturbed.pth")
+    before = (exp / "merged" / "model.pth").read_bytes()
+    run(recipe, *with_option(TOY, "--checkpoint", "perturbed.pth"), "--stage", "11", "--stop_stage", "11")
+    assert (exp / "merged" / "model.pth").read_bytes() != before
+    assert not (exp / "merged" / "summary.json").exists() and not (exp / "merged" / "decode").exists()
+    for stage in ("13", "15"):
+        res = run(recipe, *with_option(TOY, "--checkpoint", "perturbed.pth"), "--stage", stage, "--stop_stage", "15",
+                  check=False)
+        assert res.returncode != 0 and "run stage 12" in res.stderr, res.stderr[-2000:]
+    res = run(recipe, *with_option(TOY, "--checkpoint", "perturbed.pth"), "--stage", "12", "--stop_stage", "15")
+    assert "report.py:" in res.stdout and (exp / "merged" / "summary.json").is_file()

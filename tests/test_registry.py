@@ -124,7 +124,7 @@ def test_a_new_method_file_plugs_into_config_planning_merge_state_and_bench(toy,
 
 
 GENERIC = ["inject.py", "budget.py", "merge.py", "state.py", "checkpoint.py", "config.py", "targets.py",
-           "fingerprint.py", "names.py", "errors.py", "bin/bench.py"]
+           "fingerprint.py", "provenance.py", "names.py", "errors.py", "bin/bench.py"]
 
 
 @pytest.mark.parametrize("path", [ROOT / "espnet_peft" / n for n in GENERIC] + sorted((ROOT / "local").glob("*.sh")),

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..checkpoint import complete_state_dict, remove_adapter_only_checkpointing
+from ..checkpoint import complete_state_dict, remove_adapter_only_checkpointing, save_atomic
 from ..errors import PeftError
 from ..espnet_task import DIVERGED, experiment_config, load_state_file, resolve_pretrained
 from ..inject import get_plan
@@ -96,7 +96,12 @@ def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alp
     t0 = time.time()
     model = task_cls.build_model(argparse.Namespace(**cfg))
     remove_adapter_only_checkpointing(model)
-    load_peft_state_dict(model, load_state_file(model_file, "adapter checkpoint"))
+    try:  # refused: another base model, or another PEFT config than the frozen one (edited since?)
+        load_peft_state_dict(model, load_state_file(model_file, "adapter checkpoint"))
+    except PeftError as e:
+        if str(model_file) in str(e):
+            raise
+        raise PeftError(f"adapter checkpoint {model_file}: {e}") from None
     plan = get_plan(model)
     reference = _probe(model) if verify and alpha == 1.0 else None
     merge_peft(model)
@@ -112,9 +117,11 @@ def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alp
     stock_cfg = {k: v for k, v in cfg.items() if k not in PEFT_ARGS}
     for row in plan.rows:  # methods whose merged form is not the original architecture (HFF)
         stock_cfg = get_method(row.method).export_config(stock_cfg, row, plan.config.options)
+    # the model first, atomically: a failed write (disk full) names the path and leaves the
+    # directory as it was (no truncated model.pth, an earlier merge's files intact)
+    save_atomic(state, output_dir / "model.pth", "merged model")
     with open(output_dir / "config.yaml", "w", encoding="utf-8") as fh:
         yaml.safe_dump(stock_cfg, fh, sort_keys=False, allow_unicode=True)
-    torch.save(state, output_dir / "model.pth")
     info = {"train_config": str(train_config), "model_file": str(model_file), "alpha": alpha,
             "method": plan.method, "trainable_params": plan.total, "fraction": plan.fraction,
             "pretrained_model": cfg["pretrained_model"], "seconds": round(time.time() - t0, 2)}

@@ -7,6 +7,7 @@ option set away from its default where it has no effect is an error, like an unk
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
@@ -65,6 +66,8 @@ class Number(Kind):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 (self.integer and not float(value).is_integer()):
             raise self.fail(name, value)
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison below
+            raise PeftError(f"option {name!r} must be a finite number ({self.text}), got {value!r}")
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if too_low or too_high:

@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from launch import alive as pid_alive  # noqa: E402
+
 EPOCH = re.compile(r"(\d+)epoch results: \[train\](?P<train>.*?)\[valid\](?P<valid>.*?)(\[time\](?P<time>.*))?$")
 
 
@@ -85,16 +88,6 @@ def lines(path: Path, alive, poll: float = 2.0, from_end: bool = False) -> Itera
         if not running:
             return
         time.sleep(poll)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def main(argv=None) -> int:

@@ -608,6 +608,24 @@ def main(argv=None) -> int:
             subprocess.run(f"{args.run} --prepare_only true --target_test_sets {shlex.quote(args.dev_set)}",
                            shell=True, check=True)
 
+    # this invocation's entry in invocations.json, kept up to date after every job: a sweep killed
+    # part-way still counts the time of the jobs it finished, and names its command
+    runs_file = store.root / "invocations.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
+    entry = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)), "seconds": 0.0, "cells_run": 0,
+             "jobs": 0, "command": args.command or " ".join(sys.argv), "code_commit": commit}
+    entry_lock = threading.Lock()
+
+    def record_invocation() -> None:
+        with entry_lock:
+            entry.update(seconds=round(time.time() - t0, 1), cells_run=len(ran_cells))
+            if entry not in runs:
+                runs.append(entry)
+            store.root.mkdir(parents=True, exist_ok=True)
+            tmp = runs_file.with_name(f".{runs_file.name}.tmp")
+            tmp.write_text(json.dumps(runs, indent=1) + "\n")
+            tmp.replace(runs_file)
+
     def execute(j):
         (args.out / "cells").mkdir(exist_ok=True)
         ran_cells.add(j["cell"])
@@ -615,6 +633,8 @@ def main(argv=None) -> int:
         t_job = time.time()
         rc = subprocess.call(f"{args.cmd} {shlex.quote(str(log))} {shlex.quote(j['command'])}", shell=True)
         j["seconds"] = time.time() - t_job
+        entry["jobs"] += 1
+        record_invocation()
         print(f"budget_sweep.py: cell {j['label']}: {'done' if rc == 0 else f'FAILED (exit {rc})'}", flush=True)
         return rc
 
@@ -655,15 +675,13 @@ def main(argv=None) -> int:
 
     wall = time.time() - t0
     # a resumed sweep adds its invocations up (one that only rebuilds the report is not sweep time)
-    runs_file = store.root / "invocations.json"
-    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
     if ran_cells:
-        runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)), "seconds": round(wall, 1),
-                     "cells_run": len(ran_cells), "command": args.command or " ".join(sys.argv),
-                     "code_commit": commit})
-        runs_file.parent.mkdir(parents=True, exist_ok=True)
-        runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+        record_invocation()
     total = sum(r["seconds"] for r in runs)
+    # the job time of every finished run the report stands on (its current records)
+    current_recs = [r for kind in ("dev", "test") for r in store.all(kind) if r.get("cell") in by_name
+                    and not store.stale(r, identity(by_name[r["cell"]], r.get("seed")))]
+    job_hours = sum(r.get("job_seconds") or 0 for r in current_recs) / 3600
     if ran_cells:  # (the report itself depends on the records alone)
         print(f"budget_sweep.py: this invocation: {wall / 3600:.2f} h, {len(ran_cells)} cells run", flush=True)
     # the committed copies sit beside --results: <results>.md, <results>.png, <results>.json
@@ -675,9 +693,11 @@ def main(argv=None) -> int:
                       f"{', '.join(map(str, sel_seeds))}; test sets decoded for the chosen rate only. ")
     seeds_text = (f"Seeds: {', '.join(map(str, seeds))}. " if proto.seeds_declared else "")
     # the commands that ran the sweep (a report-only invocation cites them, not itself)
-    commands = list(dict.fromkeys(r["command"] for r in runs if r.get("command"))) or [args.command or " ".join(sys.argv)]
-    header = (f"# Budget sweep `{args.grid}`\n\nCommand: {', '.join(f'`{c}`' for c in commands)}\n\n"
-              f"Sweep wall time: {total / 3600:.2f} h over {len(runs)} invocation(s); cells: {len(cells)} "
+    commands = list(dict.fromkeys(r["command"] for r in runs if r.get("command")))
+    cited = ", ".join(f"`{c}`" for c in commands) if commands else "not recorded yet (the first invocation is running)"
+    header = (f"# Budget sweep `{args.grid}`\n\nCommand: {cited}\n\n"
+              f"Finished runs: {len(current_recs)} ({job_hours:.2f} h of job time, the sum over their records). "
+              f"Sweep wall time: {total / 3600:.2f} h over {len(runs)} recorded invocation(s); cells: {len(cells)} "
               f"({len({s['cell'] for s in summaries})} with results, {len(status)} infeasible, failed or waiting). "
               f"{tuned_text}{seeds_text}Plot: [`{copies['png'].name}`]"
               f"({copies['png'].name}); every number: `{copies['json'].name}`.\n")

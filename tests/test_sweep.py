@@ -328,7 +328,7 @@ def test_driver_skips_finished_cells_and_resumes(tmp_path):
     cells = {(r["cell"], r.get("alpha")) for r in data["rows"] if r["status"] == "done"}
     assert cells == {("lora_b1pct", 1.0), ("ssvd_b1pct", 1.0), ("full", 0.0), ("full", 0.5), ("full", 1.0)}
     md = (rec / "RESULTS_sweep.md").read_text()
-    assert "over 2 invocation(s)" in md  # wall time adds up over resumptions
+    assert "over 2 recorded invocation(s)" in md  # wall time adds up over resumptions
     assert [r["cells_run"] for r in json.loads((rec / "records" / "invocations.json").read_text())] == [3, 1]
     res = subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True)
     assert "0 to run" in res.stdout

@@ -256,13 +256,60 @@ def untokenizable_text(text_files: Iterable[str], args: argparse.Namespace, max_
     return out
 
 
-class _FiniteGuard:
-    """Counts training forwards and optimizer steps, and raises on a non-finite loss."""
+#: a run whose mean training or validation loss of an epoch exceeds this many times the base
+#: model's loss diverged, even if every number stays finite (see ``_FiniteGuard``)
+DIVERGENCE_FACTOR = 5.0
+BASE_LOSS_BATCHES = 4
 
-    def __init__(self, model: torch.nn.Module, epoch: Optional[int] = None):
+
+class _FiniteGuard:
+    """Counts training forwards and optimizer steps, and raises on a non-finite loss, and on a
+    finite divergence: PEFT starts from the identity, so the first training batches' loss is the
+    base model's own loss on the target data (``base_loss``, the mean of the first
+    ``BASE_LOSS_BATCHES``; kept in ``<output_dir>/base_loss.json`` for resumed runs); an epoch whose
+    mean training or validation loss is more than ``DIVERGENCE_FACTOR`` times that has made the
+    model far worse than the one it adapts (e.g. a learning rate 1e6 times too high that stays
+    finite), and the run stops as diverged instead of being merged and reported."""
+
+    def __init__(self, model: torch.nn.Module, epoch: Optional[int] = None, base_loss_file: Optional[Path] = None):
         self.forwards = 0
         self.epoch = epoch
+        self.base_file = base_loss_file
+        self.base_loss: Optional[float] = None
+        if base_loss_file is not None and base_loss_file.is_file():
+            self.base_loss = float(json.loads(base_loss_file.read_text())["base_loss"])
+        self.first: List[float] = []
+        self.sums = {"train": [0.0, 0], "valid": [0.0, 0]}
         self.handle = model.register_forward_hook(self._hook)
+
+    def _track(self, loss: torch.Tensor, training: bool) -> None:
+        value = float(loss.detach().float().mean())
+        acc = self.sums["train" if training else "valid"]
+        acc[0] += value
+        acc[1] += 1
+        if training and self.base_loss is None:
+            self.first.append(value)
+            if len(self.first) >= BASE_LOSS_BATCHES:
+                self.base_loss = sum(self.first) / len(self.first)
+                if self.base_file is not None:
+                    self.base_file.parent.mkdir(parents=True, exist_ok=True)
+                    self.base_file.write_text(json.dumps({"base_loss": self.base_loss,
+                                                          "batches": len(self.first)}) + "\n")
+
+    def check(self, part: str) -> None:
+        """Raise when the mean ``part`` (train / valid) loss since the last check is a finite divergence."""
+        total, n = self.sums[part]
+        self.sums[part] = [0.0, 0]
+        if not n or self.base_loss is None or self.base_loss <= 0:
+            return
+        mean = total / n
+        if mean > DIVERGENCE_FACTOR * self.base_loss:
+            where = f" of epoch {self.epoch}" if self.epoch else ""
+            raise TrainingDiverged(
+                f"the mean {'training' if part == 'train' else 'validation'} loss{where} is {mean:.4g}, "
+                f"{mean / self.base_loss:.1f} times the base model's {self.base_loss:.4g} (its loss at the first "
+                f"batches; limit {DIVERGENCE_FACTOR:g}x): the run diverged though every number stayed finite "
+                f"(lower the learning rate)")
 
     def _hook(self, module, inputs, output):
         loss = output.get("loss") if isinstance(output, dict) else (output[0] if isinstance(output, (tuple, list)) else None)
@@ -274,6 +321,8 @@ class _FiniteGuard:
             what = f"the training loss is {value} at batch {self.forwards}" if module.training else \
                 f"the validation loss is {value}"
             raise TrainingDiverged(f"{what}{where}: the run diverged (lower the learning rate, or check the data)")
+        if isinstance(loss, torch.Tensor) and loss.numel():
+            self._track(loss, module.training)
 
     def remove(self):
         self.handle.remove()
@@ -291,7 +340,7 @@ class PeftTrainer(Trainer):
             trainer_options, distributed_option) -> None:
         out = Path(trainer_options.output_dir)
         (out / DIVERGED).unlink(missing_ok=True)
-        cls._guard = _FiniteGuard(model)
+        cls._guard = _FiniteGuard(model, base_loss_file=out / "base_loss.json")
         try:
             with atomic_saves():  # epoch checkpoints, checkpoint.pth, averaged models: never half-written
                 super().run(model=model, optimizers=optimizers, schedulers=schedulers,
@@ -338,7 +387,15 @@ class PeftTrainer(Trainer):
         if bad:
             raise TrainingDiverged(f"{len(bad)} trainable tensor(s) hold non-finite values after epoch {guard.epoch}, "
                                    f"e.g. {bad[:3]}: the run diverged (lower the learning rate)")
+        guard.check("train")
         return invalid
+
+    @classmethod
+    def validate_one_epoch(cls, model, iterator, reporter, options, distributed_option) -> None:
+        out = super().validate_one_epoch(model=model, iterator=iterator, reporter=reporter, options=options,
+                                         distributed_option=distributed_option)
+        cls._guard.check("valid")
+        return out
 
     @staticmethod
     def resume(checkpoint, model, reporter, optimizers, schedulers, scaler, ngpu: int = 0, strict: bool = True):

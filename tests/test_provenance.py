@@ -450,3 +450,44 @@ def test_atomic_saves_leaves_file_objects_alone(tmp_path):
         torch.save({"w": torch.ones(2)}, tmp_path / "a.pth")
     assert torch.save is original
     assert buf.getvalue()[:2] == b"PK" and sorted(p.name for p in tmp_path.iterdir()) == ["a.pth"]
+
+
+def test_a_finite_divergence_is_caught_against_the_base_models_loss(tmp_path):
+    """PEFT starts from the identity: the first batches' loss is the base model's. An epoch whose
+    mean loss is far above it diverged even when every number stays finite (issue 28 item 4)."""
+    import torch
+
+    from espnet_peft.espnet_task import DIVERGENCE_FACTOR, TrainingDiverged, _FiniteGuard
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.value = 2.0
+
+        def forward(self):
+            return {"loss": torch.tensor(self.value)}
+
+    m = Toy()
+    guard = _FiniteGuard(m, epoch=1, base_loss_file=tmp_path / "base_loss.json")
+    for v in (2.0, 2.2, 1.8, 2.0, 1.5, 1.2):  # a healthy epoch: the loss falls
+        m.value = v
+        m()
+    guard.check("train")
+    assert guard.base_loss == pytest.approx(2.0)
+    m.eval()
+    m.value = 2.0 * DIVERGENCE_FACTOR * 1.5  # validation far above the base model's loss, but finite
+    m()
+    with pytest.raises(TrainingDiverged, match="validation loss of epoch 1 is 15.*7.5 times the base model's 2"):
+        guard.check("valid")
+    # a resumed run reads the base model's loss back instead of measuring an adapted model's
+    guard.remove()
+    again = _FiniteGuard(m, epoch=3, base_loss_file=tmp_path / "base_loss.json")
+    assert again.base_loss == pytest.approx(2.0)
+    m.train()
+    m.value = 9.0  # 4.5x: still under the limit
+    m()
+    again.check("train")
+    m.value = 11.0
+    m()
+    with pytest.raises(TrainingDiverged, match="training loss of epoch 3"):
+        again.check("train")

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -213,6 +214,13 @@ def load_model(model_dir: Path, task: str, opts: dict):
     return lambda speech: s2t(speech)[0][0]
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file renamed into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def finished(out: Path, sig: str) -> bool:
     info = out / "decode_info.json"
     return (out / "text").is_file() and info.is_file() and json.loads(info.read_text()).get("signature") == sig
@@ -304,10 +312,11 @@ def merge(args) -> None:
             keys = read_scp(d / "wav.scp")
             if set(hyps) != set(keys):
                 sys.exit(f"decode.py: {out}: {len(set(keys) - set(hyps))} utterances were not decoded")
-            with open(out / "text", "w", encoding="utf-8") as fh:
-                for k in sorted(hyps):
-                    fh.write(f"{k} {hyps[k]}\n")
-            (out / "decode_info.json").write_text(json.dumps(
+            # the old signature goes first and each file is renamed into place: a decoding killed here is
+            # never taken for a finished one
+            (out / "decode_info.json").unlink(missing_ok=True)
+            write_atomic(out / "text", "".join(f"{k} {hyps[k]}\n" for k in sorted(hyps)))
+            write_atomic(out / "decode_info.json", json.dumps(
                 {"utterances": len(hyps), "audio_seconds": round(audio, 2), "decode_cpu_seconds": round(secs, 2),
                  "rtf": round(secs / audio, 4) if audio else None, "signature": sig}, indent=1) + "\n")
 

@@ -299,7 +299,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     summary = collect(args)
     out = Path(args.merged) / "summary.json"
-    out.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # renamed into place: never half a summary
+    tmp.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, out)
     summaries = [json.loads(p.read_text()) for p in sorted(Path(args.expdir).glob("*/merged*/summary.json"))]
     written = [Path(args.expdir) / "RESULTS.md"]
     written[0].write_text(results_md(summaries, args.recipe))

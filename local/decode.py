@@ -43,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 
+from typing import Optional
+
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -221,13 +223,32 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def finished(out: Path, sig: str) -> bool:
+def data_signature(data_dir: Path) -> str:
+    """What a set's decoding depends on besides the model: its ``wav.scp`` and every audio file's
+    size and modification time (a re-synthesised or re-formatted set of the same name is new data)."""
+    h = hashlib.sha256()
+    scp = Path(data_dir) / "wav.scp"
+    h.update(scp.read_bytes())
+    for path in read_scp(scp).values():
+        try:
+            st = os.stat(path)
+            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:  # (a command, or missing audio: the decoding itself names it)
+            h.update(f"{path}:?\n".encode())
+    return h.hexdigest()[:16]
+
+
+def finished(out: Path, sig: str, data_dir: Optional[Path] = None) -> bool:
+    """Decoded with this model signature, and (``data_dir``) of this very data."""
     info = out / "decode_info.json"
-    return (out / "text").is_file() and info.is_file() and json.loads(info.read_text()).get("signature") == sig
+    if not ((out / "text").is_file() and info.is_file()):
+        return False
+    rec = json.loads(info.read_text())
+    return rec.get("signature") == sig and (data_dir is None or rec.get("data") == data_signature(data_dir))
 
 
 def todo(out_dir: str, data_dirs, sig: str):
-    return [Path(d) for d in data_dirs if not finished(Path(out_dir) / Path(d).name, sig)]
+    return [Path(d) for d in data_dirs if not finished(Path(out_dir) / Path(d).name, sig, Path(d))]
 
 
 def decoding_options(args) -> dict:
@@ -318,7 +339,8 @@ def merge(args) -> None:
             write_atomic(out / "text", "".join(f"{k} {hyps[k]}\n" for k in sorted(hyps)))
             write_atomic(out / "decode_info.json", json.dumps(
                 {"utterances": len(hyps), "audio_seconds": round(audio, 2), "decode_cpu_seconds": round(secs, 2),
-                 "rtf": round(secs / audio, 4) if audio else None, "signature": sig}, indent=1) + "\n")
+                 "rtf": round(secs / audio, 4) if audio else None, "signature": sig, "data": data_signature(d)},
+                indent=1) + "\n")
 
 
 def pending(args) -> int:

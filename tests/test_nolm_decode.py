@@ -329,3 +329,30 @@ def test_report_refuses_missing_nolm_scores(report, tmp_path):
     with pytest.raises(SystemExit, match=str(missing)):
         run_report(report, expdir, exp, "--nolm_decode_config", str(NOLM_CONFIG))
     assert not (exp / "merged" / "summary.json").exists()
+
+
+def test_a_decoding_belongs_to_its_data(tmp_path):
+    """A set re-synthesised under the same name (another corpus version) is decoded again: a decoding
+    records the data it read (wav.scp and every audio file's size and time), not only the model."""
+    import json
+    import os
+    import sys
+
+    sys.path.insert(0, str(ROOT / "local"))
+    import decode
+
+    data, out = tmp_path / "child_test", tmp_path / "dec" / "child_test"
+    data.mkdir()
+    out.mkdir(parents=True)
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"RIFF" + b"\0" * 100)
+    (data / "wav.scp").write_text(f"u1 {wav}\n")
+    (out / "text").write_text("u1 hello\n")
+    (out / "decode_info.json").write_text(json.dumps({"signature": "s", "data": decode.data_signature(data)}))
+    assert decode.finished(out, "s", data) and decode.todo(str(out.parent), [str(data)], "s") == []
+    assert not decode.finished(out, "other model", data)
+    wav.write_bytes(b"RIFF" + b"\1" * 120)  # new audio under the same name
+    os.utime(wav, ns=(1, 1))
+    assert not decode.finished(out, "s", data) and decode.todo(str(out.parent), [str(data)], "s") == [data]
+    (out / "decode_info.json").write_text(json.dumps({"signature": "s"}))  # a decoding that recorded no data
+    assert not decode.finished(out, "s", data)

@@ -66,7 +66,7 @@ from espnet_peft.scoring import utterance_errors_files  # noqa: E402
 from espnet_peft.sweep import (METRICS, at_grid_edge, expand, experiment_tag, load_grid, lr_label,  # noqa: E402
                                order_cells, priority_group, protocol, reachable_rates, seed_mean, tuning_grid,
                                write_report)
-from file_id import file_id, recorded_foundation_id  # noqa: E402
+from file_id import file_id, recorded_foundation_id, write_text_atomic  # noqa: E402
 from sweep_records import (DECODINGS, RecordStore, code_commit, config_hash, data_id, errors_block,  # noqa: E402
                            set_block, summaries_from_records)
 
@@ -470,9 +470,7 @@ def main(argv=None) -> int:
                                "identity": identity(c, sel_seeds[0]),
                                "chosen": time.strftime("%Y-%m-%d %H:%M:%S")}
             if not args.dry_run:  # atomically: a reader never sees half a file
-                tmp = choices_file.with_name(choices_file.name + ".tmp")
-                tmp.write_text(json.dumps(choices, indent=1) + "\n")
-                tmp.replace(choices_file)
+                write_text_atomic(choices_file, json.dumps(choices, indent=1) + "\n")
         return lr
 
     def rate(c):
@@ -621,10 +619,7 @@ def main(argv=None) -> int:
             entry.update(seconds=round(time.time() - t0, 1), cells_run=len(ran_cells))
             if entry not in runs:
                 runs.append(entry)
-            store.root.mkdir(parents=True, exist_ok=True)
-            tmp = runs_file.with_name(f".{runs_file.name}.tmp")
-            tmp.write_text(json.dumps(runs, indent=1) + "\n")
-            tmp.replace(runs_file)
+            write_text_atomic(runs_file, json.dumps(runs, indent=1) + "\n")
 
     def execute(j):
         (args.out / "cells").mkdir(exist_ok=True)

@@ -48,7 +48,7 @@ from typing import Optional
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from file_id import file_id  # noqa: E402
+from file_id import file_id, write_text_atomic  # noqa: E402
 
 
 def shard(keys, job: int, nj: int):
@@ -216,13 +216,6 @@ def load_model(model_dir: Path, task: str, opts: dict):
     return lambda speech: s2t(speech)[0][0]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """``text`` into ``path`` through a temporary file renamed into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def data_signature(data_dir: Path) -> str:
     """What a set's decoding depends on besides the model: its ``wav.scp`` and every audio file's
     size and modification time (a re-synthesised or re-formatted set of the same name is new data)."""
@@ -336,8 +329,8 @@ def merge(args) -> None:
             # the old signature goes first and each file is renamed into place: a decoding killed here is
             # never taken for a finished one
             (out / "decode_info.json").unlink(missing_ok=True)
-            write_atomic(out / "text", "".join(f"{k} {hyps[k]}\n" for k in sorted(hyps)))
-            write_atomic(out / "decode_info.json", json.dumps(
+            write_text_atomic(out / "text", "".join(f"{k} {hyps[k]}\n" for k in sorted(hyps)))
+            write_text_atomic(out / "decode_info.json", json.dumps(
                 {"utterances": len(hyps), "audio_seconds": round(audio, 2), "decode_cpu_seconds": round(secs, 2),
                  "rtf": round(secs / audio, 4) if audio else None, "signature": sig, "data": data_signature(d)},
                 indent=1) + "\n")

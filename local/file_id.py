@@ -51,6 +51,19 @@ def file_id(path) -> str:
     return _ids[key]
 
 
+def write_text_atomic(path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file in the same directory renamed into place: a
+    reader (or a later stage) never sees half a file, and a failed write leaves the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def recorded_foundation_id(exp_dir) -> Optional[str]:
     """The id of the foundation model an experiment was adapted from, as stage 10 recorded it in
     ``EXP/foundation_id``; None when there is no record."""

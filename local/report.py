@@ -34,7 +34,7 @@ from espnet_peft.scoring import learning_forgetting  # noqa: E402
 from espnet_peft.sweep import modules_note  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from file_id import recorded_foundation_id  # noqa: E402
+from file_id import recorded_foundation_id, write_text_atomic  # noqa: E402
 
 SECTION = re.compile(r"^## Target ", re.M)
 
@@ -299,9 +299,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     summary = collect(args)
     out = Path(args.merged) / "summary.json"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # renamed into place: never half a summary
-    tmp.write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(summary, indent=1, allow_nan=False) + "\n")  # never half a summary
     summaries = [json.loads(p.read_text()) for p in sorted(Path(args.expdir).glob("*/merged*/summary.json"))]
     written = [Path(args.expdir) / "RESULTS.md"]
     written[0].write_text(results_md(summaries, args.recipe))

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from file_id import write_text_atomic  # noqa: E402
 
 IDENTITY = ("foundation_id", "data_id", "config_hash")
 DECODINGS = {"lm": "decode", "nolm": "decode_nolm"}  # record name -> decoding directory name
@@ -75,16 +78,9 @@ def code_commit(path: Path) -> str:
         return "unknown"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class RecordStore:
-    """The records of one sweep in ``root``; ``identity`` is the sweep's current foundation, data and
-    config identity for each run (a function of the run's cell and seed)."""
+    """The records of one sweep in ``root``; a record is current for an identity (foundation, data and
+    config ids, see ``IDENTITY``) it matches."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -113,7 +109,7 @@ class RecordStore:
 
     def write(self, rec: Mapping[str, Any]) -> Path:
         p = self.path(rec["tag"], rec["kind"], float(rec.get("alpha", 1.0)))
-        atomic_write(p, json.dumps(rec, indent=None, separators=(",", ":"), sort_keys=True, allow_nan=False) + "\n")
+        write_text_atomic(p, json.dumps(rec, indent=None, separators=(",", ":"), sort_keys=True, allow_nan=False) + "\n")
         return p
 
     def all(self, kind: str) -> List[Dict[str, Any]]:
@@ -128,7 +124,7 @@ class RecordStore:
         return json.loads(p.read_text()) if p.is_file() else {}
 
     def save_data(self, data: Mapping[str, Any]) -> None:
-        atomic_write(self.data_file(), json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
+        write_text_atomic(self.data_file(), json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n")
 
 
 def set_block(utt, chars=None) -> Dict[str, Any]:

@@ -91,7 +91,6 @@ class Profile:
     duration: float
 
 
-ChildProfile = Profile  # (the name of the first corpus)
 Speaker = Tuple[Voice, Optional[Profile]]
 
 
@@ -437,7 +436,7 @@ class Job:
     utt_id: str
     text: str
     voice: Voice
-    profile: Optional[ChildProfile]
+    profile: Optional[Profile]
     path: str
     seed: int
     params: Dict[str, float] = field(default_factory=dict)

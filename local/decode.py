@@ -32,6 +32,9 @@ signature: a greedy and a beam decoding are never taken for each other.
               --decode_config conf/decode.yaml --job 1 --nj 2
     decode.py --merge (same pairs and sets) --nj 2
     decode.py --pending (same pairs and sets)     # prints how many (model, set) pairs are not done
+    decode.py --model_dir foundation --output_dir exp/routed --data_dir dump/raw/mixed_test \\
+              --adapter child=exp/child_ssvd_o/valid.acc.ave.pth --adapter accent=exp/accent_lora/valid.acc.ave.pth \\
+              --utt2adapter dump/raw/mixed_test/utt2adapter   # each utterance with its adapter (base: none)
 """
 from __future__ import annotations
 
@@ -197,6 +200,7 @@ def load_model(model_dir: Path, task: str, opts: dict):
 
         register_with_espnet(config)
     opts = dict(opts)
+    opts.pop("routing", None)  # (the signature's record of the adapters routed to; see Routing)
     device = opts.pop("device", "cpu")
     greedy = opts.pop("ctc_greedy", False)
     if greedy:  # the model and tokenizer only: a beam of 1 on the CTC scorer, no decoder, no LM
@@ -205,15 +209,75 @@ def load_model(model_dir: Path, task: str, opts: dict):
         from espnet2.bin.s2t_inference import Speech2Text
 
         s2t = Speech2Text(s2t_train_config=str(cfg), s2t_model_file=str(model), device=device, **opts)
-        if greedy:
-            return lambda speech: s2t_ctc_greedy(s2t, speech)
-        return lambda speech: s2t(speech)[0][3]  # text without special tokens
+        fn = (lambda speech: s2t_ctc_greedy(s2t, speech)) if greedy else (lambda speech: s2t(speech)[0][3])
+        fn.model = s2t.s2t_model  # (text without special tokens)
+        return fn
     from espnet2.bin.asr_inference import Speech2Text
 
     s2t = Speech2Text(asr_train_config=str(cfg), asr_model_file=str(model), device=device, **opts)
     if greedy:
-        return lambda speech: asr_ctc_greedy(s2t, speech)
-    return lambda speech: s2t(speech)[0][0]
+        fn = lambda speech: asr_ctc_greedy(s2t, speech)  # noqa: E731
+        fn.model = s2t.asr_model
+        return fn
+    fn = lambda speech: s2t(speech)[0][0]  # noqa: E731
+    fn.model = s2t.asr_model
+    return fn
+
+
+class Routing:
+    """Per-utterance adapters (``--adapter NAME=CHECKPOINT``, ``--utt2adapter FILE``): one model load,
+    an adapter bank on it (``espnet_peft.bank``), and each utterance decoded with its adapter (``base``:
+    the frozen model). Every utterance must be named in utt2adapter with a known adapter, and every
+    adapter must belong to the model (its pretrained weights and recorded config): checked before any
+    decoding."""
+
+    def __init__(self, adapters, utt2adapter):
+        self.paths = {}
+        for spec in adapters:
+            name, sep, path = spec.partition("=")
+            if not sep or not name or not path:
+                sys.exit(f"decode.py: --adapter wants NAME=CHECKPOINT, got {spec!r}")
+            if name in self.paths or name == "base":
+                sys.exit(f"decode.py: adapter name {name!r} is given twice or reserved")
+            if not Path(path).is_file():
+                sys.exit(f"decode.py: adapter {name}: {path} not found")
+            self.paths[name] = path
+        if not utt2adapter:
+            sys.exit("decode.py: --adapter needs --utt2adapter (utterance -> adapter name, base for none)")
+        self.utt2adapter = read_scp(Path(utt2adapter))
+        self.file = utt2adapter
+        self.bank = None
+
+    def check(self, data_dirs) -> None:
+        known = set(self.paths) | {"base"}
+        for d in data_dirs:
+            for key in read_scp(Path(d) / "wav.scp"):
+                name = self.utt2adapter.get(key)
+                if name is None:
+                    sys.exit(f"decode.py: utterance {key} ({d}) has no adapter in {self.file}")
+                if name not in known:
+                    sys.exit(f"decode.py: utterance {key}: adapter {name!r} (in {self.file}) is none of "
+                             f"{', '.join(sorted(known))}")
+
+    def signature(self) -> dict:
+        return {"adapters": {n: file_id(p) for n, p in sorted(self.paths.items())}, "utt2adapter": file_id(self.file)}
+
+    def attach(self, model) -> None:
+        import torch
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from espnet_peft.bank import AdapterBank
+        from espnet_peft.errors import PeftError
+
+        self.bank = AdapterBank(model)
+        try:
+            for name, path in self.paths.items():
+                self.bank.add(name, torch.load(path, map_location="cpu", weights_only=True))
+        except PeftError as e:
+            sys.exit(f"decode.py: {e}")
+
+    def select(self, key: str) -> None:
+        self.bank.activate(self.utt2adapter[key])
 
 
 def data_signature(data_dir: Path) -> str:
@@ -246,7 +310,10 @@ def todo(out_dir: str, data_dirs, sig: str):
 
 def decoding_options(args) -> dict:
     opts = yaml.safe_load(Path(args.decode_config).read_text()) if args.decode_config else {}
-    return lm_options(greedy_options(opts or {}), args.lm_dir)
+    opts = lm_options(greedy_options(opts or {}), args.lm_dir)
+    if getattr(args, "adapter", None):  # routed decodings depend on the adapters and the routing too
+        opts["routing"] = Routing(args.adapter, args.utt2adapter).signature()
+    return opts
 
 
 class Progress:
@@ -275,6 +342,9 @@ def decode(args) -> None:
     torch.set_num_threads(max(1, args.threads))
     weights_only_torch_load()
     opts = decoding_options(args)
+    routing = Routing(args.adapter, args.utt2adapter) if args.adapter else None
+    if routing is not None:
+        routing.check(args.data_dir)  # every utterance has a known adapter: before any model is loaded
     work = [(m, o, todo(o, args.data_dir, signature(Path(m), opts))) for m, o in zip(args.model_dir, args.output_dir)]
     total = sum(len(shard(read_scp(d / "wav.scp"), args.job, args.nj)) for _, _, sets in work for d in sets)
     progress = Progress(total, args.job, args.nj)
@@ -283,6 +353,8 @@ def decode(args) -> None:
             continue
         run_opts = dict(opts, device=args.device) if args.device else dict(opts)
         recognize = load_model(Path(model_dir), args.task, run_opts)
+        if routing is not None:
+            routing.attach(recognize.model)  # a foreign adapter is refused here, before any decoding
         fs = model_sample_rate(Path(model_dir))
         for d in sets:
             wav = read_scp(d / "wav.scp")
@@ -298,6 +370,8 @@ def decode(args) -> None:
                                  f"{model_dir} expects {fs} Hz mono (format the data: local/format_data.py)")
                     speech = speech[:, 0]
                     audio_s += len(speech) / sr
+                    if routing is not None:
+                        routing.select(key)
                     with torch.no_grad():
                         text = recognize(speech)
                     fh.write(f"{key} {text}\n")
@@ -356,9 +430,16 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--merge", action="store_true")
     ap.add_argument("--pending", action="store_true", help="print how many (model, set) pairs need decoding")
+    ap.add_argument("--adapter", action="append", default=[],
+                    help="NAME=CHECKPOINT: an adapter state (peft_state_dict / adapter checkpoint) of the model, "
+                         "routed to by --utt2adapter (repeat for several)")
+    ap.add_argument("--utt2adapter", default=None,
+                    help="Kaldi-style: utterance id -> adapter name (base: the frozen model)")
     args = ap.parse_args(argv)
     if len(args.model_dir) != len(args.output_dir):
         ap.error("give one --output_dir per --model_dir")
+    if args.adapter and len(args.model_dir) != 1:
+        ap.error("--adapter routes utterances on one model: give one --model_dir (the pretrained model)")
     if args.pending:
         print(pending(args))
     elif args.merge:

@@ -356,3 +356,72 @@ def test_a_decoding_belongs_to_its_data(tmp_path):
     assert not decode.finished(out, "s", data) and decode.todo(str(out.parent), [str(data)], "s") == [data]
     (out / "decode_info.json").write_text(json.dumps({"signature": "s"}))  # a decoding that recorded no data
     assert not decode.finished(out, "s", data)
+
+
+def test_routed_decoding_equals_each_adapters_merged_model(decode, asr, tmp_path, keep_torch_load):
+    """decode.py --adapter NAME=CHECKPOINT --utt2adapter FILE (issue 29 item 2): one model load, each
+    utterance decoded with its adapter; every hypothesis equals the one of its adapter's merged
+    model, and ``base`` the frozen model's; a missing utterance or a foreign adapter stops the job
+    before any decoding, naming it."""
+    import espnet_peft
+    from conftest import randomize_trainables
+
+    root, model_dir, model = asr
+    data = write_wavs(tmp_path, n=6)
+    keys = sorted(read_text(data / "wav.scp"))
+    configs = {"child": {"method": "lora", "target_modules": ["feed_forward.w_1", "feed_forward.w_2"], "rank": 4},
+               "accent": {"method": "ssvd_o", "target_modules": ["feed_forward.w_1"], "k_in": 4, "k_out": 2,
+                          "svd": "full"}}
+    dirs = {"base": model_dir}
+    adapters = []
+    for i, (name, cfg) in enumerate(configs.items()):
+        wrapped = copy.deepcopy(model)
+        espnet_peft.apply_peft(wrapped, cfg)
+        randomize_trainables(wrapped, scale=0.5, seed=11 + i)
+        torch.save(espnet_peft.peft_state_dict(wrapped), tmp_path / f"{name}.pth")
+        adapters.append(f"{name}={tmp_path / f'{name}.pth'}")
+        espnet_peft.merge_peft(wrapped)
+        d = tmp_path / f"merged_{name}"
+        d.mkdir()
+        (d / "config.yaml").write_text((model_dir / "config.yaml").read_text())
+        torch.save(wrapped.state_dict(), d / "model.pth")
+        dirs[name] = d
+    route = {k: ("child", "accent", "base")[i % 3] for i, k in enumerate(keys)}
+    (tmp_path / "utt2adapter").write_text("".join(f"{k} {v}\n" for k, v in route.items()))
+
+    def run(model_dir, out, extra=()):
+        common = ["--model_dir", str(model_dir), "--output_dir", str(out), "--data_dir", str(data),
+                  "--decode_config", str(NOLM_CONFIG), *extra]
+        decode.main(common + ["--job", "1", "--nj", "1"])
+        decode.main(common + ["--merge", "--nj", "1"])
+        return read_text(out / "set" / "text")
+
+    single = {name: run(d, tmp_path / f"dec_{name}") for name, d in dirs.items()}
+    routed = run(model_dir, tmp_path / "dec_routed",
+                 [a for spec in adapters for a in ("--adapter", spec)] + ["--utt2adapter", str(tmp_path / "utt2adapter")])
+    for k in keys:
+        assert routed[k] == single[route[k]][k], (k, route[k])
+    assert len({single[n][k] for n in dirs for k in keys}) > len(keys)  # the adapters do decode differently
+    # a routed decoding is not taken for the base model's
+    assert routed != single["base"]
+    # a missing utterance, an unknown adapter name, a foreign adapter: stopped before decoding
+    (tmp_path / "partial").write_text("".join(f"{k} child\n" for k in keys[1:]))
+    with pytest.raises(SystemExit, match=f"utterance {keys[0]} .* has no adapter"):
+        decode.main(["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "x"), "--data_dir", str(data),
+                     "--decode_config", str(NOLM_CONFIG), "--adapter", adapters[0], "--utt2adapter",
+                     str(tmp_path / "partial")])
+    (tmp_path / "unknown").write_text("".join(f"{k} kids\n" for k in keys))
+    with pytest.raises(SystemExit, match="adapter 'kids'"):
+        decode.main(["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "x"), "--data_dir", str(data),
+                     "--decode_config", str(NOLM_CONFIG), "--adapter", adapters[0], "--utt2adapter",
+                     str(tmp_path / "unknown")])
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.encoder.encoders[0].feed_forward.w_1.weight.add_(0.1)
+    espnet_peft.apply_peft(other, configs["child"])
+    torch.save(espnet_peft.peft_state_dict(other), tmp_path / "foreign.pth")
+    with pytest.raises(SystemExit, match="'child'.*(another base model|differ)"):
+        decode.main(["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "y"), "--data_dir", str(data),
+                     "--decode_config", str(NOLM_CONFIG), "--adapter", f"child={tmp_path / 'foreign.pth'}",
+                     "--adapter", adapters[1], "--utt2adapter", str(tmp_path / "utt2adapter")])
+    assert not (tmp_path / "y" / "set" / "hyp.1").exists()

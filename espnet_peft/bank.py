@@ -76,10 +76,12 @@ class AdapterBank:
             p.requires_grad_(False)
 
     # ---------------------------------------------------------------- loading
-    def add(self, name: str, state: Mapping[str, torch.Tensor]) -> None:
+    def add(self, name: str, state: Mapping[str, torch.Tensor], config=None) -> None:
         """Load an adapter state under ``name``; refused before anything changes when it was trained on
-        another pretrained model (naming the modules that differ), lacks its config record, or is of a
-        method whose merged model is not the stock architecture."""
+        another pretrained model (naming the modules that differ), with another config than its own
+        record, or is of a method whose merged model is not the stock architecture. ``config`` (a PEFT
+        config: dict, file or object) is needed only for states written before they recorded theirs
+        (the experiment's frozen ``peft_config.yaml``)."""
         if not name or name in self.adapters or name == "base":
             raise PeftError(f"adapter name {name!r} is empty, reserved or already in the bank")
         if self.merged is not None:
@@ -89,16 +91,16 @@ class AdapterBank:
         if problem:
             raise PeftError(f"adapter {name!r}: {problem}")
         record, rest = provenance.take(rest)
-        if record is None:
+        if record is None and config is None:
             raise PeftError(f"adapter {name!r} records no PEFT config (an adapter file written before adapter "
-                            f"states carried one): load it with its experiment's config instead")
-        cfg = PeftConfig.from_dict(dict(record["config"]))
+                            f"states carried one): give its experiment's config (peft_config.yaml)")
+        cfg = PeftConfig.from_any(config) if record is None else PeftConfig.from_dict(dict(record["config"]))
         method = get_method(cfg.method)
         if method.inner_attr is not None or not method.exports_stock_model:
             raise PeftError(f"adapter {name!r}: method {cfg.method} does not wrap single layers, which a bank "
                             f"switches between")
         plan = plan_peft(self._plain_view(), cfg)
-        problem = provenance.mismatch(plan, record, where=f"the plan of this model for adapter {name!r}")
+        problem = record and provenance.mismatch(plan, record, where=f"the plan of this model for adapter {name!r}")
         if problem:
             raise PeftError(f"adapter {name!r}: {problem}")
         per_module: Dict[str, Dict[str, torch.Tensor]] = {r.name: {} for r in plan.rows}

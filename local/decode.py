@@ -272,7 +272,10 @@ class Routing:
         self.bank = AdapterBank(model)
         try:
             for name, path in self.paths.items():
-                self.bank.add(name, torch.load(path, map_location="cpu", weights_only=True))
+                # an adapter written before adapter states recorded their config: its experiment's frozen one
+                frozen = Path(path).parent / "peft_config.yaml"
+                self.bank.add(name, torch.load(path, map_location="cpu", weights_only=True),
+                              config=str(frozen) if frozen.is_file() else None)
         except PeftError as e:
             sys.exit(f"decode.py: {e}")
 

@@ -86,3 +86,15 @@ def test_a_foreign_adapter_is_refused_before_the_bank_changes():
     no_record = {k: v for k, v in good.items() if k != "peft_adapter_config"}
     with pytest.raises(espnet_peft.PeftError, match="records no PEFT config"):
         bank.add("old", no_record)
+
+
+def test_an_adapter_without_its_config_record_loads_with_the_experiments_config(tmp_path):
+    base = make_model()
+    state, ref = trained(base, CONFIGS["lora"], seed=5)
+    old = {k: v for k, v in state.items() if k != "peft_adapter_config"}  # written before states carried it
+    bank = AdapterBank(base)
+    bank.add("old", old, config=CONFIGS["lora"])
+    bank.activate("old")
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        assert torch.allclose(base(x), ref(x), atol=1e-6)

@@ -98,3 +98,24 @@ def test_an_adapter_without_its_config_record_loads_with_the_experiments_config(
     x = torch.randn(3, 16)
     with torch.no_grad():
         assert torch.allclose(base(x), ref(x), atol=1e-6)
+
+
+def test_mixed_sets_route_each_utterance_by_its_set(tmp_path):
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "local"))
+    import mix_sets
+
+    for name, keys in (("src", ["a1", "a2"]), ("kid", ["b1"])):
+        d = tmp_path / name
+        d.mkdir()
+        for f in ("wav.scp", "text", "utt2spk"):
+            (d / f).write_text("".join(f"{k} {f}-{k}\n" for k in keys))
+    counts = mix_sets.mix([(tmp_path / "src", "base"), (tmp_path / "kid", "child")], tmp_path / "mixed")
+    assert counts == {"base": 2, "child": 1}
+    assert (tmp_path / "mixed" / "utt2adapter").read_text() == "a1 base\na2 base\nb1 child\n"
+    assert (tmp_path / "mixed" / "text").read_text().splitlines() == ["a1 text-a1", "a2 text-a2", "b1 text-b1"]
+    with pytest.raises(SystemExit, match="utterance a1 is in both"):
+        mix_sets.mix([(tmp_path / "src", "base"), (tmp_path / "src", "child")], tmp_path / "bad")

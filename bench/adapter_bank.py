@@ -20,9 +20,7 @@ Prints a markdown table; nothing is written.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -33,15 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from espnet_peft.bank import AdapterBank  # noqa: E402
 
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ssvd_o_overhead import timed as median_time  # noqa: E402  (the median of timed calls)
 
 
 def main(argv=None) -> int:

@@ -263,19 +263,21 @@ class Routing:
         return {"adapters": {n: file_id(p) for n, p in sorted(self.paths.items())}, "utt2adapter": file_id(self.file)}
 
     def attach(self, model) -> None:
-        import torch
-
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from espnet_peft.bank import AdapterBank
         from espnet_peft.errors import PeftError
 
         self.bank = AdapterBank(model)
+        from espnet_peft.adapter_file import load_adapter
+
         try:
             for name, path in self.paths.items():
-                # an adapter written before adapter states recorded their config: its experiment's frozen one
+                # (.safetensors adapter files or .pth states; one written before adapter states recorded
+                # their config takes its header's, or its experiment's frozen peft_config.yaml)
+                state, header = load_adapter(path)
                 frozen = Path(path).parent / "peft_config.yaml"
-                self.bank.add(name, torch.load(path, map_location="cpu", weights_only=True),
-                              config=str(frozen) if frozen.is_file() else None)
+                config = header.get("config") if "config_sha256" not in header else None
+                self.bank.add(name, state, config=config or (str(frozen) if frozen.is_file() else None))
         except PeftError as e:
             sys.exit(f"decode.py: {e}")
 

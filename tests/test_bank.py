@@ -119,3 +119,46 @@ def test_mixed_sets_route_each_utterance_by_its_set(tmp_path):
     assert (tmp_path / "mixed" / "text").read_text().splitlines() == ["a1 text-a1", "a2 text-a2", "b1 text-b1"]
     with pytest.raises(SystemExit, match="utterance a1 is in both"):
         mix_sets.mix([(tmp_path / "src", "base"), (tmp_path / "src", "child")], tmp_path / "bad")
+
+
+def test_adapter_files_are_safetensors_with_a_header_and_pth_still_loads(tmp_path):
+    """Adapter files people can share (issue 29 item 3): tensors as safetensors (nothing unpickled),
+    a JSON header (method, config, modules, command, foundation id); .pth adapters load as before."""
+    from espnet_peft.adapter_file import load_adapter, save_adapter
+    from espnet_peft.bin.export_adapter import export
+
+    base = make_model()
+    state, ref = trained(base, CONFIGS["ssvd_o"], seed=9)
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    torch.save(state, exp / "valid.acc.ave.pth")
+    (exp / "command.txt").write_text("./run.sh --target child\n")
+    (exp / "foundation_id").write_text("ed82c5fe6337fc9e\n")
+    header = export(exp, tmp_path / "child.safetensors")
+    assert header["method"] == "ssvd_o" and header["command"] == "./run.sh --target child"
+    assert header["foundation_id"] == "ed82c5fe6337fc9e" and set(header["modules"]) == {"0", "2"}
+    loaded, h2 = load_adapter(tmp_path / "child.safetensors")
+    assert h2 == header and set(loaded) == set(state)
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    pth, h3 = load_adapter(exp / "valid.acc.ave.pth")
+    assert h3["method"] == "ssvd_o" and set(pth) == set(state)
+    bank = AdapterBank(base)
+    bank.add("child", loaded)
+    bank.activate("child")
+    x = torch.randn(4, 16)
+    with torch.no_grad():
+        assert torch.allclose(base(x), ref(x), atol=1e-6)
+    # an old adapter (no config record) exported with its experiment's frozen config
+    import yaml
+
+    old = {k: v for k, v in state.items() if k != "peft_adapter_config"}
+    torch.save(old, exp / "valid.acc.ave.pth")
+    (exp / "peft_config.yaml").write_text(yaml.safe_dump(CONFIGS["ssvd_o"]))
+    h4 = export(exp, tmp_path / "old.safetensors")
+    assert h4["config"] == CONFIGS["ssvd_o"] and "config_sha256" not in h4
+    # not an adapter file: named
+    (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(espnet_peft.PeftError, match="junk.safetensors"):
+        load_adapter(tmp_path / "junk.safetensors")
+    with pytest.raises(espnet_peft.PeftError, match="an adapter file is .safetensors"):
+        save_adapter(tmp_path / "x.bin", state)

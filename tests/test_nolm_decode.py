@@ -404,6 +404,14 @@ def test_routed_decoding_equals_each_adapters_merged_model(decode, asr, tmp_path
     assert len({single[n][k] for n in dirs for k in keys}) > len(keys)  # the adapters do decode differently
     # a routed decoding is not taken for the base model's
     assert routed != single["base"]
+    # a shared adapter file (safetensors + header) routes the same
+    from espnet_peft.adapter_file import save_adapter
+
+    save_adapter(tmp_path / "child.safetensors", torch.load(tmp_path / "child.pth", weights_only=True))
+    shared = run(model_dir, tmp_path / "dec_routed_st",
+                 ["--adapter", f"child={tmp_path / 'child.safetensors'}", "--adapter", adapters[1],
+                  "--utt2adapter", str(tmp_path / "utt2adapter")])
+    assert shared == routed
     # a missing utterance, an unknown adapter name, a foreign adapter: stopped before decoding
     (tmp_path / "partial").write_text("".join(f"{k} child\n" for k in keys[1:]))
     with pytest.raises(SystemExit, match=f"utterance {keys[0]} .* has no adapter"):

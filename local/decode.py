@@ -290,6 +290,8 @@ def data_signature(data_dir: Path) -> str:
     size and modification time (a re-synthesised or re-formatted set of the same name is new data)."""
     h = hashlib.sha256()
     scp = Path(data_dir) / "wav.scp"
+    if not scp.is_file():
+        return "no wav.scp"  # (nothing to decode yet: never a finished decoding's)
     h.update(scp.read_bytes())
     for path in read_scp(scp).values():
         try:

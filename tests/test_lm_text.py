@@ -103,6 +103,7 @@ def test_pending_counts_stale_results(decode, tmp_path, capsys):
     model = _model_dir(tmp_path / "m", 1.0)
     data = tmp_path / "set"
     data.mkdir()
+    (data / "wav.scp").write_text(f"u1 {tmp_path / 'u1.wav'}\n")
     conf = tmp_path / "decode.yaml"
     conf.write_text(yaml.safe_dump({"beam_size": 2}))
     out = tmp_path / "out"
@@ -119,6 +120,8 @@ def test_pending_counts_stale_results(decode, tmp_path, capsys):
     assert pending() == 1  # a result without a signature (older decoder) is stale
     sig = decode.signature(model, {"beam_size": 2})
     (out / "set" / "decode_info.json").write_text(json.dumps({"signature": sig}))
+    assert pending() == 1  # ... and one that does not name the data it decoded
+    (out / "set" / "decode_info.json").write_text(json.dumps({"signature": sig, "data": decode.data_signature(data)}))
     assert pending() == 0
     conf.write_text(yaml.safe_dump({"beam_size": 4}))
     assert pending() == 1

@@ -42,6 +42,20 @@ class Protocol:
 BOOTSTRAP_DEFAULTS = {"unit": "utterance", "resamples": 2000, "seed": 0, "level": 0.95, "resample_seeds": True}
 
 
+def _section(grid: Mapping[str, Any], name: str, keys) -> Mapping[str, Any]:
+    """A protocol section of the grid (a mapping of known keys; absent: empty)."""
+    sec = grid.get(name) or {}
+    if not isinstance(sec, Mapping) or set(sec) - set(keys):
+        raise PeftError(f"{name} keys are {', '.join(keys)}, got {sec!r}")
+    return sec
+
+
+def _one_of(value: Any, allowed, what: str) -> Any:
+    if value not in allowed:
+        raise PeftError(f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value
+
+
 def protocol(grid: Mapping[str, Any]) -> Protocol:
     """The grid's protocol keys (``seeds``, ``selection``, ``bootstrap``, ``priority_budgets``),
     validated, with their defaults."""
@@ -54,15 +68,9 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
                 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
             raise PeftError(f"seeds must be a count or a list of distinct non-negative integers, got {grid['seeds']!r}")
         p.seeds, p.seeds_declared = list(seeds), True
-    sel = grid.get("selection") or {}
-    if not isinstance(sel, Mapping) or set(sel) - set(SELECTION_KEYS):
-        raise PeftError(f"selection keys are {', '.join(SELECTION_KEYS)}, got {sel!r}")
-    p.metric = sel.get("metric", p.metric)
-    if p.metric not in METRICS:
-        raise PeftError(f"selection.metric must be one of {', '.join(METRICS)}, got {p.metric!r}")
-    p.variants = sel.get("variants", p.variants)
-    if p.variants not in ("inherit", "tune"):
-        raise PeftError(f"selection.variants must be inherit or tune, got {p.variants!r}")
+    sel = _section(grid, "selection", SELECTION_KEYS)
+    p.metric = _one_of(sel.get("metric", p.metric), tuple(METRICS), "selection.metric")
+    p.variants = _one_of(sel.get("variants", p.variants), ("inherit", "tune"), "selection.variants")
     for key, attr in (("seeds", "select_seeds"), ("priority_seeds", "priority_seeds"), ("extend", "extend")):
         least = 1 if key == "seeds" else 0
         v = sel.get(key, least)
@@ -71,21 +79,13 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
         setattr(p, attr, v)
     if p.select_seeds > len(p.seeds):
         raise PeftError(f"selection.seeds ({p.select_seeds}) is more than the sweep's seeds ({len(p.seeds)})")
-    boot = grid.get("bootstrap") or {}
-    if not isinstance(boot, Mapping) or set(boot) - set(BOOTSTRAP_KEYS):
-        raise PeftError(f"bootstrap keys are {', '.join(BOOTSTRAP_KEYS)}, got {boot!r}")
-    p.bootstrap = {**BOOTSTRAP_DEFAULTS, **boot}
-    if p.bootstrap["unit"] not in ("utterance", "speaker"):
-        raise PeftError(f"bootstrap.unit must be utterance or speaker, got {p.bootstrap['unit']!r}")
+    p.bootstrap = {**BOOTSTRAP_DEFAULTS, **_section(grid, "bootstrap", BOOTSTRAP_KEYS)}
+    _one_of(p.bootstrap["unit"], ("utterance", "speaker"), "bootstrap.unit")
     if not 0 < float(p.bootstrap["level"]) < 1 or int(p.bootstrap["resamples"]) < 100:
         raise PeftError("bootstrap.level must be in (0, 1) and bootstrap.resamples at least 100")
     p.priority_budgets = [str(b) for b in (grid.get("priority_budgets") or [])]
-    rep = grid.get("report") or {}
-    if not isinstance(rep, Mapping) or set(rep) - set(REPORT_KEYS):
-        raise PeftError(f"report keys are {', '.join(REPORT_KEYS)}, got {rep!r}")
-    p.report_metric = rep.get("metric", p.report_metric)
-    if p.report_metric not in REPORT_METRICS:
-        raise PeftError(f"report.metric must be one of {', '.join(REPORT_METRICS)}, got {p.report_metric!r}")
+    rep = _section(grid, "report", REPORT_KEYS)
+    p.report_metric = _one_of(rep.get("metric", p.report_metric), REPORT_METRICS, "report.metric")
     p.report_reference = rep.get("reference")
     if p.report_reference is not None and not isinstance(p.report_reference, str):
         raise PeftError(f"report.reference must be a cell name, got {p.report_reference!r}")

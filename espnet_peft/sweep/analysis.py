@@ -378,8 +378,8 @@ def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fr
     level = int(round(100 * float(boot["level"])))
     out = []
     if not (T and T.ok):
-        return [f"No per-utterance scores were found, so no difference is claimed as significant; the table "
-                f"gives point estimates only."]
+        return ["No per-utterance scores were found, so no difference is claimed as significant; the table "
+                "gives point estimates only."]
     b = rows[0]
     out.append(f"Base model: {tgt} {label} {b['base_target_wer']:.2f}; "
                + "; ".join(f"{x} {label} {b['sources'][x]['base_wer']:.2f}" for x in srcs) + ".")
@@ -443,5 +443,5 @@ def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fr
         out.append("Check: " + "; ".join(checks) + ".")
     out.append(f"Intervals: {level}% bootstrap over {T.unit}s ({int(boot['resamples'])} resamples"
                + (", seeds resampled too" if boot["resample_seeds"] else "") + "); differences by paired bootstrap, "
-               f"uncorrected for the number of comparisons.")
+               "uncorrected for the number of comparisons.")
     return out

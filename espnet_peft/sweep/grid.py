@@ -14,7 +14,7 @@ import yaml
 from ..config import with_settings
 from ..errors import PeftError
 from ..methods import REGISTRY
-from .protocol import Protocol, lr_label, protocol
+from .protocol import Protocol, protocol
 
 GRID_KEYS = ("methods", "configs", "budgets", "allocations", "interpolation", "name", "blocks",
              "learning_rates", "seeds", "selection", "bootstrap", "priority_budgets", "placement", "report")

@@ -526,6 +526,26 @@ class PeftTaskMixin:
         for problem in untokenizable_text(texts, args):
             log.warning("espnet_peft: warning: %s", problem)
 
+    #: (source, config): the PEFT config this process parsed, so that an entry point reads and checks
+    #: its --peft_config once (the argument check, the resume check and the model build share it)
+    _parsed_peft_config: Optional[tuple] = None
+
+    @classmethod
+    def parsed_peft_config(cls, source: Any) -> PeftConfig:
+        """The PEFT config ``source`` names (a file, a dict, a config), parsed and checked once per
+        process: a file is read again only when another one is named, or it changed."""
+        if not isinstance(source, (str, os.PathLike)):
+            return PeftConfig.from_any(source)
+        try:  # a file rewritten since (a long-lived process, a test) is read again
+            st = os.stat(source)
+            key = (os.path.abspath(source), st.st_mtime_ns, st.st_size)
+        except OSError:
+            return PeftConfig.from_any(source)  # its own error: the file is not there
+        cached = PeftTaskMixin._parsed_peft_config
+        if cached is None or cached[0] != key:
+            cached = PeftTaskMixin._parsed_peft_config = (key, PeftConfig.from_any(source))
+        return cached[1]
+
     @classmethod
     def check_peft_args(cls, args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         """Everything that can be checked before compute is spent."""
@@ -539,9 +559,9 @@ class PeftTaskMixin:
         if not args.collect_stats:
             if not args.peft_config:
                 raise PeftError("--peft_config is required (a PEFT config, e.g. conf/peft/ssvd_o.yaml)")
-            PeftConfig.from_any(args.peft_config)  # parse errors now, not after data loading
+            config = cls.parsed_peft_config(args.peft_config)  # parse errors now, not after data loading
             if args.resume and args.output_dir:
-                check_resume_config(args.output_dir, args.peft_config)
+                check_resume_config(args.output_dir, config)
         cls.check_data(args)
 
     @classmethod
@@ -584,7 +604,7 @@ class PeftTaskMixin:
         try:
             model_path, _ = resolve_pretrained(args.pretrained_model, getattr(args, "pretrained_config", None))
             load_pretrained_weights(model, model_path)
-            config = PeftConfig.from_any(peft_config)
+            config = cls.parsed_peft_config(peft_config)
             plan = apply_peft(model, config)
         except PeftError as e:
             if os.environ.get(TRAINING_ENV) != "1":

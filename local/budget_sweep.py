@@ -213,7 +213,11 @@ class Scheduler:
             raise self.errors[0]
 
 
-def main(argv=None) -> int:
+class SweepError(Exception):
+    """A sweep that cannot start (bad options, a stale cell, a missing file): its message, exit 2."""
+
+
+def get_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grid", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path, help="sweep directory (configs, logs, report)")
@@ -250,462 +254,586 @@ def main(argv=None) -> int:
                          "a record of other contents is stale")
     ap.add_argument("--data_sets", default="",
                     help="the sets (under --dumpdir) whose content is the data identity of every record")
-    args = ap.parse_args(argv)
+    return ap
 
-    t0 = time.time()
-    try:
-        grid = load_grid(args.grid)
-        proto = protocol(grid)
-        cells = order_cells(expand(grid), proto)
-    except PeftError as e:
-        print(f"budget_sweep.py: {e}", file=sys.stderr)
-        return 2
-    if args.bootstrap_unit:
-        proto.bootstrap["unit"] = args.bootstrap_unit
-    metric = args.metric or proto.report_metric
-    if any(c.lrs for c in cells) and proto.metric == "dev_wer" and not args.dev_set:
-        print("budget_sweep.py: the grid chooses learning rates by dev WER: give --dev_set (the target dev set)",
-              file=sys.stderr)
-        return 2
-    (args.out / "configs").mkdir(parents=True, exist_ok=True)
-    (args.out / "logs").mkdir(parents=True, exist_ok=True)
-    store = RecordStore(args.records or args.out / "records")
-    try:
-        if args.report_only and not all((args.dumpdir / "raw" / x / "text").is_file() for x in args.data_sets.split()):
-            # a clone without the data: the records' own data identity (they are checked against each other)
-            did = store.load_data().get("data_id") or data_id(args.dumpdir, args.data_sets.split())
-            print(f"budget_sweep.py: no formatted data in {args.dumpdir}: the records' data id {did} is taken")
-        else:
-            did = data_id(args.dumpdir, args.data_sets.split())
-        for f in args.frozen:
-            if not f.is_file():
-                raise FileNotFoundError(f"{f} (a --frozen file)")
-    except FileNotFoundError as e:
-        print(f"budget_sweep.py: not found: {e}", file=sys.stderr)
-        return 2
-    commit = code_commit(Path(__file__).resolve().parent)
-    status = feasibility(cells, args.model_config, args.out / "configs") if args.model_config.is_file() else {}
-    infeasible = set(status)
-    by_name = {c.name: c for c in cells}
-    if proto.report_reference is not None and proto.report_reference not in by_name:
-        print(f"budget_sweep.py: report.reference {proto.report_reference!r} is not a cell of {args.grid} "
-              f"(cells: {', '.join(by_name)})", file=sys.stderr)
-        return 2
-    rank = {c.name: i for i, c in enumerate(cells)}
-    for c in cells:  # a variant of an infeasible plain cell chooses its own rate
-        if c.parent in infeasible:
-            c.parent = None
-    children = {c.name: [x for x in cells if x.parent == c.name and x.name not in infeasible] for c in cells}
-    seeds, sel_seeds = proto.seeds, proto.seeds[:proto.select_seeds]
-    dev_label = args.dev_set if proto.metric == "dev_wer" else "validation"
 
-    def tag(c, lr, seed):
-        return experiment_tag(args.tag_prefix, c, lr, seed, proto)
+class Sweep:
+    """One invocation of the sweep: its grid and protocol, the identity every record must match, the
+    jobs (learning-rate tuning, then the seeds' test decodings), and the report from the records.
 
-    model_file = args.model_config.parent / "model.pth"
-    current = None
-    if model_file.is_file():
-        current = file_id(model_file)
+    :meth:`run` is the whole invocation; the steps in order are :meth:`load` (grid, cells, protocol,
+    data identity, feasibility, stale experiments, configs, earlier rate choices), :meth:`plan`
+    (the first jobs), :meth:`prepare` (the shared work), the scheduler running :meth:`execute` on
+    every job, and :meth:`report`."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.t0 = time.time()
+        self.commit = code_commit(Path(__file__).resolve().parent)
+        self.utts, self.notes, self.idents = {}, [], {}
+        self.failed, self.ran_cells, self.pending, self.waiting = [], set(), {}, {}
+        self.attempted = set()  # dev runs started by this invocation: one that failed is not retried until the next
+        self.current = None  # the foundation model's id (None without the model)
+        self.sched = None
+
+    # ------------------------------------------------------------------ the grid and what is known
+    def load(self) -> None:
+        a = self.args
+        try:
+            self.grid = load_grid(a.grid)
+            self.proto = protocol(self.grid)
+            self.cells = order_cells(expand(self.grid), self.proto)
+        except PeftError as e:
+            raise SweepError(str(e)) from None
+        proto = self.proto
+        if a.bootstrap_unit:
+            proto.bootstrap["unit"] = a.bootstrap_unit
+        self.metric = a.metric or proto.report_metric
+        if any(c.lrs for c in self.cells) and proto.metric == "dev_wer" and not a.dev_set:
+            raise SweepError("the grid chooses learning rates by dev WER: give --dev_set (the target dev set)")
+        (a.out / "configs").mkdir(parents=True, exist_ok=True)
+        (a.out / "logs").mkdir(parents=True, exist_ok=True)
+        self.store = RecordStore(a.records or a.out / "records")
+        self.did = self.data_identity()
+        self.status = feasibility(self.cells, a.model_config, a.out / "configs") if a.model_config.is_file() else {}
+        self.infeasible = set(self.status)
+        self.by_name = {c.name: c for c in self.cells}
+        if proto.report_reference is not None and proto.report_reference not in self.by_name:
+            raise SweepError(f"report.reference {proto.report_reference!r} is not a cell of {a.grid} "
+                             f"(cells: {', '.join(self.by_name)})")
+        self.rank = {c.name: i for i, c in enumerate(self.cells)}
+        for c in self.cells:  # a variant of an infeasible plain cell chooses its own rate
+            if c.parent in self.infeasible:
+                c.parent = None
+        self.children = {c.name: [x for x in self.cells if x.parent == c.name and x.name not in self.infeasible]
+                         for c in self.cells}
+        self.seeds, self.sel_seeds = proto.seeds, proto.seeds[:proto.select_seeds]
+        self.dev_label = a.dev_set if proto.metric == "dev_wer" else "validation"
+        self.check_foundation()
+        self.write_configs()
+        self.load_choices()
+
+    def data_identity(self) -> str:
+        """The data id every record must carry; a clone without the formatted data takes the records' own."""
+        a, sets = self.args, self.args.data_sets.split()
+        try:
+            if a.report_only and not all((a.dumpdir / "raw" / x / "text").is_file() for x in sets):
+                # a clone without the data: the records' own data identity (they are checked against each other)
+                did = self.store.load_data().get("data_id") or data_id(a.dumpdir, sets)
+                print(f"budget_sweep.py: no formatted data in {a.dumpdir}: the records' data id {did} is taken")
+            else:
+                did = data_id(a.dumpdir, sets)
+            for f in a.frozen:
+                if not f.is_file():
+                    raise FileNotFoundError(f"{f} (a --frozen file)")
+        except FileNotFoundError as e:
+            raise SweepError(f"not found: {e}") from None
+        return did
+
+    def check_foundation(self) -> None:
+        """Experiments trained on another foundation model than ``--model_config``'s are stale: refused,
+        or archived with --archive_stale (the sweep's wall time starts again)."""
+        a = self.args
+        model_file = a.model_config.parent / "model.pth"
+        if not model_file.is_file():
+            return
+        self.current = file_id(model_file)
         stale = {}
-        for c in cells:
-            for t in dict.fromkeys(tag(c, lr, s) for lr in (reachable_rates(c.lrs, proto.extend) or [None]) for s in seeds):
-                rec = recorded_foundation(args.expdir, t)
-                if rec is not None and rec != current:
+        for c in self.cells:
+            rates = reachable_rates(c.lrs, self.proto.extend) or [None]
+            for t in dict.fromkeys(self.tag(c, lr, s) for lr in rates for s in self.seeds):
+                rec = recorded_foundation(a.expdir, t)
+                if rec is not None and rec != self.current:
                     stale[t] = rec
-        if stale and args.dry_run:
+        if stale and a.dry_run:
             print(f"budget_sweep.py: stale (another foundation model): {', '.join(sorted(stale))}")
-        elif stale and not args.archive_stale:
-            print(f"budget_sweep.py: {len(stale)} cell(s) were trained on another foundation model than {model_file} "
-                  f"(id {current}): {', '.join(f'{t} ({i})' for t, i in sorted(stale.items()))}; rerun with "
-                  f"--archive_stale to move them to {args.expdir / 'stale'} and run them again", file=sys.stderr)
-            return 2
+        elif stale and not a.archive_stale:
+            raise SweepError(f"{len(stale)} cell(s) were trained on another foundation model than {model_file} "
+                             f"(id {self.current}): {', '.join(f'{t} ({i})' for t, i in sorted(stale.items()))}; "
+                             f"rerun with --archive_stale to move them to {a.expdir / 'stale'} and run them again")
         else:
             for t, rec in sorted(stale.items()):
-                print(f"budget_sweep.py: {t}: trained on foundation {rec}, archived to {archive(args.expdir, t, rec)}")
-            runs_file = store.root / "invocations.json"
+                print(f"budget_sweep.py: {t}: trained on foundation {rec}, archived to {archive(a.expdir, t, rec)}")
+            runs_file = self.store.root / "invocations.json"
             if stale and runs_file.is_file():  # the sweep's wall time starts again with the new model
-                runs_file.rename(runs_file.with_name(f"invocations.before_{current}.json"))
+                runs_file.rename(runs_file.with_name(f"invocations.before_{self.current}.json"))
 
-    # the PEFT configs: one per cell, one per seed for methods with a seed option
-    seeded = {}
-    for c in cells:
-        (args.out / "configs" / f"{c.name}.yaml").write_text(yaml.safe_dump(c.config, sort_keys=False))
-        seeded[c.name] = proto.seeds_declared and c.name not in infeasible and accepts_seed(c.config)
-        for s in seeds if seeded[c.name] else []:
-            (args.out / "configs" / f"{c.name}.s{s}.yaml").write_text(yaml.safe_dump(dict(c.config, seed=s), sort_keys=False))
+    def write_configs(self) -> None:
+        """The PEFT configs: one per cell, one per seed for methods with a seed option."""
+        self.seeded = {}
+        configs = self.args.out / "configs"
+        for c in self.cells:
+            (configs / f"{c.name}.yaml").write_text(yaml.safe_dump(c.config, sort_keys=False))
+            self.seeded[c.name] = (self.proto.seeds_declared and c.name not in self.infeasible
+                                   and accepts_seed(c.config))
+            for s in self.seeds if self.seeded[c.name] else []:
+                (configs / f"{c.name}.s{s}.yaml").write_text(yaml.safe_dump(dict(c.config, seed=s), sort_keys=False))
 
-    def cfg_path(c, s) -> Path:
-        return args.out / "configs" / (f"{c.name}.s{s}.yaml" if seeded[c.name] else f"{c.name}.yaml")
+    def load_choices(self) -> None:
+        """The learning-rate choices made so far (lr_choices.json), minus those another protocol,
+        foundation or identity made."""
+        proto = self.proto
+        self.choices_file = self.store.root / "lr_choices.json"
+        self.choices = json.loads(self.choices_file.read_text()) if self.choices_file.is_file() else {}
+        for name, rec in list(self.choices.items()):
+            c = self.by_name.get(name)
+            if (c is None or rec.get("declared", rec.get("grid")) != c.lrs or rec.get("extend", 0) != proto.extend
+                    or rec.get("metric") != proto.metric or rec.get("set") != self.dev_label
+                    or rec.get("seeds") != self.sel_seeds
+                    or (self.current is not None and rec.get("foundation_id") != self.current)
+                    or rec.get("identity", self.identity(c, self.sel_seeds[0])) != self.identity(c, self.sel_seeds[0])):
+                del self.choices[name]
 
-    idents = {}
+    # ------------------------------------------------------------------ names and identities
+    def tag(self, c, lr, seed) -> str:
+        return experiment_tag(self.args.tag_prefix, c, lr, seed, self.proto)
 
-    def identity(c, s) -> dict:
+    def short(self, t) -> str:
+        return t[len(self.args.tag_prefix):]
+
+    def cfg_path(self, c, s) -> Path:
+        return self.args.out / "configs" / (f"{c.name}.s{s}.yaml" if self.seeded[c.name] else f"{c.name}.yaml")
+
+    def identity(self, c, s) -> dict:
         """What every record of this cell and seed must have been measured on (else it is stale)."""
-        if (c.name, s) not in idents:
-            idents[(c.name, s)] = {"foundation_id": current, "data_id": did, "config_hash": config_hash(
-                [cfg_path(c, s)] + list(args.frozen), {"train_args": args.train_args})}
-        return idents[(c.name, s)]
+        if (c.name, s) not in self.idents:
+            self.idents[(c.name, s)] = {"foundation_id": self.current, "data_id": self.did, "config_hash": config_hash(
+                [self.cfg_path(c, s)] + list(self.args.frozen), {"train_args": self.args.train_args})}
+        return self.idents[(c.name, s)]
 
-    def peft_args(lr, s) -> str:
+    def peft_args(self, lr, s) -> str:
         parts = ([f"--optim_conf lr={number(lr)}"] if lr is not None else []) + ([f"--seed {s}"] if s is not None else [])
-        return " ".join(parts + ([args.train_args] if args.train_args else []))
+        return " ".join(parts + ([self.args.train_args] if self.args.train_args else []))
 
-    # the learning-rate choice: made once every rate has its dev score, then final (lr_choices.json)
-    choices_file = store.root / "lr_choices.json"
-    choices = json.loads(choices_file.read_text()) if choices_file.is_file() else {}
-    for name, rec in list(choices.items()):
-        c = by_name.get(name)
-        if (c is None or rec.get("declared", rec.get("grid")) != c.lrs or rec.get("extend", 0) != proto.extend
-                or rec.get("metric") != proto.metric or rec.get("set") != dev_label
-                or rec.get("seeds") != sel_seeds or (current is not None and rec.get("foundation_id") != current)
-                or rec.get("identity", identity(c, sel_seeds[0])) != identity(c, sel_seeds[0])):
-            del choices[name]
+    def trained(self, t) -> bool:
+        return (self.args.expdir / t / "train_wall.json").is_file()
 
-    def trained(t) -> bool:
-        return (args.expdir / t / "train_wall.json").is_file()
-
-    def dev_score(c, lr, s):
+    # ------------------------------------------------------------------ scores and records
+    def dev_score(self, c, lr, s):
         """The dev score of a rate's run: its current record (None: not run, or its record is stale)."""
-        rec = store.current(tag(c, lr, s), "dev", identity(c, s))
+        rec = self.store.current(self.tag(c, lr, s), "dev", self.identity(c, s))
         if rec is None:
             return None
         if rec.get("diverged"):  # stopped on non-finite values: the worst score
-            return math.inf if METRICS[proto.metric] == "min" else -math.inf
+            return math.inf if METRICS[self.proto.metric] == "min" else -math.inf
         return rec["dev_score"]
 
-    def dev_scores(c, rates):
-        return {lr: [dev_score(c, lr, s) for s in sel_seeds] for lr in rates}
+    def dev_scores(self, c, rates):
+        return {lr: [self.dev_score(c, lr, s) for s in self.sel_seeds] for lr in rates}
 
-    utts, notes = {}, []
-
-    def utt(hyp_dir: Path, x: str, unit: str = "word"):
+    def utt(self, hyp_dir: Path, x: str, unit: str = "word"):
         """Per-utterance errors (words, or characters) of a decoding of set x (None without its
         reference or hypotheses)."""
         key = (str(hyp_dir), x, unit)
-        if key not in utts:
-            raw = args.dumpdir / "raw" / x
+        if key not in self.utts:
+            raw = self.args.dumpdir / "raw" / x
             ref = raw / "text.plain" if (raw / "text.plain").is_file() else raw / "text"
             hyp = hyp_dir / x / "text"
-            utts[key] = None
+            self.utts[key] = None
             if ref.is_file() and hyp.is_file():
                 try:
-                    utts[key] = utterance_errors_files(ref, hyp, raw / "utt2spk", unit)
+                    self.utts[key] = utterance_errors_files(ref, hyp, raw / "utt2spk", unit)
                 except (ValueError, OSError) as e:
-                    notes.append(f"{hyp}: {e}")
-        return utts[key]
+                    self.notes.append(f"{hyp}: {e}")
+        return self.utts[key]
 
-    def record_data(sets) -> None:
+    def errors(self, hyp_dir: Path, x: str):
+        """The record block of a decoding of set x (None without it)."""
+        u = self.utt(hyp_dir, x)
+        return None if u is None else errors_block(u, self.utt(hyp_dir, x, "char"))
+
+    def record_data(self, sets) -> None:
         """data.json: the sets' utterances and the base model's errors, for every decoding."""
-        data = store.load_data()
-        if data.get("data_id") != did or data.get("foundation_id") != current:
-            data = {"data_id": did, "foundation_id": current, "sets": {}, "base": {}}
+        data = self.store.load_data()
+        if data.get("data_id") != self.did or data.get("foundation_id") != self.current:
+            data = {"data_id": self.did, "foundation_id": self.current, "sets": {}, "base": {}}
         for dec, sub in DECODINGS.items():
-            base = args.expdir / ("base_decode" if dec == "lm" else f"base_{sub}")
+            base = self.args.expdir / ("base_decode" if dec == "lm" else f"base_{sub}")
             for x in sets:
-                u = utt(base, x)
+                u = self.utt(base, x)
                 if u is None:
                     continue
-                data["sets"].setdefault(x, set_block(u, utt(base, x, "char")))
-                data["base"].setdefault(dec, {})[x] = errors_block(u, utt(base, x, "char"))
-        store.save_data(data)
+                data["sets"].setdefault(x, set_block(u, self.utt(base, x, "char")))
+                data["base"].setdefault(dec, {})[x] = errors_block(u, self.utt(base, x, "char"))
+        self.store.save_data(data)
 
-    def write_record(c, lr, s, t, kind, alpha=1.0, seconds=None) -> None:
+    def write_record(self, c, lr, s, t, kind, alpha=1.0, seconds=None) -> None:
         """The record of a finished run (a dev score, or a seed's test decoding at one alpha)."""
-        exp = args.expdir / t
+        exp = self.args.expdir / t
         wall = json.loads((exp / "train_wall.json").read_text()) if (exp / "train_wall.json").is_file() else {}
-        rec = {"kind": kind, "tag": t, "cell": c.name, "lr": lr, "seed": s, "alpha": alpha, **identity(c, s),
-               "code_commit": commit, "train_wall_seconds": wall.get("train_wall_seconds"),
+        rec = {"kind": kind, "tag": t, "cell": c.name, "lr": lr, "seed": s, "alpha": alpha, **self.identity(c, s),
+               "code_commit": self.commit, "train_wall_seconds": wall.get("train_wall_seconds"),
                "job_seconds": None if seconds is None else round(seconds, 1),
                "written": time.strftime("%Y-%m-%d %H:%M:%S")}
-        merged = merged_dir(args.expdir, t, alpha)
-        if kind == "dev":
-            rec.update(metric=proto.metric, dev_set=dev_label, diverged=(exp / DIVERGED).is_file(), dev_score=None)
-            if not rec["diverged"] and proto.metric == "dev_wer":
-                p = merged / "decode" / args.dev_set / "result.json"
-                if not p.is_file():
-                    return
-                rec["dev_score"] = json.loads(p.read_text())["wer"]
-                u = utt(merged / "decode", args.dev_set)
-                rec["utterances"] = ({"lm": {args.dev_set: errors_block(u, utt(merged / "decode", args.dev_set, "char"))}}
-                                     if u is not None else {})
-                record_data([args.dev_set])
-            elif not rec["diverged"]:
-                rec["dev_score"] = best_valid_acc(exp)
-                if rec["dev_score"] is None:
-                    return
-        else:
-            p = summary_path(args.expdir, t, alpha)
-            if not p.is_file():
-                return
-            sm = json.loads(p.read_text())
-            checks, cfg = [], exp / "config.yaml"
-            trained_cfg = (yaml.safe_load(cfg.read_text()) or {}) if cfg.is_file() else {}
-            tlr, tseed = (trained_cfg.get("optim_conf") or {}).get("lr"), trained_cfg.get("seed")
-            if lr is None and tlr is not None:
-                rec["lr"] = float(tlr)  # the train config's rate (the grid gives none)
-            elif lr is not None and tlr is not None and abs(float(tlr) - lr) > 1e-9 * lr:
-                checks.append(f"{t} trained with lr {tlr}, not {lr:g}")
-            if s is not None and tseed is not None and int(tseed) != s:
-                checks.append(f"{t} trained with seed {tseed}, not {s}")
-            sets = list(sm.get("target_test_sets", [])) + list(sm.get("source_test_sets", []))
-            rec.update(summary=sm, checks=checks, utterances={
-                dec: {x: errors_block(u, utt(merged / sub, x, "char")) for x in sets if (u := utt(merged / sub, x)) is not None}
-                for dec, sub in DECODINGS.items()})
-            record_data(sets)
-        store.write(rec)
+        done = self.dev_record(rec, exp) if kind == "dev" else self.test_record(rec, exp, alpha)
+        if done:
+            self.store.write(rec)
 
-    def tried(c):
+    def dev_record(self, rec: dict, exp: Path) -> bool:
+        """Fills a dev record: the dev score (WER of the merged model, or the best validation
+        accuracy), or the divergence; False while the run has no score."""
+        a, proto = self.args, self.proto
+        rec.update(metric=proto.metric, dev_set=self.dev_label, diverged=(exp / DIVERGED).is_file(), dev_score=None)
+        if rec["diverged"]:
+            return True
+        if proto.metric != "dev_wer":
+            rec["dev_score"] = best_valid_acc(exp)
+            return rec["dev_score"] is not None
+        decoded = merged_dir(a.expdir, rec["tag"], 1.0) / "decode"
+        p = decoded / a.dev_set / "result.json"
+        if not p.is_file():
+            return False
+        rec["dev_score"] = json.loads(p.read_text())["wer"]
+        block = self.errors(decoded, a.dev_set)
+        rec["utterances"] = {"lm": {a.dev_set: block}} if block is not None else {}
+        self.record_data([a.dev_set])
+        return True
+
+    def test_record(self, rec: dict, exp: Path, alpha: float) -> bool:
+        """Fills a test record: the run's summary, every decoding's per-utterance errors and the checks
+        of the rate and seed it trained with; False while it has no summary."""
+        p = summary_path(self.args.expdir, rec["tag"], alpha)
+        if not p.is_file():
+            return False
+        t, lr, s = rec["tag"], rec["lr"], rec["seed"]
+        sm = json.loads(p.read_text())
+        checks, cfg = [], exp / "config.yaml"
+        trained_cfg = (yaml.safe_load(cfg.read_text()) or {}) if cfg.is_file() else {}
+        tlr, tseed = (trained_cfg.get("optim_conf") or {}).get("lr"), trained_cfg.get("seed")
+        if lr is None and tlr is not None:
+            rec["lr"] = float(tlr)  # the train config's rate (the grid gives none)
+        elif lr is not None and tlr is not None and abs(float(tlr) - lr) > 1e-9 * lr:
+            checks.append(f"{t} trained with lr {tlr}, not {lr:g}")
+        if s is not None and tseed is not None and int(tseed) != s:
+            checks.append(f"{t} trained with seed {tseed}, not {s}")
+        sets = list(sm.get("target_test_sets", [])) + list(sm.get("source_test_sets", []))
+        merged = merged_dir(self.args.expdir, t, alpha)
+        utterances = {}
+        for dec, sub in DECODINGS.items():
+            blocks = {x: self.errors(merged / sub, x) for x in sets}
+            utterances[dec] = {x: b for x, b in blocks.items() if b is not None}
+        rec.update(summary=sm, checks=checks, utterances=utterances)
+        self.record_data(sets)
+        return True
+
+    # ------------------------------------------------------------------ the learning-rate protocol
+    def tried(self, c):
         """(rates, chosen): the rates tuned so far, past the grid's edge with selection.extend."""
-        return tuning_grid(c.lrs, lambda lr: seed_mean(dev_scores(c, [lr])[lr]), proto.metric, proto.extend)
+        return tuning_grid(c.lrs, lambda lr: seed_mean(self.dev_scores(c, [lr])[lr]), self.proto.metric,
+                           self.proto.extend)
 
-    def decide(c):
-        if c.name in choices:
-            return choices[c.name]["lr"]
-        rates, lr = tried(c)
+    def decide(self, c):
+        """The cell's chosen rate, made once every rate has its dev score and final from then on;
+        None while a score is missing or the best is at the grid's edge."""
+        if c.name in self.choices:
+            return self.choices[c.name]["lr"]
+        rates, lr = self.tried(c)
         if lr is not None:
-            sc = dev_scores(c, rates)
-            choices[c.name] = {"lr": lr, "grid": rates, "declared": c.lrs, "extend": proto.extend,
-                               "metric": proto.metric, "set": dev_label, "seeds": sel_seeds,
-                               "scores": {lr_label(k): v for k, v in sc.items()}, "foundation_id": current,
-                               "identity": identity(c, sel_seeds[0]),
-                               "chosen": time.strftime("%Y-%m-%d %H:%M:%S")}
-            if not args.dry_run:  # atomically: a reader never sees half a file
-                write_text_atomic(choices_file, json.dumps(choices, indent=1) + "\n")
+            proto, sc = self.proto, self.dev_scores(c, rates)
+            self.choices[c.name] = {"lr": lr, "grid": rates, "declared": c.lrs, "extend": proto.extend,
+                                    "metric": proto.metric, "set": self.dev_label, "seeds": self.sel_seeds,
+                                    "scores": {lr_label(k): v for k, v in sc.items()}, "foundation_id": self.current,
+                                    "identity": self.identity(c, self.sel_seeds[0]),
+                                    "chosen": time.strftime("%Y-%m-%d %H:%M:%S")}
+            if not self.args.dry_run:  # atomically: a reader never sees half a file
+                write_text_atomic(self.choices_file, json.dumps(self.choices, indent=1) + "\n")
         return lr
 
-    def rate(c):
+    def rate(self, c):
         """(ready, lr): the rate a cell's reported runs train with; not ready while it is being chosen."""
         if not c.lrs:
             return True, None
-        src = by_name[c.parent] if c.parent else c
-        lr = None if src.name in infeasible else decide(src)
+        src = self.by_name[c.parent] if c.parent else c
+        lr = None if src.name in self.infeasible else self.decide(src)
         return lr is not None, lr
 
-    failed, ran_cells, pending = [], set(), {}
+    # ------------------------------------------------------------------ jobs
+    def major(self, j) -> int:
+        return 1 if self.proto.priority_seeds and j >= self.proto.priority_seeds else 0
 
-    def job(c, key, label, cmd, then=None, run_tag=None, records=()):
+    def job(self, c, key, label, cmd, then=None, run_tag=None, records=()) -> dict:
         """A job; ``records``: (cell, lr, seed, tag, kind, alpha) of the runs it finishes, recorded after it."""
+        entry = {"key": key, "label": label, "cell": c.name, "command": cmd}
+
         def done(rc):
             for r in records:
-                if rc == 0 or (r[4] == "dev" and (args.expdir / r[3] / DIVERGED).is_file()):
-                    write_record(*r, seconds=entry.get("seconds"))
-            if rc != 0 and run_tag and (args.expdir / run_tag / DIVERGED).is_file():
-                status[label] = "diverged (non-finite loss): scored as the worst rate"
+                if rc == 0 or (r[4] == "dev" and (self.args.expdir / r[3] / DIVERGED).is_file()):
+                    self.write_record(*r, seconds=entry.get("seconds"))
+            if rc != 0 and run_tag and (self.args.expdir / run_tag / DIVERGED).is_file():
+                self.status[label] = "diverged (non-finite loss): scored as the worst rate"
             elif rc != 0:
-                failed.append(label)
-                status[label] = f"failed (see {args.out / 'logs' / (label + '.log')})"
+                self.failed.append(label)
+                self.status[label] = f"failed (see {self.args.out / 'logs' / (label + '.log')})"
             return then(rc) if then else []
-        entry = {"key": key, "label": label, "cell": c.name, "command": cmd, "then": done}
+        entry["then"] = done
         return entry
 
-    def short(t) -> str:
-        return t[len(args.tag_prefix):]
-
-    def major(j) -> int:
-        return 1 if proto.priority_seeds and j >= proto.priority_seeds else 0
-
-    attempted = set()  # dev runs started by this invocation: one that failed is not retried until the next
-
-    def tune_jobs(c):
-        out = []
-        for i, lr in enumerate(tried(c)[0]):
-            for j, s in enumerate(sel_seeds):
-                t = tag(c, lr, s)
-                if dev_score(c, lr, s) is None and t not in attempted:
-                    attempted.add(t)
-                    cmd = run_command(args.run, cfg_path(c, s), t, stage=10,
-                                      stop_stage=13 if proto.metric == "dev_wer" else 10, peft_args=peft_args(lr, s),
-                                      test_sets=args.dev_set if proto.metric == "dev_wer" else None)
-                    out.append(job(c, (0, priority_group(c, proto), 0, rank[c.name], 0, i, j), f"{short(t)}.tune", cmd,
-                                   after_tune(c), run_tag=t, records=[(c, lr, s, t, "dev")]))
+    def tune_jobs(self, c) -> list:
+        """The dev runs of the rates tried so far that have no score yet (each once per invocation)."""
+        a, proto, out = self.args, self.proto, []
+        dev = proto.metric == "dev_wer"
+        for i, lr in enumerate(self.tried(c)[0]):
+            for j, s in enumerate(self.sel_seeds):
+                t = self.tag(c, lr, s)
+                if self.dev_score(c, lr, s) is not None or t in self.attempted:
+                    continue
+                self.attempted.add(t)
+                cmd = run_command(a.run, self.cfg_path(c, s), t, stage=10, stop_stage=13 if dev else 10,
+                                  peft_args=self.peft_args(lr, s), test_sets=a.dev_set if dev else None)
+                out.append(self.job(c, (0, priority_group(c, proto), 0, self.rank[c.name], 0, i, j),
+                                    f"{self.short(t)}.tune", cmd, self.after_tune(c), run_tag=t,
+                                    records=[(c, lr, s, t, "dev")]))
         return out
 
-    def after_tune(c):
+    def after_tune(self, c):
+        """What a cell's finished dev run makes ready: nothing while others run, a rate past the grid's
+        edge, or the seeds' test runs at the chosen rate (and its variants')."""
         def then(rc):
-            pending[c.name] -= 1
-            if pending[c.name] > 0:
+            self.pending[c.name] -= 1
+            if self.pending[c.name] > 0:
                 return []
-            ok, lr = rate(c)
+            ok, lr = self.rate(c)
             if not ok:  # the best rate is at the grid's edge: one more rate past it (selection.extend)
-                more = tune_jobs(c)
-                pending[c.name] = len(more)
+                more = self.tune_jobs(c)
+                self.pending[c.name] = len(more)
                 if more:
                     print(f"budget_sweep.py: {c.name}: best rate at the edge of {', '.join(f'{x:g}' for x in c.lrs)}"
-                          f" on {dev_label}: trying {', '.join(j['label'] for j in more)}", flush=True)
+                          f" on {self.dev_label}: trying {', '.join(j['label'] for j in more)}", flush=True)
                 return more
-            print(f"budget_sweep.py: {c.name}: learning rate {lr:g} chosen on {dev_label}", flush=True)
-            return eval_jobs(c, lr) + [x for ch in children[c.name] for x in eval_jobs(ch, lr)]
+            print(f"budget_sweep.py: {c.name}: learning rate {lr:g} chosen on {self.dev_label}", flush=True)
+            return self.eval_jobs(c, lr) + [x for ch in self.children[c.name] for x in self.eval_jobs(ch, lr)]
         return then
 
-    def eval_jobs(c, lr):
+    def eval_jobs(self, c, lr) -> list:
+        """Every seed's test run at the chosen rate that has no current record (its alphas after it)."""
         out = []
-        for j, s in enumerate(seeds):
-            t = tag(c, lr, s)
-            missing = [a for a in c.alphas if store.current(t, "test", identity(c, s), a) is None]
+        for j, s in enumerate(self.seeds):
+            t = self.tag(c, lr, s)
+            missing = [a for a in c.alphas if self.store.current(t, "test", self.identity(c, s), a) is None]
             if not missing:
                 continue
-            results = args.out / "cells" / f"{short(t)}.md"
-
-            def alpha_jobs(c=c, t=t, s=s, j=j, results=results, missing=missing):
-                # the other alphas of one experiment in one job, one after the other (a run holds
-                # the experiment's lock)
-                alphas = [a for a in missing if a != 1.0]
-                if not alphas:
-                    return []
-                label = f"{short(t)}.alpha{alphas[0]:g}" if len(alphas) == 1 else f"{short(t)}.alphas"
-                return [job(c, (major(j), priority_group(c, proto), 1, rank[c.name], 1, j, alphas[0]), label,
-                            " && ".join(run_command(args.run, cfg_path(c, s), t, stage=11, stop_stage=15, alpha=a,
-                                                    peft_args=peft_args(lr, s), results=results) for a in alphas),
-                            records=[(c, lr, s, t, "test", a) for a in alphas])]
-            if 1.0 in missing:
-                start = 10 if not trained(t) else 12 if (merged_dir(args.expdir, t, 1.0) / "model.pth").is_file() else 11
-                out.append(job(c, (major(j), priority_group(c, proto), 0, rank[c.name], 1, j, 1.0), short(t),
-                               run_command(args.run, cfg_path(c, s), t, stage=start, stop_stage=15,
-                                           peft_args=peft_args(lr, s), results=results),
-                               lambda rc, f=alpha_jobs: f() if rc == 0 else [], records=[(c, lr, s, t, "test", 1.0)]))
-            else:
-                out += alpha_jobs()
+            if 1.0 not in missing:
+                out += self.alpha_jobs(c, lr, s, j, missing)
+                continue
+            merged = (merged_dir(self.args.expdir, t, 1.0) / "model.pth").is_file()
+            start = 10 if not self.trained(t) else 12 if merged else 11
+            cmd = run_command(self.args.run, self.cfg_path(c, s), t, stage=start, stop_stage=15,
+                              peft_args=self.peft_args(lr, s), results=self.cell_results(t))
+            out.append(self.job(c, (self.major(j), priority_group(c, self.proto), 0, self.rank[c.name], 1, j, 1.0),
+                                self.short(t), cmd,
+                                lambda rc, args=(c, lr, s, j, missing): self.alpha_jobs(*args) if rc == 0 else [],
+                                records=[(c, lr, s, t, "test", 1.0)]))
         return out
 
-    initial, waiting = [], {}
-    for c in cells:
-        if c.name in infeasible:
-            continue
-        if c.lrs and not c.parent and c.name not in choices:
-            tj = tune_jobs(c)
-            pending[c.name] = len(tj)
-            initial += tj
-        ok, lr = rate(c)
-        if ok:
-            initial += eval_jobs(c, lr)
-        else:
-            waiting[c.name] = (f"waiting for {c.parent}'s learning-rate choice" if c.parent
-                               else "learning-rate choice on dev incomplete")
-    work = {j["cell"] for j in initial} | set(waiting)
-    for c in cells:
-        ok, lr = rate(c) if c.name not in infeasible else (False, None)
-        n = sum(j["cell"] == c.name for j in initial)
-        state = (status[c.name] if c.name in infeasible else f"{n} run(s) to run" if n
-                 else waiting.get(c.name, "done"))
-        lrs = (f"lr={lr:g}" if ok and lr is not None else f"lr from {c.parent}" if c.parent
-               else f"lr in {','.join(f'{x:g}' for x in c.lrs)}" if c.lrs else "")
-        print(f"  {c.name:<44} alphas={','.join(f'{a:g}' for a in c.alphas):<20} {lrs:<26} {state}")
-    print(f"budget_sweep.py: {len(cells)} cells, {len(work)} to run, {len(infeasible)} infeasible")
-    if args.dry_run:
+    def cell_results(self, t) -> Path:
+        return self.args.out / "cells" / f"{self.short(t)}.md"
+
+    def alpha_jobs(self, c, lr, s, j, missing) -> list:
+        """The other alphas of one experiment in one job, one after the other (a run holds the
+        experiment's lock)."""
+        alphas = [a for a in missing if a != 1.0]
+        if not alphas:
+            return []
+        t = self.tag(c, lr, s)
+        label = f"{self.short(t)}.alpha{alphas[0]:g}" if len(alphas) == 1 else f"{self.short(t)}.alphas"
+        cmd = " && ".join(run_command(self.args.run, self.cfg_path(c, s), t, stage=11, stop_stage=15, alpha=a,
+                                      peft_args=self.peft_args(lr, s), results=self.cell_results(t)) for a in alphas)
+        return [self.job(c, (self.major(j), priority_group(c, self.proto), 1, self.rank[c.name], 1, j, alphas[0]),
+                         label, cmd, records=[(c, lr, s, t, "test", a) for a in alphas])]
+
+    def plan(self) -> list:
+        """The jobs ready now (rates to tune, seeds at a chosen rate); the rest wait in ``self.waiting``."""
+        initial = []
+        for c in self.cells:
+            if c.name in self.infeasible:
+                continue
+            if c.lrs and not c.parent and c.name not in self.choices:
+                tj = self.tune_jobs(c)
+                self.pending[c.name] = len(tj)
+                initial += tj
+            ok, lr = self.rate(c)
+            if ok:
+                initial += self.eval_jobs(c, lr)
+            else:
+                self.waiting[c.name] = (f"waiting for {c.parent}'s learning-rate choice" if c.parent
+                                        else "learning-rate choice on dev incomplete")
+        return initial
+
+    def print_plan(self, initial) -> set:
+        """One line per cell (its alphas, its rate, what is left); returns the cells with work."""
+        work = {j["cell"] for j in initial} | set(self.waiting)
+        for c in self.cells:
+            ok, lr = self.rate(c) if c.name not in self.infeasible else (False, None)
+            n = sum(j["cell"] == c.name for j in initial)
+            state = (self.status[c.name] if c.name in self.infeasible else f"{n} run(s) to run" if n
+                     else self.waiting.get(c.name, "done"))
+            lrs = (f"lr={lr:g}" if ok and lr is not None else f"lr from {c.parent}" if c.parent
+                   else f"lr in {','.join(f'{x:g}' for x in c.lrs)}" if c.lrs else "")
+            print(f"  {c.name:<44} alphas={','.join(f'{a:g}' for a in c.alphas):<20} {lrs:<26} {state}")
+        print(f"budget_sweep.py: {len(self.cells)} cells, {len(work)} to run, {len(self.infeasible)} infeasible")
+        return work
+
+    def print_dry_run(self, initial) -> None:
         for j in sorted(initial, key=lambda j: j["key"]):
             print(j["command"])
-        for name in waiting:
-            print(f"# then {name}: the test sets at the chosen learning rate, seeds {', '.join(map(str, seeds))}")
-        return 0
+        for name in self.waiting:
+            print(f"# then {name}: the test sets at the chosen learning rate, seeds {', '.join(map(str, self.seeds))}")
 
-    if args.report_only:
-        initial, work = [], set()
-    if work:  # shared work, once: adaptation statistics, base-model decoding (the test sets, the dev set)
-        subprocess.run(f"{args.run} --prepare_only true", shell=True, check=True)
-        if proto.metric == "dev_wer" and any(j["label"].endswith(".tune") for j in initial):
-            subprocess.run(f"{args.run} --prepare_only true --target_test_sets {shlex.quote(args.dev_set)}",
+    def prepare(self, initial) -> None:
+        """The shared work, once: adaptation statistics, base-model decoding (the test sets, the dev set)."""
+        a = self.args
+        subprocess.run(f"{a.run} --prepare_only true", shell=True, check=True)
+        if self.proto.metric == "dev_wer" and any(j["label"].endswith(".tune") for j in initial):
+            subprocess.run(f"{a.run} --prepare_only true --target_test_sets {shlex.quote(a.dev_set)}",
                            shell=True, check=True)
 
-    # this invocation's entry in invocations.json, kept up to date after every job: a sweep killed
-    # part-way still counts the time of the jobs it finished, and names its command
-    runs_file = store.root / "invocations.json"
-    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
-    entry = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)), "seconds": 0.0, "cells_run": 0,
-             "jobs": 0, "command": args.command or " ".join(sys.argv), "code_commit": commit}
-    entry_lock = threading.Lock()
+    # ------------------------------------------------------------------ running
+    def open_invocation(self) -> None:
+        """This invocation's entry in invocations.json, kept up to date after every job: a sweep killed
+        part-way still counts the time of the jobs it finished, and names its command."""
+        self.runs_file = self.store.root / "invocations.json"
+        self.runs = json.loads(self.runs_file.read_text()) if self.runs_file.is_file() else []
+        self.entry = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.t0)), "seconds": 0.0,
+                      "cells_run": 0, "jobs": 0, "command": self.args.command or " ".join(sys.argv),
+                      "code_commit": self.commit}
+        self.entry_lock = threading.Lock()
 
-    def record_invocation() -> None:
-        with entry_lock:
-            entry.update(seconds=round(time.time() - t0, 1), cells_run=len(ran_cells))
-            if entry not in runs:
-                runs.append(entry)
-            write_text_atomic(runs_file, json.dumps(runs, indent=1) + "\n")
+    def record_invocation(self) -> None:
+        with self.entry_lock:
+            self.entry.update(seconds=round(time.time() - self.t0, 1), cells_run=len(self.ran_cells))
+            if self.entry not in self.runs:
+                self.runs.append(self.entry)
+            write_text_atomic(self.runs_file, json.dumps(self.runs, indent=1) + "\n")
 
-    def execute(j):
-        (args.out / "cells").mkdir(exist_ok=True)
-        ran_cells.add(j["cell"])
-        log = args.out / "logs" / f"{j['label']}.log"
+    def execute(self, j) -> int:
+        """One job through the backend (``--cmd``), its log under <out>/logs."""
+        a = self.args
+        (a.out / "cells").mkdir(exist_ok=True)
+        self.ran_cells.add(j["cell"])
+        log = a.out / "logs" / f"{j['label']}.log"
         t_job = time.time()
-        rc = subprocess.call(f"{args.cmd} {shlex.quote(str(log))} {shlex.quote(j['command'])}", shell=True)
+        rc = subprocess.call(f"{a.cmd} {shlex.quote(str(log))} {shlex.quote(j['command'])}", shell=True)
         j["seconds"] = time.time() - t_job
-        entry["jobs"] += 1
-        record_invocation()
+        self.entry["jobs"] += 1
+        self.record_invocation()
         print(f"budget_sweep.py: cell {j['label']}: {'done' if rc == 0 else f'FAILED (exit {rc})'}", flush=True)
         return rc
 
-    possible = sum((len(c.lrs) + 2 * proto.extend) * len(sel_seeds) + len(seeds) * len(c.alphas) for c in cells)
-    sched = Scheduler(args.max_parallel if args.max_parallel > 0 else possible)
-    sched.add(initial)
-    sched.run(execute)
+    def schedule(self, initial) -> None:
+        proto = self.proto
+        possible = sum((len(c.lrs) + 2 * proto.extend) * len(self.sel_seeds) + len(self.seeds) * len(c.alphas)
+                       for c in self.cells)
+        self.sched = Scheduler(self.args.max_parallel if self.args.max_parallel > 0 else possible)
+        self.sched.add(initial)
+        self.sched.run(self.execute)
 
-    # the report: every reported run at the chosen rate, from its record
-    tuning, reported = {}, {}
+    def run(self) -> int:
+        self.load()
+        initial = self.plan()
+        work = self.print_plan(initial)
+        if self.args.dry_run:
+            self.print_dry_run(initial)
+            return 0
+        if self.args.report_only:
+            initial, work = [], set()
+        if work:
+            self.prepare(initial)
+        self.open_invocation()
+        self.schedule(initial)
+        self.report()
+        return 1 if self.failed or self.sched.errors else 0
 
-    for c in cells:
-        if c.name in infeasible:
-            continue
-        ok, lr = rate(c)
-        if c.lrs and c.parent:
-            tuning[c.name] = {"inherited_from": c.parent, "chosen": lr, "grid": c.lrs, "metric": proto.metric,
-                              "set": dev_label}
-        elif c.lrs:  # the scores the choice was made on (kept with it), or today's while it is open
-            grid = choices[c.name].get("grid", c.lrs) if c.name in choices else tried(c)[0]
-            sc = (choices[c.name]["scores"] if c.name in choices
-                  else {lr_label(k): v for k, v in dev_scores(c, grid).items()})
-            tuning[c.name] = {"metric": proto.metric, "set": dev_label, "grid": grid, "declared": c.lrs,
-                              "seeds": sel_seeds, "scores": sc, "mean": {k: seed_mean(v) for k, v in sc.items()},
-                              "chosen": lr, "edge": bool(lr is not None and at_grid_edge(lr, grid)),
-                              "inherited_from": None, "chosen_at": (choices.get(c.name) or {}).get("chosen")}
-        if not ok:
-            status.setdefault(c.name, waiting.get(c.name, "learning-rate choice on dev incomplete"))
-            continue
-        for a in c.alphas:
-            for s in seeds:
-                reported[(tag(c, lr, s), a)] = {"cell": c.name, "sweep_budget": c.budget, "sweep_variant": c.variant,
-                                                "lr": lr, "seed": s, "identity": identity(c, s)}
-    summaries, rec_notes = summaries_from_records(store, reported, metric)
-    notes += rec_notes
-    for n in notes:
-        print(f"budget_sweep.py: {n}", file=sys.stderr)
+    # ------------------------------------------------------------------ the report
+    def tuning_entry(self, c, lr) -> dict:
+        """A cell's learning-rate table: the scores the choice was made on (kept with it), or today's
+        while it is open; a variant names the cell it inherits from."""
+        proto = self.proto
+        if c.parent:
+            return {"inherited_from": c.parent, "chosen": lr, "grid": c.lrs, "metric": proto.metric,
+                    "set": self.dev_label}
+        choice = self.choices.get(c.name)
+        grid = choice.get("grid", c.lrs) if choice else self.tried(c)[0]
+        sc = choice["scores"] if choice else {lr_label(k): v for k, v in self.dev_scores(c, grid).items()}
+        return {"metric": proto.metric, "set": self.dev_label, "grid": grid, "declared": c.lrs,
+                "seeds": self.sel_seeds, "scores": sc, "mean": {k: seed_mean(v) for k, v in sc.items()},
+                "chosen": lr, "edge": bool(lr is not None and at_grid_edge(lr, grid)),
+                "inherited_from": None, "chosen_at": (choice or {}).get("chosen")}
 
-    wall = time.time() - t0
-    # a resumed sweep adds its invocations up (one that only rebuilds the report is not sweep time)
-    if ran_cells:
-        record_invocation()
-    total = sum(r["seconds"] for r in runs)
-    # the job time of every finished run the report stands on (its current records)
-    current_recs = [r for kind in ("dev", "test") for r in store.all(kind) if r.get("cell") in by_name
-                    and not store.stale(r, identity(by_name[r["cell"]], r.get("seed")))]
-    job_hours = sum(r.get("job_seconds") or 0 for r in current_recs) / 3600
-    if ran_cells:  # (the report itself depends on the records alone)
-        print(f"budget_sweep.py: this invocation: {wall / 3600:.2f} h, {len(ran_cells)} cells run", flush=True)
-    # the committed copies sit beside --results: <results>.md, <results>.png, <results>.json
-    copies = {k: (args.results.with_suffix(f".{k}") if args.results else args.out / f"sweep.{k}") for k in ("png", "json")}
-    tuned_text = ""
-    if any(c.lrs for c in cells):
-        what = f"WER on `{args.dev_set}`" if proto.metric == "dev_wer" else "ESPnet's best validation accuracy"
-        tuned_text = (f"Learning rate: chosen per cell by {what} among its grid (table below), with seed(s) "
-                      f"{', '.join(map(str, sel_seeds))}; test sets decoded for the chosen rate only. ")
-    seeds_text = (f"Seeds: {', '.join(map(str, seeds))}. " if proto.seeds_declared else "")
-    # the commands that ran the sweep (a report-only invocation cites them, not itself)
-    commands = list(dict.fromkeys(r["command"] for r in runs if r.get("command")))
-    cited = ", ".join(f"`{c}`" for c in commands) if commands else "not recorded yet (the first invocation is running)"
-    header = (f"# Budget sweep `{args.grid}`\n\nCommand: {cited}\n\n"
-              f"Finished runs: {len(current_recs)} ({job_hours:.2f} h of job time, the sum over their records). "
-              f"Sweep wall time: {total / 3600:.2f} h over {len(runs)} recorded invocation(s); cells: {len(cells)} "
-              f"({len({s['cell'] for s in summaries})} with results, {len(status)} infeasible, failed or waiting). "
-              f"{tuned_text}{seeds_text}Plot: [`{copies['png'].name}`]"
-              f"({copies['png'].name}); every number: `{copies['json'].name}`.\n")
-    paths = write_report(summaries, args.out, status, header=header, tuning=tuning, bootstrap=proto.bootstrap,
-                         metric=metric, reference=proto.report_reference,
-                         protocol_info={**proto.as_dict(), "dev_set": args.dev_set, "tag_prefix": args.tag_prefix,
-                                        "order": [c.name for c in cells]})
-    if args.results:
-        args.results.write_text(paths["md"].read_text())
-        for k, dst in copies.items():
-            shutil.copyfile(paths[k], dst)
-    print(f"budget_sweep.py: report {paths['md']}, plot {paths['png']}, data {paths['json']}")
-    return 1 if failed or sched.errors else 0
+    def reported_runs(self):
+        """(tuning, reported): every cell's rate table, and every run the report stands on (each seed
+        and alpha at the chosen rate)."""
+        tuning, reported = {}, {}
+        for c in self.cells:
+            if c.name in self.infeasible:
+                continue
+            ok, lr = self.rate(c)
+            if c.lrs:
+                tuning[c.name] = self.tuning_entry(c, lr)
+            if not ok:
+                self.status.setdefault(c.name, self.waiting.get(c.name, "learning-rate choice on dev incomplete"))
+                continue
+            for a in c.alphas:
+                for s in self.seeds:
+                    reported[(self.tag(c, lr, s), a)] = {"cell": c.name, "sweep_budget": c.budget,
+                                                         "sweep_variant": c.variant, "lr": lr, "seed": s,
+                                                         "identity": self.identity(c, s)}
+        return tuning, reported
+
+    def header(self, summaries, copies) -> str:
+        """The report's opening: the commands, the finished runs and their job time, the wall time."""
+        a, proto = self.args, self.proto
+        total = sum(r["seconds"] for r in self.runs)
+        # the job time of every finished run the report stands on (its current records)
+        current_recs = [r for kind in ("dev", "test") for r in self.store.all(kind) if r.get("cell") in self.by_name
+                        and not self.store.stale(r, self.identity(self.by_name[r["cell"]], r.get("seed")))]
+        job_hours = sum(r.get("job_seconds") or 0 for r in current_recs) / 3600
+        tuned_text = ""
+        if any(c.lrs for c in self.cells):
+            what = f"WER on `{a.dev_set}`" if proto.metric == "dev_wer" else "ESPnet's best validation accuracy"
+            tuned_text = (f"Learning rate: chosen per cell by {what} among its grid (table below), with seed(s) "
+                          f"{', '.join(map(str, self.sel_seeds))}; test sets decoded for the chosen rate only. ")
+        seeds_text = (f"Seeds: {', '.join(map(str, self.seeds))}. " if proto.seeds_declared else "")
+        # the commands that ran the sweep (a report-only invocation cites them, not itself)
+        commands = list(dict.fromkeys(r["command"] for r in self.runs if r.get("command")))
+        cited = ", ".join(f"`{c}`" for c in commands) if commands else "not recorded yet (the first invocation is running)"
+        return (f"# Budget sweep `{a.grid}`\n\nCommand: {cited}\n\n"
+                f"Finished runs: {len(current_recs)} ({job_hours:.2f} h of job time, the sum over their records). "
+                f"Sweep wall time: {total / 3600:.2f} h over {len(self.runs)} recorded invocation(s); cells: "
+                f"{len(self.cells)} ({len({s['cell'] for s in summaries})} with results, {len(self.status)} "
+                f"infeasible, failed or waiting). {tuned_text}{seeds_text}Plot: [`{copies['png'].name}`]"
+                f"({copies['png'].name}); every number: `{copies['json'].name}`.\n")
+
+    def report(self) -> None:
+        """The report from the records: <out>/sweep.{md,png,json}, and the committed copies (--results)."""
+        a, proto = self.args, self.proto
+        tuning, reported = self.reported_runs()
+        summaries, rec_notes = summaries_from_records(self.store, reported, self.metric)
+        self.notes += rec_notes
+        for n in self.notes:
+            print(f"budget_sweep.py: {n}", file=sys.stderr)
+        wall = time.time() - self.t0
+        if self.ran_cells:  # a resumed sweep adds its invocations up (a report-only one is not sweep time)
+            self.record_invocation()
+            print(f"budget_sweep.py: this invocation: {wall / 3600:.2f} h, {len(self.ran_cells)} cells run", flush=True)
+        # the committed copies sit beside --results: <results>.md, <results>.png, <results>.json
+        copies = {k: (a.results.with_suffix(f".{k}") if a.results else a.out / f"sweep.{k}") for k in ("png", "json")}
+        paths = write_report(summaries, a.out, self.status, header=self.header(summaries, copies), tuning=tuning,
+                             bootstrap=proto.bootstrap, metric=self.metric, reference=proto.report_reference,
+                             protocol_info={**proto.as_dict(), "dev_set": a.dev_set, "tag_prefix": a.tag_prefix,
+                                            "order": [c.name for c in self.cells]})
+        if a.results:
+            a.results.write_text(paths["md"].read_text())
+            for k, dst in copies.items():
+                shutil.copyfile(paths[k], dst)
+        print(f"budget_sweep.py: report {paths['md']}, plot {paths['png']}, data {paths['json']}")
+
+
+def main(argv=None) -> int:
+    try:
+        return Sweep(get_parser().parse_args(argv)).run()
+    except SweepError as e:
+        print(f"budget_sweep.py: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

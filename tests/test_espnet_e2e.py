@@ -144,6 +144,27 @@ def test_resume_equals_uninterrupted(world):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_a_training_reads_its_peft_config_once(world, monkeypatch):
+    """One entry point, one parse: the argument check, the resume check and the model build share the
+    PEFT config (a fresh run and a resumed one alike), and a rewritten file is read again."""
+    import espnet_peft.config as config_mod
+
+    root, data, pre = world["root"], world["data"], world["pre"]
+    reads = []
+    real = config_mod.read_config
+
+    def counting(path, *a, **k):
+        reads.append(Path(path).name)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(config_mod, "read_config", counting)
+    peft_train(root, data, pre, PEFT["lora"], "once", max_epoch=1)
+    assert reads.count("once.peft.yaml") == 1, reads
+    reads.clear()
+    peft_train(root, data, pre, PEFT["lora"], "once", max_epoch=2)  # a resume: the frozen copy is compared
+    assert reads.count("once.peft.yaml") == 1, reads
+
+
 def test_clear_errors(world, tmp_path, capsys):
     from espnet_peft.tasks.asr import PeftASRTask
 

@@ -40,7 +40,9 @@ def build_plan(peft_config, model_config: Path, token_list=None, budget=None, me
     if not cfg.get("token_list"):
         raise PeftError(f"{model_config} has no token_list; pass --token_list")
     settings = {k: v for k, v in (("method", method), ("budget", budget)) if v is not None}
-    base = with_settings(PeftConfig.from_any(peft_config).to_dict(), settings)
+    base = PeftConfig.from_any(peft_config)  # parsed and checked once; again only as changed by settings
+    if settings:
+        base = PeftConfig.from_dict(with_settings(base.to_dict(), settings))
     stock = stock_task(task_of(cfg, task).__name__)
     parser = stock.get_parser()
     args = parser.parse_args([])

@@ -196,6 +196,95 @@ def for_metric(summary: Mapping[str, Any], metric: str) -> Dict[str, Any]:
     return out
 
 
+def _row(g: Sequence[Mapping[str, Any]], tgt: str, srcs: Sequence[str], tuning: Mapping[str, Any],
+         ref_name: Optional[str]) -> Dict[str, Any]:
+    """One report row: a (cell, alpha) group's seeds as their mean and spread, against the base."""
+    s0 = g[0]
+    b = s0["base"]
+    cell = s0.get("cell", s0["tag"])
+    t_mean, t_sd = _mean_sd([s["adapted"][tgt]["wer"] for s in g])
+    p_mean, p_sd = _mean_sd([_pooled(s["adapted"], srcs) for s in g])
+    base_pooled = _pooled(b, srcs)
+    tr = [s.get("train_wall_seconds") for s in g if s.get("train_wall_seconds")]
+    t_info = tuning.get(cell) or {}
+    row = {
+        "cell": cell, "method": s0["method"], "budget": s0.get("sweep_budget"),
+        "variant": s0.get("sweep_variant", {}), "alpha": float(s0.get("alpha", 1.0)),
+        "lr": s0.get("lr"), "lr_grid": t_info.get("grid"), "lr_from": t_info.get("inherited_from"),
+        "lr_at_grid_edge": t_info.get("edge", False),
+        "seeds": [s.get("seed") for s in g], "n_seeds": len(g),
+        "trainable": s0.get("trainable_params"), "fraction": s0.get("fraction"),
+        "adapted_modules": s0.get("adapted_modules"), "left_out_modules": s0.get("left_out_modules"),
+        "target_set": tgt, "target_wer": t_mean, "target_wer_sd": t_sd,
+        "target_wer_seeds": [s["adapted"][tgt]["wer"] for s in g], "target_ci": None,
+        "base_target_wer": b[tgt]["wer"], "target_gain": b[tgt]["wer"] - t_mean, "target_gain_test": None,
+        "source_sets": list(srcs), "source_wer": p_mean, "source_wer_sd": p_sd, "source_ci": None,
+        "base_source_wer": base_pooled, "forgetting": p_mean - base_pooled,
+        "forgetting_rel": 100 * (p_mean - base_pooled) / base_pooled if base_pooled else None,
+        "forgetting_test": None,
+        "sources": {},
+        "gain_recovered": None, "gain_recovered_ci": None, "gain_reference": ref_name,
+        "train_seconds": sum(tr) / len(tr) if tr else None,
+        "checks": sorted({c for s in g for c in s.get("checks", [])}), "pareto": False, "status": "done",
+    }
+    for x in srcs:
+        m, sd = _mean_sd([s["adapted"][x]["wer"] for s in g])
+        row["sources"][x] = {"wer": m, "sd": sd, "seeds": [s["adapted"][x]["wer"] for s in g], "ci": None,
+                             "base_wer": b[x]["wer"], "forgetting": m - b[x]["wer"],
+                             "forgetting_rel": 100 * (m - b[x]["wer"]) / b[x]["wer"] if b[x]["wer"] else None,
+                             "forgetting_test": None}
+    return row
+
+
+def _intervals(rows: List[Dict[str, Any]], axes: Mapping[str, _Axis], tgt: str, srcs: Sequence[str],
+               pooled: _Axis, ref_idx: Optional[int]) -> None:
+    """Every row's bootstrap intervals and tests against the base: the target's gain, the share of the
+    reference's gain recovered, the forgetting on each source set and pooled."""
+    T = axes[tgt]
+    for i, r in enumerate(rows):
+        r["target_ci"] = T.ci(i)
+        r["target_gain_test"] = T.diff(BASE, i, r["target_gain"])
+        if ref_idx is not None:
+            r["gain_recovered_ci"] = T.ratio_ci(i, ref_idx)
+        for x in srcs:
+            sx = r["sources"][x]
+            sx["ci"] = axes[x].ci(i)
+            sx["forgetting_test"] = axes[x].diff(i, BASE, sx["forgetting"])
+        r["source_ci"] = pooled.ci(i)
+        r["forgetting_test"] = pooled.diff(i, BASE, r["forgetting"])
+
+
+def _fronts(rows: List[Dict[str, Any]], T: _Axis, axes: Mapping[str, _Axis], pooled: _Axis,
+            srcs: Sequence[str]) -> Dict[str, List[str]]:
+    """The Pareto fronts of target WER against source WER (pooled, and per source set when there are
+    several); a point is dominated only by a significant difference. Marks the rows on them."""
+    def significance(ax_y: _Axis, ys: Sequence[float]):
+        def sig(j: int, i: int) -> bool:
+            tests = []
+            if rows[j]["target_wer"] < rows[i]["target_wer"]:
+                tests.append(T.diff(i, j, rows[i]["target_wer"] - rows[j]["target_wer"]))
+            if ys[j] < ys[i]:
+                tests.append(ax_y.diff(i, j, ys[i] - ys[j]))
+            if any(t is None for t in tests):
+                return True  # no per-utterance scores for this pair: the point estimates decide
+            return any(t["significant"] for t in tests)
+        return sig
+
+    ys = [r["source_wer"] for r in rows]
+    front = pareto_front([(r["target_wer"], y) for r, y in zip(rows, ys)], significance(pooled, ys))
+    for i in front:
+        rows[i]["pareto"] = True
+    fronts = {"pooled" if len(srcs) > 1 else srcs[0]: [_label(rows[i]) for i in front]}
+    if len(srcs) > 1:
+        for x in srcs:
+            ys = [r["sources"][x]["wer"] for r in rows]
+            f = pareto_front([(r["target_wer"], y) for r, y in zip(rows, ys)], significance(axes[x], ys))
+            fronts[x] = [_label(rows[i]) for i in f]
+            for i in f:
+                rows[i]["sources"][x]["pareto"] = True
+    return fronts
+
+
 def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] = (),
             tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
             bootstrap: Optional[Mapping[str, Any]] = None, metric: str = "wer",
@@ -211,7 +300,6 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
     summaries = [for_metric(s, metric) for s in summaries]
     label = METRICS_REPORTED[metric]
     groups = _groups(summaries)
-    rows: List[Dict[str, Any]] = []
     if groups:
         tgts = list(groups[0][0]["target_test_sets"])
         srcs = list(groups[0][0]["source_test_sets"])
@@ -221,92 +309,19 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
     ref = reference_summary([g[0] for g in groups], reference)
     ref_name = None if ref is None else ref.get("cell", ref.get("tag"))
     ref_idx = next((i for i, g in enumerate(groups) if g[0] is ref), None)
-    for g in groups:
-        s0 = g[0]
-        b = s0["base"]
-        cell = s0.get("cell", s0["tag"])
-        t_mean, t_sd = _mean_sd([s["adapted"][tgt]["wer"] for s in g])
-        p_mean, p_sd = _mean_sd([_pooled(s["adapted"], srcs) for s in g])
-        base_pooled = _pooled(b, srcs)
-        tr = [s.get("train_wall_seconds") for s in g if s.get("train_wall_seconds")]
-        t_info = tuning.get(cell) or {}
-        row = {
-            "cell": cell, "method": s0["method"], "budget": s0.get("sweep_budget"),
-            "variant": s0.get("sweep_variant", {}), "alpha": float(s0.get("alpha", 1.0)),
-            "lr": s0.get("lr"), "lr_grid": t_info.get("grid"), "lr_from": t_info.get("inherited_from"),
-            "lr_at_grid_edge": t_info.get("edge", False),
-            "seeds": [s.get("seed") for s in g], "n_seeds": len(g),
-            "trainable": s0.get("trainable_params"), "fraction": s0.get("fraction"),
-            "adapted_modules": s0.get("adapted_modules"), "left_out_modules": s0.get("left_out_modules"),
-            "target_set": tgt, "target_wer": t_mean, "target_wer_sd": t_sd,
-            "target_wer_seeds": [s["adapted"][tgt]["wer"] for s in g], "target_ci": None,
-            "base_target_wer": b[tgt]["wer"], "target_gain": b[tgt]["wer"] - t_mean, "target_gain_test": None,
-            "source_sets": srcs, "source_wer": p_mean, "source_wer_sd": p_sd, "source_ci": None,
-            "base_source_wer": base_pooled, "forgetting": p_mean - base_pooled,
-            "forgetting_rel": 100 * (p_mean - base_pooled) / base_pooled if base_pooled else None,
-            "forgetting_test": None,
-            "sources": {},
-            "gain_recovered": None, "gain_recovered_ci": None, "gain_reference": ref_name,
-            "train_seconds": sum(tr) / len(tr) if tr else None,
-            "checks": sorted({c for s in g for c in s.get("checks", [])}), "pareto": False, "status": "done",
-        }
-        for x in srcs:
-            m, sd = _mean_sd([s["adapted"][x]["wer"] for s in g])
-            row["sources"][x] = {"wer": m, "sd": sd, "seeds": [s["adapted"][x]["wer"] for s in g], "ci": None,
-                                 "base_wer": b[x]["wer"], "forgetting": m - b[x]["wer"],
-                                 "forgetting_rel": 100 * (m - b[x]["wer"]) / b[x]["wer"] if b[x]["wer"] else None,
-                                 "forgetting_test": None}
-        rows.append(row)
+    rows = [_row(g, tgt, srcs, tuning, ref_name) for g in groups]
     full_gain = None if ref_idx is None else rows[ref_idx]["target_gain"]
     for r in rows:
         r["gain_recovered"] = r["target_gain"] / full_gain if full_gain and full_gain > 0 else None
-
     # bootstrap: the target, every source set, and the source sets pooled (the Pareto front's y)
     axes: Dict[str, _Axis] = {}
-    if groups:
-        axes[tgt] = _Axis(tgt, [tgt], groups, boot)
-        for x in srcs:
-            axes[x] = _Axis(x, [x], groups, boot)
-        pooled = axes[srcs[0]] if len(srcs) == 1 else _Axis("+".join(srcs), srcs, groups, boot)
-    T = axes.get(tgt)
-    for i, r in enumerate(rows):
-        r["target_ci"] = T.ci(i)
-        r["target_gain_test"] = T.diff(BASE, i, r["target_gain"])
-        if ref_idx is not None:
-            r["gain_recovered_ci"] = T.ratio_ci(i, ref_idx)
-        for x in srcs:
-            sx = r["sources"][x]
-            sx["ci"] = axes[x].ci(i)
-            sx["forgetting_test"] = axes[x].diff(i, BASE, sx["forgetting"])
-        r["source_ci"] = pooled.ci(i)
-        r["forgetting_test"] = pooled.diff(i, BASE, r["forgetting"])
-
-    def significance(ax_y: _Axis, ys: Sequence[float]):
-        def sig(j: int, i: int) -> bool:
-            tests = []
-            if rows[j]["target_wer"] < rows[i]["target_wer"]:
-                tests.append(T.diff(i, j, rows[i]["target_wer"] - rows[j]["target_wer"]))
-            if ys[j] < ys[i]:
-                tests.append(ax_y.diff(i, j, ys[i] - ys[j]))
-            if any(t is None for t in tests):
-                return True  # no per-utterance scores for this pair: the point estimates decide
-            return any(t["significant"] for t in tests)
-        return sig
-
     fronts: Dict[str, List[str]] = {}
-    if rows:
-        ys = [r["source_wer"] for r in rows]
-        front = pareto_front([(r["target_wer"], y) for r, y in zip(rows, ys)], significance(pooled, ys))
-        for i in front:
-            rows[i]["pareto"] = True
-        fronts["pooled" if len(srcs) > 1 else srcs[0]] = [_label(rows[i]) for i in front]
-        if len(srcs) > 1:
-            for x in srcs:
-                ys = [r["sources"][x]["wer"] for r in rows]
-                f = pareto_front([(r["target_wer"], y) for r, y in zip(rows, ys)], significance(axes[x], ys))
-                fronts[x] = [_label(rows[i]) for i in f]
-                for i in f:
-                    rows[i]["sources"][x]["pareto"] = True
+    if groups:
+        axes = {x: _Axis(x, [x], groups, boot) for x in [tgt] + srcs}
+        pooled = axes[srcs[0]] if len(srcs) == 1 else _Axis("+".join(srcs), srcs, groups, boot)
+        _intervals(rows, axes, tgt, srcs, pooled, ref_idx)
+        fronts = _fronts(rows, axes[tgt], axes, pooled, srcs)
+    T = axes.get(tgt)
     # every target set (the headline first), and both sides again without the LM when decoded so
     targets, t_axes = _set_rows(groups, tgts, boot, "target")
     nolm_t, nolm_t_axes = _set_rows(groups, tgts, boot, "target", "_nolm")

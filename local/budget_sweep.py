@@ -2,7 +2,7 @@
 """Run a budget sweep: every cell of a grid through recipe stages 10-15, then the report.
 
     budget_sweep.py --grid conf/sweep/embedded.yaml --out exp/sweep_child \\
-        --run "./run.sh --target child" --cmd "utils/launch.py --backend local" --max_parallel 1 \\
+        --run "./run.sh --target child" --cmd "local/launch.py --backend local" --max_parallel 1 \\
         --dev_set child_dev
 
 * cells (method x budget x allocation variant, ``espnet_peft.sweep.expand``) get a PEFT config
@@ -58,16 +58,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from espnet_peft.markers import DIVERGED  # noqa: E402
-from espnet_peft.errors import PeftError  # noqa: E402
-from espnet_peft.scoring import utterance_errors_files  # noqa: E402
-from espnet_peft.sweep import (METRICS, at_grid_edge, expand, experiment_tag, load_grid, lr_label,  # noqa: E402
+from espnet_peft.markers import DIVERGED
+from espnet_peft.errors import PeftError
+from espnet_peft.scoring import utterance_errors_files
+from espnet_peft.sweep import (METRICS, at_grid_edge, expand, experiment_tag, load_grid, lr_label,
                                order_cells, priority_group, protocol, reachable_rates, seed_mean, tuning_grid,
                                write_report)
-from file_id import file_id, recorded_foundation_id, write_text_atomic  # noqa: E402
-from sweep_records import (DECODINGS, RecordStore, code_commit, config_hash, data_id, errors_block,  # noqa: E402
+from file_id import file_id, recorded_foundation_id, write_text_atomic
+from sweep_records import (DECODINGS, RecordStore, code_commit, config_hash, data_id, errors_block,
                            set_block, summaries_from_records)
 
 
@@ -222,7 +220,8 @@ def get_parser() -> argparse.ArgumentParser:
     ap.add_argument("--grid", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path, help="sweep directory (configs, logs, report)")
     ap.add_argument("--run", required=True, help="the recipe command that runs one experiment (run.sh ...)")
-    ap.add_argument("--cmd", default="utils/launch.py --backend local", help="job backend (cmd.sh's cuda_cmd)")
+    ap.add_argument("--cmd", default=f"{shlex.quote(str(Path(__file__).with_name('launch.py')))} --backend local",
+                    help="job backend (cmd.sh's cuda_cmd; default: this checkout's local/launch.py, local backend)")
     ap.add_argument("--max_parallel", type=int, default=1, help="runs at a time (slurm: 0 = all)")
     ap.add_argument("--expdir", type=Path, default=Path("exp"))
     ap.add_argument("--tag_prefix", default="")
@@ -728,6 +727,10 @@ class Sweep:
         self.sched.run(self.execute)
 
     def run(self) -> int:
+        import espnet_peft  # which checkout's library this sweep's runs import (a pinned sweep: its worktree's)
+
+        print(f"budget_sweep.py: code {Path(__file__).resolve().parents[1]} (commit {self.commit[:10]}), "
+              f"espnet_peft from {Path(espnet_peft.__file__).resolve().parent}", flush=True)
         self.load()
         initial = self.plan()
         work = self.print_plan(initial)

@@ -11,8 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from espnet_peft.data import check_data_dir  # noqa: E402
+from espnet_peft.data import check_data_dir
 
 
 def main(argv=None) -> int:

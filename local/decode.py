@@ -50,8 +50,7 @@ from typing import Optional
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from file_id import file_id, write_text_atomic  # noqa: E402
+from file_id import file_id, write_text_atomic
 
 
 def shard(keys, job: int, nj: int):
@@ -195,7 +194,6 @@ def load_model(model_dir: Path, task: str, opts: dict):
     config = yaml.safe_load(cfg.read_text()) or {}
     if any(isinstance(v, str) and v.startswith("espnet_peft") for v in config.values()):
         # a merged model of non-stock architecture: the method that made it registers its components
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from espnet_peft.methods import register_with_espnet
 
         register_with_espnet(config)
@@ -263,7 +261,6 @@ class Routing:
         return {"adapters": {n: file_id(p) for n, p in sorted(self.paths.items())}, "utt2adapter": file_id(self.file)}
 
     def attach(self, model) -> None:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from espnet_peft.bank import AdapterBank
         from espnet_peft.errors import PeftError
 

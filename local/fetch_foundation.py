@@ -22,7 +22,6 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def from_meta(root: Path):

@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from launch import alive as pid_alive  # noqa: E402
+from launch import alive as pid_alive
 
 EPOCH = re.compile(r"(\d+)epoch results: \[train\](?P<train>.*?)\[valid\](?P<valid>.*?)(\[time\](?P<time>.*))?$")
 

@@ -25,8 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import soundfile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from espnet_peft.data import error_text, read_table  # noqa: E402
+from espnet_peft.data import error_text, read_table
 
 
 def load_audio(entry: str, fs: int, seg: Optional[Tuple[float, float]] = None) -> Tuple[np.ndarray, bool]:

@@ -28,8 +28,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator, List, Sequence, Set, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synth_corpus import WORDNET_DIR, CorpusError, normalize_text  # noqa: E402
+from synth_corpus import WORDNET_DIR, CorpusError, normalize_text
 
 _PAREN = re.compile(r"\([^()]*\)")
 

@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from file_id import write_text_atomic  # noqa: E402
+from file_id import write_text_atomic
 
 FILES = ("wav.scp", "text", "utt2spk", "utt2dur", "text.plain")
 

@@ -3,7 +3,7 @@
 #
 # Source it after declaring every option as a shell variable with its default:
 #     stage=1; stop_stage=15; decode_config=conf/decode.yaml
-#     . utils/parse_options.sh
+#     . ./path.sh; . "${MAIN_ROOT}/local/parse_options.sh"
 # then `--stop-stage 12`, `--stop_stage=12` and `--decode_config FILE` set those variables.
 # An option that names no declared variable is an error; `--help` prints ${help_message}.
 # Positional arguments are left in "$@".

@@ -3,8 +3,9 @@
 # the top-level local/; each recipe links it beside its run.sh (egs2/<corpus>/asr1/peft_asr.sh ->
 # ../../../local/peft_asr.sh, as ESPnet recipes link asr.sh), and run.sh ends with
 #     exec ./peft_asr.sh [its corpus options] "$@"
-# Run from the recipe directory. The other shared tools are reached as utils/<name> (utils/ links to
-# the top-level local/ in every recipe); each has that one name in a recipe.
+# Run from the recipe directory. The other shared tools are reached by their one name,
+# "${MAIN_ROOT}/local/<name>" (path.sh sets MAIN_ROOT to the repository); a recipe's own local/
+# holds only its corpus-specific data.sh.
 # Stages (see README, "Recipes"):
 #   1 data preparation (local/data.sh)     2 data check      3 format (16 kHz mono)
 #   4 filter lengths                        5 tokenizer (the foundation model's BPE)
@@ -99,8 +100,8 @@ help_message="Usage: ${me} [options]   e.g. --stage 10 --peft_config conf/peft/M
 Options (--name value or --name=value; defaults as shown):
 $(sed -n '/^# -* options (defaults)$/,/^# -* end of options$/p' "$0" | sed '1d;$d')"
 
-. utils/parse_options.sh
-. ./path.sh
+. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
+. "${MAIN_ROOT}/local/parse_options.sh"
 . ./cmd.sh
 recipe_rel="$(pwd)"; [ -z "${MAIN_ROOT:-}" ] || recipe_rel="${recipe_rel#"${MAIN_ROOT}"/}"
 run_cmd="cd $(print_args "${recipe_rel}") && ${run_args}"  # what reproduces this run, from the repository
@@ -187,7 +188,7 @@ fi
 foundation_fid=""
 check_foundation_id() {
     [ -f "${foundation_dir}/model.pth" ] || return 0
-    foundation_fid=$("${python}" utils/file_id.py "${foundation_dir}/model.pth")
+    foundation_fid=$("${python}" "${MAIN_ROOT}/local/file_id.py" "${foundation_dir}/model.pth")
     if [ -f "${exp}/foundation_id" ]; then
         [ "$(cat "${exp}/foundation_id")" = "${foundation_fid}" ] && return 0
         die "${exp} was trained on another foundation model (id $(cat "${exp}/foundation_id"), now ${foundation_fid});" \
@@ -309,7 +310,7 @@ train_exp() {
     echo "${t0}" > "${exp}/train_started"
     local rc=0 follower
     # a line per epoch on the console while it trains (the log has everything)
-    "${python}" utils/follow.py --log "${exp}/train.log" --kind train --prefix "$(basename "${exp}")" &
+    "${python}" "${MAIN_ROOT}/local/follow.py" --log "${exp}/train.log" --kind train --prefix "$(basename "${exp}")" &
     follower=$!
     # shellcheck disable=SC2086  # ${cuda_cmd} is a command line
     run_job ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${python}" -m "${module}" "$@" \
@@ -342,7 +343,7 @@ decode_sets() {
         [ "${pairs[i + 1]}" = "${base_decode}" ] || [ "${pairs[i + 1]}" = "${base_decode_nolm}" ] || continue
         exec {lock_fd}>>"${pairs[i + 1]}.lock"
         flock "${lock_fd}"
-        if [ "$("${python}" utils/decode.py --pending --model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}" \
+        if [ "$("${python}" "${MAIN_ROOT}/local/decode.py" --pending --model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}" \
                 "${dargs[@]}" --decode_config "${config}")" = 0 ] && [ "${#pairs[@]}" -gt 2 ]; then
             exec {lock_fd}>&-; lock_fd=""
             pairs=("${pairs[@]:0:i}" "${pairs[@]:i+2}")
@@ -353,23 +354,23 @@ decode_sets() {
         margs+=(--model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}")
     done
     # done = decoded with these model files, decoding options and LM (decode.py's signature)
-    if [ "$("${python}" utils/decode.py --pending "${margs[@]}" "${dargs[@]}" --decode_config "${config}")" = 0 ]; then
+    if [ "$("${python}" "${MAIN_ROOT}/local/decode.py" --pending "${margs[@]}" "${dargs[@]}" --decode_config "${config}")" = 0 ]; then
         log "already decoded: ${sets} (${config})"
     else
         n=$(min "${nj}" "$(for s in ${sets}; do wc -l < "${dumpdir}/raw/${s}/wav.scp"; done | sort -n | head -1)")
         mkdir -p "${pairs[1]}/log"
         log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${config}, ${n} jobs)"
         # job 1's progress (utterances done, time left) on the console while it decodes
-        "${python}" utils/follow.py --log "${pairs[1]}/log/decode.1.log" --kind decode --from_end --prefix decoding &
+        "${python}" "${MAIN_ROOT}/local/follow.py" --log "${pairs[1]}/log/decode.1.log" --kind decode --from_end --prefix decoding &
         local follower=$! rc=0
         # shellcheck disable=SC2086  # ${decode_cmd} is a command line
         run_job ${decode_cmd} JOB=1:"${n}" "${pairs[1]}/log/decode.JOB.log" \
-            "${python}" utils/decode.py --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${config}" \
+            "${python}" "${MAIN_ROOT}/local/decode.py" --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${config}" \
             --job JOB --nj "${n}" || rc=$?
         kill -TERM "${follower}" 2>/dev/null || true
         wait "${follower}" 2>/dev/null || true
         [ "${rc}" -eq 0 ] || die "decoding with ${config} failed (exit ${rc}); see ${pairs[1]}/log/decode.*.log"
-        "${python}" utils/decode.py --merge "${margs[@]}" "${dargs[@]}" --decode_config "${config}" --nj "${n}"
+        "${python}" "${MAIN_ROOT}/local/decode.py" --merge "${margs[@]}" "${dargs[@]}" --decode_config "${config}" --nj "${n}"
     fi
     [ -z "${lock_fd}" ] || exec {lock_fd}>&-
 }
@@ -384,7 +385,7 @@ check_decoded() {
     for s in ${sets}; do dargs+=(--data_dir "${dumpdir}/raw/${s}"); done
     [ -z "${lmdir}" ] || dargs+=(--lm_dir "${lmdir}")
     while [ $# -gt 0 ]; do margs+=(--model_dir "$1" --output_dir "$2"); outs+=("$2"); shift 2; done
-    n="$("${python}" utils/decode.py --pending "${margs[@]}" "${dargs[@]}" --decode_config "${config}")" ||
+    n="$("${python}" "${MAIN_ROOT}/local/decode.py" --pending "${margs[@]}" "${dargs[@]}" --decode_config "${config}")" ||
         die "cannot check the decodings in ${outs[*]} (see above)"
     [ "${n}" = 0 ] || die "${n} decoding(s) of ${sets} in ${outs[*]} are missing or of another model, decoding" \
         "config (${config}) or LM than the current ones: run stage ${stage_hint} first"
@@ -397,7 +398,7 @@ score_sets() {
     for s in "$@"; do
         ref="${dumpdir}/raw/${s}/text"
         [ ! -f "${dumpdir}/raw/${s}/text.plain" ] || ref="${dumpdir}/raw/${s}/text.plain"
-        "${python}" utils/score.py --ref "${ref}" --hyp "${dir}/${s}/text" \
+        "${python}" "${MAIN_ROOT}/local/score.py" --ref "${ref}" --hyp "${dir}/${s}/text" \
             --out "${dir}/${s}/result.json"
     done
 }
@@ -430,7 +431,7 @@ peft_statistics() {
             *) need_file "${f}" "adaptation data (stages 3-4)"; files+=("${f}") ;;
         esac
     done
-    key="$("${python}" utils/file_id.py "${files[@]}")"
+    key="$("${python}" "${MAIN_ROOT}/local/file_id.py" "${files[@]}")"
     peft_data_id="${key}"
     exec {lock_fd}>>"${peft_stats}.lock"
     flock "${lock_fd}"
@@ -484,7 +485,7 @@ fi
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     log "stage 2: checking data directories"
     # shellcheck disable=SC2046
-    run_job "${python}" utils/check_data.py --fs 0 $(for s in ${all_sets}; do echo "data/${s}"; done | sort -u)
+    run_job "${python}" "${MAIN_ROOT}/local/check_data.py" --fs 0 $(for s in ${all_sets}; do echo "data/${s}"; done | sort -u)
 fi
 
 # ---------------------------------------------------------------- 3-4: format, filter
@@ -493,13 +494,13 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     for s in $(echo ${all_sets} | tr ' ' '\n' | sort -u); do
         f=false
         [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ] && [[ " ${train_sets} " == *" ${s} "* ]] && f=true
-        run_job "${python}" utils/format_data.py --fs "${fs}" --filter "${f}" --min_dur "${min_dur}" \
+        run_job "${python}" "${MAIN_ROOT}/local/format_data.py" --fs "${fs}" --filter "${f}" --min_dur "${min_dur}" \
             --max_dur "${max_dur}" --owsm_prefix "${owsm_prefix}" "data/${s}" "${dumpdir}/raw/${s}"
     done
 elif [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     log "stage 4: filtering the training sets by length (${min_dur}-${max_dur} s)"
     for s in $(echo ${train_sets} | tr ' ' '\n' | sort -u); do
-        run_job "${python}" utils/format_data.py --fs "${fs}" --filter true --min_dur "${min_dur}" \
+        run_job "${python}" "${MAIN_ROOT}/local/format_data.py" --fs "${fs}" --filter true --min_dur "${min_dur}" \
             --max_dur "${max_dur}" --owsm_prefix "${owsm_prefix}" "data/${s}" "${dumpdir}/raw/${s}"
     done
 fi
@@ -607,7 +608,7 @@ if [ "${pretrain}" = true ]; then
         # into the model's RESULTS.md
         foundation_rounds=""
         [ ! -f "${foundation_dir}/round/round.json" ] || foundation_rounds="${foundation_dir}/round/round.json"
-        run_job "${python}" utils/package_foundation.py --exp "${foundation_exp}" --bpedir "${bpedir}" \
+        run_job "${python}" "${MAIN_ROOT}/local/package_foundation.py" --exp "${foundation_exp}" --bpedir "${bpedir}" \
             --decode_dir "${foundation_exp}/decode" --out "${foundation_dir}" \
             ${lm_config:+--lm_exp "${lm_exp}"} --decode_config "${decode_config}" \
             ${foundation_rounds:+--rounds "${foundation_rounds}"}
@@ -618,7 +619,7 @@ elif [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 6 ]; then
         log "stages 6-9: using the foundation model in ${foundation_dir} (--pretrain true retrains it)"
     elif [ -n "${foundation_source}" ]; then
         log "stage 6: fetching the foundation model ${foundation_source} into ${foundation_dir}"
-        run_job "${python}" utils/fetch_foundation.py --source "${foundation_source}" --out "${foundation_dir}"
+        run_job "${python}" "${MAIN_ROOT}/local/fetch_foundation.py" --source "${foundation_source}" --out "${foundation_dir}"
     else
         die "no foundation model in ${foundation_dir}: set --foundation_source (a model-zoo tag or a" \
             "local model directory) or --pretrain true"
@@ -737,7 +738,7 @@ if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
     [ -z "${nolm_decode_config}" ] || check_decoded "${nolm_decode_config}" "" "12-14" \
         "${target_test_sets} ${source_test_sets}" "${foundation_dir}" "${base_decode_nolm}" "${merged}" "${merged}/decode_nolm"
     log "stage 15: report (${expdir}/RESULTS.md${results:+ and ${results}})"
-    "${python}" utils/report.py --exp "${exp}" --merged "${merged}" --base_decode "${base_decode}" \
+    "${python}" "${MAIN_ROOT}/local/report.py" --exp "${exp}" --merged "${merged}" --base_decode "${base_decode}" \
         --source_test_sets "${source_test_sets}" --target_test_sets "${target_test_sets}" \
         --recipe "${recipe_name}" --expdir "${expdir}" --alpha "${alpha}" ${results:+--results "${results}"} \
         ${nolm_decode_config:+--nolm_decode_config "${nolm_decode_config}" --base_decode_nolm "${base_decode_nolm}"}

@@ -8,8 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from espnet_peft.scoring import score_files  # noqa: E402
+from espnet_peft.scoring import score_files
 
 
 def main(argv=None) -> int:

@@ -25,14 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from file_id import write_text_atomic  # noqa: E402
+from file_id import write_text_atomic
 
 IDENTITY = ("foundation_id", "data_id", "config_hash")
 DECODINGS = {"lm": "decode", "nolm": "decode_nolm"}  # record name -> decoding directory name

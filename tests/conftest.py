@@ -11,6 +11,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# the scripts of local/ imported as modules find their siblings as they do when run (a script's own
+# folder is first on sys.path); appended, so that no installed package is shadowed
+sys.path.append(str(ROOT / "local"))
 os.environ.setdefault("NLTK_DATA", str(ROOT / ".cache" / "nltk"))  # no network lookups
 # the file-identity cache of local/file_id.py: the tests' models are their own, away from ~/.cache
 os.environ.setdefault("ESPNET_PEFT_CACHE", str(ROOT / ".cache" / "test_espnet_peft"))

@@ -1,6 +1,6 @@
 """Scratch copies of a recipe for the tests: its own files copied (the recipe's data/, dump/, exp/
-and committed RESULTS files stay untouched), its links to the shared scripts recreated (utils/ and
-./peft_asr.sh point at this checkout's local/), and helpers to run it and find what it started."""
+and committed RESULTS files stay untouched), its link to the shared driver recreated (./peft_asr.sh
+points at this checkout's local/; the other shared scripts are reached as "${MAIN_ROOT}/local/..."), and helpers to run it and find what it started."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ from typing import List
 
 from conftest import ROOT
 
-SHARED_LINKS = ("utils", "peft_asr.sh")  # each recipe links these to the top-level local/
+SHARED_LINKS = ("peft_asr.sh",)  # each recipe links the driver to the top-level local/ (as ESPnet links asr.sh)
 
 
 def copy_recipe(src: Path, dst: Path, files=("run.sh", "cmd.sh", "path.sh")) -> Path:

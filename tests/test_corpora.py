@@ -550,16 +550,14 @@ RECIPES = {
 
 
 def recipe_copy(tmp_path: Path, name: str) -> Path:
-    """The recipe's db.sh and local/data.sh in a scratch recipe dir with utils -> local/ and a path.sh
-    that sets ${python} (the owner's path.sh does the same in the real recipe)."""
+    """The recipe's db.sh and local/data.sh in a scratch recipe dir with a path.sh that sets ${python}
+    and MAIN_ROOT (the owner's path.sh does the same in the real recipe)."""
     src = ROOT / "egs2" / name / "asr1"
-    assert os.readlink(src / "utils") == "../../../local"
     dst = tmp_path / "recipe" / name
     (dst / "local").mkdir(parents=True)
     shutil.copy(src / "db.sh", dst / "db.sh")
     shutil.copy(src / "local" / "data.sh", dst / "local" / "data.sh")
-    (dst / "utils").symlink_to(ROOT / "local")
-    (dst / "path.sh").write_text(f'python="{sys.executable}"\nexport PYTHONPATH="{ROOT}"\n')
+    (dst / "path.sh").write_text(f'python="{sys.executable}"\nexport PYTHONPATH="{ROOT}" MAIN_ROOT="{ROOT}"\n')
     return dst
 
 

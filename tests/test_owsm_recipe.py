@@ -72,7 +72,6 @@ def copy_recipe(dst: Path) -> Path:
         shutil.copy(RECIPE / name, dst / name)
     shutil.copytree(RECIPE / "local", dst / "local")
     shutil.copytree(RECIPE / "conf", dst / "conf", symlinks=False)
-    (dst / "utils").symlink_to(ROOT / "local")
     (dst / "peft_asr.sh").symlink_to(ROOT / "local" / "peft_asr.sh")  # the recipe's link to the driver
     (dst / "conf" / "train_toy.yaml").write_text(yaml.safe_dump(TOY_TRAIN))
     (dst / "conf" / "decode_toy.yaml").write_text(yaml.safe_dump(TOY_DECODE))

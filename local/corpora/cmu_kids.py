@@ -48,15 +48,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 try:
     from . import common
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from local.corpora import common
+except ImportError:  # run as a script: its own folder is first on sys.path
+    import common
 
 SPLITS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))
 SALT = "cmu_kids"

@@ -71,9 +71,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set
 
 try:
     from . import common
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from local.corpora import common
+except ImportError:  # run as a script: its own folder is first on sys.path
+    import common
 
 # accent key -> (labels of the "accents" column (lower case), legacy codes of the "accent" column)
 ACCENTS: Dict[str, tuple] = {

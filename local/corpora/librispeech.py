@@ -24,15 +24,13 @@ listed in ``<out>/local/librispeech/``.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 try:
     from . import common
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from local.corpora import common
+except ImportError:  # run as a script: its own folder is first on sys.path
+    import common
 
 DEFAULT_SETS = ("test-clean", "test-other")
 

@@ -60,15 +60,13 @@ Every drop is listed with its reason in ``<out>/local/myst/removed.<set>.txt``; 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 try:
     from . import common
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from local.corpora import common
+except ImportError:  # run as a script: its own folder is first on sys.path
+    import common
 
 PARTITIONS = {"train": "train", "development": "dev", "test": "test"}
 AUDIO_EXTS = (".flac", ".wav")

@@ -59,15 +59,13 @@ Every drop is listed with its reason in ``<out>/local/ogi_kids/``.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 try:
     from . import common
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from local.corpora import common
+except ImportError:  # run as a script: its own folder is first on sys.path
+    import common
 
 SUBSETS = {"scripted": "ogi_scripted", "spontaneous": "ogi_spont"}
 SPLITS = (("train", 0.8), ("dev", 0.1), ("test", 0.1))

@@ -36,7 +36,7 @@ skip_if_prepared() {
 prepare_librispeech() {
     if [ -n "${librispeech_sets}" ]; then
         # shellcheck disable=SC2086
-        "${python}" utils/corpora/librispeech.py --corpus "${LIBRISPEECH}" --out data --max_dur "${max_dur}" \
+        "${python}" "${MAIN_ROOT}/local/corpora/librispeech.py" --corpus "${LIBRISPEECH}" --out data --max_dur "${max_dur}" \
             --sets ${librispeech_sets}
     fi
 }

@@ -13,13 +13,14 @@
 # can be given here. Reports go to exp/RESULTS.md; `--results RESULTS.md` updates the committed one.
 set -euo pipefail
 cd "$(dirname "$0")"
+. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
 
 target=child    # child | accent: the target domain
 size=1.0        # corpus scale (local/data.sh --size)
 pretrain=false  # true: also synthesise the source training sets and retrain the foundation model (stages 6-9)
 help_message="Usage: $0 [--target child|accent] [--size 1.0] [--pretrain false] [options of ./peft_asr.sh]"
 parse_options_pass=true  # the options above are this script's; the others are left for ./peft_asr.sh
-. utils/parse_options.sh
+. "${MAIN_ROOT}/local/parse_options.sh"
 
 case "${target}" in
     child|accent) ;;

@@ -49,8 +49,8 @@ cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 cmdline="${ESPNET_PEFT_SWEEP_CMDLINE:-${cmdline}}"  # (a pinned run cites the command that started it)
 orig_args=("$@")
-. utils/parse_options.sh
-. ./path.sh
+. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
+. "${MAIN_ROOT}/local/parse_options.sh"
 . ./cmd.sh
 case "${target}" in child|accent) ;; *) echo "$0: --target must be child or accent" >&2; exit 1 ;; esac
 [ -f "${grid}" ] || { echo "$0: grid not found: ${grid}" >&2; exit 1; }
@@ -76,7 +76,9 @@ if [ "${pin}" = true ]; then
         [ -e "${wt}/${rel}/${d}" ] || ln -s "${here}/${d}" "${wt}/${rel}/${d}"
     done
     echo "$0: running from ${wt} (commit ${commit:0:10}); records in ${here}/${records}/${sweep}" >&2
-    ESPNET_PEFT_SWEEP_CMDLINE="${cmdline}" exec "${wt}/${rel}/run_sweep.sh" "${orig_args[@]}" --pin false \
+    # MAIN_ROOT (exported by this checkout's path.sh) names the worktree: its path.sh then puts the
+    # worktree's espnet_peft first on PYTHONPATH, so every training imports the pinned library
+    ESPNET_PEFT_SWEEP_CMDLINE="${cmdline}" MAIN_ROOT="${wt}" exec "${wt}/${rel}/run_sweep.sh" "${orig_args[@]}" --pin false \
         --records "${here}/${records}" --results_dir "${here}/${results_dir}"
 fi
 opts=()
@@ -87,7 +89,7 @@ suffix=""; [ -z "${metric}" ] || [ "${metric}" = wer ] || suffix="_${metric}"
 [ "${archive_stale}" = true ] && opts+=(--archive_stale)
 [ -z "${bootstrap_unit}" ] || opts+=(--bootstrap_unit "${bootstrap_unit}")
 [ -z "${train_args}" ] || opts+=(--train_args "${train_args}")
-"${python}" utils/budget_sweep.py --grid "${grid}" --out "${sweep_dir:-exp/sweep_${sweep}}" \
+"${python}" "${MAIN_ROOT}/local/budget_sweep.py" --grid "${grid}" --out "${sweep_dir:-exp/sweep_${sweep}}" \
     --run "./run.sh --target ${target} ${run_args}" --cmd "${cuda_cmd}" --max_parallel "${max_parallel}" \
     --tag_prefix "${target}_" --model_config foundation/config.yaml --dev_set "${target}_dev" --dumpdir dump \
     --records "${records}/${sweep}" --data_sets "${target}_train ${target}_dev ${target}_unseen_test ${target}_test

@@ -4,7 +4,7 @@
 #   data/cmu_kids_{train,dev,test}               target domain: children reading aloud, ages 6-11
 #   data/librispeech_test_{clean,other}          forgetting sets (adult read speech)
 # Corpus locations come from db.sh. The cleaning, filtering and split rules are documented in
-# utils/corpora/cmu_kids.py and utils/corpora/librispeech.py; what was dropped and why is listed in
+# local/corpora/cmu_kids.py and local/corpora/librispeech.py; what was dropped and why is listed in
 # data/local/{cmu_kids,librispeech}/. The SPHERE audio is read by libsndfile directly; shorten-
 # compressed copies need sph2pipe on PATH (see README.md).
 set -euo pipefail
@@ -18,15 +18,15 @@ force=false                 # redo the preparation even if data/ is up to date
 help_message="Usage: local/data.sh [--text_source prompt|spoken] [--bins '1 2'] [--max_dur 30] [--split_lists DIR]
                      [--librispeech_sets 'test-clean test-other'] [--force false]"
 
-. utils/parse_options.sh
+. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
+. "${MAIN_ROOT}/local/parse_options.sh"
 if [ $# -ne 0 ]; then
     echo "${help_message}" >&2
     exit 1
 fi
 . ./db.sh
-. ./path.sh
 python="${python:-python3}"
-. utils/corpora/prepare.sh
+. "${MAIN_ROOT}/local/corpora/prepare.sh"
 
 require_db_var CMU_KIDS "/path/to/cmu_kids, LDC97S63"
 require_librispeech
@@ -37,7 +37,7 @@ skip_if_prepared cmu_kids \
 # shellcheck disable=SC2206
 opts=(--text_source "${text_source}" --bins ${bins} --max_dur "${max_dur}")
 [ -n "${split_lists}" ] && opts+=(--split_lists "${split_lists}")
-"${python}" utils/corpora/cmu_kids.py --corpus "${CMU_KIDS}" --out data "${opts[@]}"
+"${python}" "${MAIN_ROOT}/local/corpora/cmu_kids.py" --corpus "${CMU_KIDS}" --out data "${opts[@]}"
 
 prepare_librispeech
 mark_prepared

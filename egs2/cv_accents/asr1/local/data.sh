@@ -7,7 +7,7 @@
 #                                                dev/test speaker and dev/test sentence
 #   data/librispeech_test_{clean,other}          forgetting sets (adult read speech, mostly US)
 # Corpus locations come from db.sh. The accent choice, cleaning and split rules are documented in
-# utils/corpora/common_voice.py and utils/corpora/librispeech.py; what was dropped and why is listed
+# local/corpora/common_voice.py and local/corpora/librispeech.py; what was dropped and why is listed
 # in data/local/{common_voice,librispeech}/.
 set -euo pipefail
 
@@ -22,15 +22,15 @@ help_message="Usage: local/data.sh [--accents 'indian scottish southern_african'
                      [--max_per_speaker 0] [--max_dur 30] [--mp3_cmd 'CMD {path} |']
                      [--librispeech_sets 'test-clean test-other'] [--force false]"
 
-. utils/parse_options.sh
+. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
+. "${MAIN_ROOT}/local/parse_options.sh"
 if [ $# -ne 0 ]; then
     echo "${help_message}" >&2
     exit 1
 fi
 . ./db.sh
-. ./path.sh
 python="${python:-python3}"
-. utils/corpora/prepare.sh
+. "${MAIN_ROOT}/local/corpora/prepare.sh"
 
 require_db_var COMMONVOICE "/path/to/cv-corpus-<version>/en"
 require_librispeech
@@ -42,7 +42,7 @@ skip_if_prepared cv_accents \
 opts=(--accents ${accents} --train_source "${train_source}" --max_per_speaker "${max_per_speaker}"
       --max_dur "${max_dur}")
 [ -n "${mp3_cmd}" ] && opts+=(--mp3_cmd "${mp3_cmd}")
-"${python}" utils/corpora/common_voice.py --corpus "${COMMONVOICE}" --out data "${opts[@]}"
+"${python}" "${MAIN_ROOT}/local/corpora/common_voice.py" --corpus "${COMMONVOICE}" --out data "${opts[@]}"
 
 prepare_librispeech
 mark_prepared

@@ -11,8 +11,8 @@ nj=2
 mbrola=false  # add mbrola L2 voices (Debian contrib/non-free, must be installed)
 source_train=true   # synthesise the source training / dev sets (only the foundation model's training needs them)
 help_message="Usage: local/data.sh [--size 1.0] [--seed 1] [--nj 2] [--mbrola false] [--source_train true]"
-. utils/parse_options.sh
-. ./path.sh
+. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
+. "${MAIN_ROOT}/local/parse_options.sh"
 
 version=2     # the corpus design (2: many target speakers, unseen-speaker and style test sets)
 stamp="data/.corpus_v${version}_size${size}_seed${seed}_mbrola${mbrola}_source${source_train}"
@@ -25,7 +25,7 @@ else
     [ "${mbrola}" = true ] && opts+=(--mbrola)
     [ "${source_train}" = true ] || opts+=(--skip source_train,source_dev)
     rm -f data/lm_train.txt
-    "${python}" utils/synth_corpus.py --out data --wavdir downloads/wav --size "${size}" --seed "${seed}" \
+    "${python}" "${MAIN_ROOT}/local/synth_corpus.py" --out data --wavdir downloads/wav --size "${size}" --seed "${seed}" \
         --nj "${nj}" --train_only local/train_only_sentences.txt --style_test local/style_test_sentences.txt \
         "${opts[@]+"${opts[@]}"}"
     rm -f data/.corpus_*
@@ -35,5 +35,5 @@ if [ "${source_train}" = true ] && [ ! -f data/lm_train.txt ]; then
     exclude=()
     for d in data/*_dev data/*_test; do exclude+=(--exclude "${d}/text"); done
     fraction=$(awk -v s="${size}" 'BEGIN { print (s < 1 ? s : 1) }')
-    "${python}" utils/lm_text.py --out data/lm_train.txt --fraction "${fraction}" --seed "${seed}" "${exclude[@]}"
+    "${python}" "${MAIN_ROOT}/local/lm_text.py" --out data/lm_train.txt --fraction "${fraction}" --seed "${seed}" "${exclude[@]}"
 fi

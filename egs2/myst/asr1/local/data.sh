@@ -3,7 +3,7 @@
 #   data/myst_{train,dev,test}                   target domain: children's conversational speech
 #   data/librispeech_test_{clean,other}          forgetting sets (adult read speech)
 # Corpus locations come from db.sh. The cleaning and filtering rules are documented in
-# utils/corpora/myst.py and utils/corpora/librispeech.py; what was dropped and why is listed in
+# local/corpora/myst.py and local/corpora/librispeech.py; what was dropped and why is listed in
 # data/local/{myst,librispeech}/.
 set -euo pipefail
 
@@ -16,15 +16,15 @@ force=false                 # redo the preparation even if data/ is up to date
 help_message="Usage: local/data.sh [--max_dur 30] [--drop_unintelligible true|false] [--drop_fillers true|false]
                      [--split_lists DIR] [--librispeech_sets 'test-clean test-other'] [--force false]"
 
-. utils/parse_options.sh
+. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
+. "${MAIN_ROOT}/local/parse_options.sh"
 if [ $# -ne 0 ]; then
     echo "${help_message}" >&2
     exit 1
 fi
 . ./db.sh
-. ./path.sh
 python="${python:-python3}"
-. utils/corpora/prepare.sh
+. "${MAIN_ROOT}/local/corpora/prepare.sh"
 
 require_db_var MYST "/path/to/the MyST corpus, LDC2021S05 or the Boulder Learning release"
 require_librispeech
@@ -34,7 +34,7 @@ skip_if_prepared myst \
 
 opts=(--max_dur "${max_dur}" --drop_unintelligible "${drop_unintelligible}" --drop_fillers "${drop_fillers}")
 [ -n "${split_lists}" ] && opts+=(--split_lists "${split_lists}")
-"${python}" utils/corpora/myst.py --corpus "${MYST}" --out data "${opts[@]}"
+"${python}" "${MAIN_ROOT}/local/corpora/myst.py" --corpus "${MYST}" --out data "${opts[@]}"
 
 prepare_librispeech
 mark_prepared

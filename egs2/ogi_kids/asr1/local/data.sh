@@ -4,7 +4,7 @@
 #   data/ogi_spont_{train,dev,test}              (--subsets ... spontaneous) the monologues, long-form
 #   data/librispeech_test_{clean,other}          forgetting sets (adult read speech)
 # Corpus locations come from db.sh. The cleaning, filtering and split rules are documented in
-# utils/corpora/ogi_kids.py and utils/corpora/librispeech.py; what was dropped and why is listed in
+# local/corpora/ogi_kids.py and local/corpora/librispeech.py; what was dropped and why is listed in
 # data/local/{ogi_kids,librispeech}/.
 set -euo pipefail
 
@@ -22,15 +22,15 @@ help_message="Usage: local/data.sh [--subsets 'scripted spontaneous'] [--max_dur
                      [--require_verification true|false] [--drop_fillers true|false] [--spont_max_dur 0]
                      [--spont_segments FILE] [--split_lists DIR] [--librispeech_sets 'test-clean test-other'] [--force false]"
 
-. utils/parse_options.sh
+. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
+. "${MAIN_ROOT}/local/parse_options.sh"
 if [ $# -ne 0 ]; then
     echo "${help_message}" >&2
     exit 1
 fi
 . ./db.sh
-. ./path.sh
 python="${python:-python3}"
-. utils/corpora/prepare.sh
+. "${MAIN_ROOT}/local/corpora/prepare.sh"
 
 require_db_var OGI_KIDS "/path/to/cslu_kids, LDC2007S18, the directory with docs/ and speech/"
 require_librispeech
@@ -43,7 +43,7 @@ opts=(--subsets ${subsets} --max_dur "${max_dur}" --verify_labels ${verify_label
       --require_verification "${require_verification}" --drop_fillers "${drop_fillers}" --spont_max_dur "${spont_max_dur}")
 [ -n "${spont_segments}" ] && opts+=(--spont_segments "${spont_segments}")
 [ -n "${split_lists}" ] && opts+=(--split_lists "${split_lists}")
-"${python}" utils/corpora/ogi_kids.py --corpus "${OGI_KIDS}" --out data "${opts[@]}"
+"${python}" "${MAIN_ROOT}/local/corpora/ogi_kids.py" --corpus "${OGI_KIDS}" --out data "${opts[@]}"
 
 prepare_librispeech
 mark_prepared

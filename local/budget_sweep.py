@@ -711,7 +711,9 @@ class Sweep:
         self.ran_cells.add(j["cell"])
         log = a.out / "logs" / f"{j['label']}.log"
         t_job = time.time()
-        rc = subprocess.call(f"{a.cmd} {shlex.quote(str(log))} {shlex.quote(j['command'])}", shell=True)
+        # the backend is this process's own child (no shell between): launch.py stops the job when
+        # the sweep dies, even by SIGKILL, as it does for a recipe
+        rc = subprocess.call(shlex.split(a.cmd) + [str(log), j["command"]])
         j["seconds"] = time.time() - t_job
         self.entry["jobs"] += 1
         self.record_invocation()

@@ -269,6 +269,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$prepare_only" = true ] && exit 0
+if [ -n "${HANG:-}" ]; then echo $$ > "$HANG"; sleep 300; fi
 [ -n "${FAIL_TAG:-}" ] && [ "$tag" = "$FAIL_TAG" ] && exit 3
 dir=exp/$tag/merged; [ "$alpha" = 1.0 ] || dir=exp/$tag/merged_alpha$alpha
 mkdir -p "$dir"
@@ -293,6 +294,38 @@ def scratch_recipe(tmp_path, methods=("lora", "ssvd", "full")):
     for m in methods:
         (rec / "conf" / "peft" / f"{m}.yaml").write_text((ROOT / "conf" / "peft" / f"{m}.yaml").read_text())
     return rec
+
+
+def test_a_killed_sweep_leaves_no_job_running(tmp_path):
+    """Killing the sweep driver (even by SIGKILL) stops the job it started: the backend (launch.py)
+    is its direct child and watches it, as it watches a recipe."""
+    import signal
+    import time
+
+    rec = scratch_recipe(tmp_path)
+    (rec / "run.sh").write_text(FAKE_RUN)
+    grid = grid_file(rec, {"configs": {"lora": "conf/peft/lora.yaml"}, "methods": ["lora"], "budgets": ["1%"]})
+    pidfile = tmp_path / "job.pid"
+    env = dict(os.environ, CALLS=str(tmp_path / "calls.txt"), HANG=str(pidfile))
+    cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out", "exp/sweep",
+           "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'} --backend local",
+           "--model_config", "none.yaml", "--records", "records"]
+    sweep = subprocess.Popen(cmd, cwd=rec, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not pidfile.is_file() or not pidfile.read_text().strip():
+            assert time.time() < deadline and sweep.poll() is None, "the job never started"
+            time.sleep(0.2)
+        job = int(pidfile.read_text())
+        os.kill(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+        deadline = time.time() + 30
+        while Path(f"/proc/{job}").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert not Path(f"/proc/{job}").exists(), "the job outlived the sweep that started it"
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
 
 
 def test_driver_skips_finished_cells_and_resumes(tmp_path):

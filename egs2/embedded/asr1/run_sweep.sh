@@ -89,7 +89,7 @@ suffix=""; [ -z "${metric}" ] || [ "${metric}" = wer ] || suffix="_${metric}"
 [ "${archive_stale}" = true ] && opts+=(--archive_stale)
 [ -z "${bootstrap_unit}" ] || opts+=(--bootstrap_unit "${bootstrap_unit}")
 [ -z "${train_args}" ] || opts+=(--train_args "${train_args}")
-"${python}" "${MAIN_ROOT}/local/budget_sweep.py" --grid "${grid}" --out "${sweep_dir:-exp/sweep_${sweep}}" \
+exec "${python}" "${MAIN_ROOT}/local/budget_sweep.py" --grid "${grid}" --out "${sweep_dir:-exp/sweep_${sweep}}" \
     --run "./run.sh --target ${target} ${run_args}" --cmd "${cuda_cmd}" --max_parallel "${max_parallel}" \
     --tag_prefix "${target}_" --model_config foundation/config.yaml --dev_set "${target}_dev" --dumpdir dump \
     --records "${records}/${sweep}" --data_sets "${target}_train ${target}_dev ${target}_unseen_test ${target}_test

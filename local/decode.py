@@ -223,63 +223,38 @@ def load_model(model_dir: Path, task: str, opts: dict):
 
 
 class Routing:
-    """Per-utterance adapters (``--adapter NAME=CHECKPOINT``, ``--utt2adapter FILE``): one model load,
-    an adapter bank on it (``espnet_peft.bank``), and each utterance decoded with its adapter (``base``:
-    the frozen model). Every utterance must be named in utt2adapter with a known adapter, and every
-    adapter must belong to the model (its pretrained weights and recorded config): checked before any
-    decoding."""
+    """Per-utterance adapters (``--adapter NAME=CHECKPOINT``, ``--utt2adapter FILE``) through the
+    library's :class:`espnet_peft.routing.Router`: one model load, an adapter bank on it, and each
+    utterance decoded with its adapter (``base``: the frozen model); every check is made before any
+    decoding. Here its errors end the job with the message, and its signature keys the decoding."""
 
     def __init__(self, adapters, utt2adapter):
-        self.paths = {}
-        for spec in adapters:
-            name, sep, path = spec.partition("=")
-            if not sep or not name or not path:
-                sys.exit(f"decode.py: --adapter wants NAME=CHECKPOINT, got {spec!r}")
-            if name in self.paths or name == "base":
-                sys.exit(f"decode.py: adapter name {name!r} is given twice or reserved")
-            if not Path(path).is_file():
-                sys.exit(f"decode.py: adapter {name}: {path} not found")
-            self.paths[name] = path
-        if not utt2adapter:
-            sys.exit("decode.py: --adapter needs --utt2adapter (utterance -> adapter name, base for none)")
-        self.utt2adapter = read_scp(Path(utt2adapter))
-        self.file = utt2adapter
-        self.bank = None
+        from espnet_peft.routing import Router
 
-    def check(self, data_dirs) -> None:
-        known = set(self.paths) | {"base"}
-        for d in data_dirs:
-            for key in read_scp(Path(d) / "wav.scp"):
-                name = self.utt2adapter.get(key)
-                if name is None:
-                    sys.exit(f"decode.py: utterance {key} ({d}) has no adapter in {self.file}")
-                if name not in known:
-                    sys.exit(f"decode.py: utterance {key}: adapter {name!r} (in {self.file}) is none of "
-                             f"{', '.join(sorted(known))}")
+        self.router = self._call(Router, adapters, utt2adapter)
 
-    def signature(self) -> dict:
-        return {"adapters": {n: file_id(p) for n, p in sorted(self.paths.items())}, "utt2adapter": file_id(self.file)}
-
-    def attach(self, model) -> None:
-        from espnet_peft.bank import AdapterBank
+    @staticmethod
+    def _call(fn, *args):
         from espnet_peft.errors import PeftError
 
-        self.bank = AdapterBank(model)
-        from espnet_peft.adapter_file import load_adapter
-
         try:
-            for name, path in self.paths.items():
-                # (.safetensors adapter files or .pth states; one written before adapter states recorded
-                # their config takes its header's, or its experiment's frozen peft_config.yaml)
-                state, header = load_adapter(path)
-                frozen = Path(path).parent / "peft_config.yaml"
-                config = header.get("config") if "config_sha256" not in header else None
-                self.bank.add(name, state, config=config or (str(frozen) if frozen.is_file() else None))
+            return fn(*args)
         except PeftError as e:
             sys.exit(f"decode.py: {e}")
 
+    def check(self, data_dirs) -> None:
+        for d in data_dirs:
+            self._call(self.router.check_keys, read_scp(Path(d) / "wav.scp"), str(d))
+
+    def signature(self) -> dict:
+        return {"adapters": {n: file_id(p) for n, p in sorted(self.router.paths.items())},
+                "utt2adapter": file_id(self.router.file)}
+
+    def attach(self, model) -> None:
+        self._call(self.router.attach, model)
+
     def select(self, key: str) -> None:
-        self.bank.activate(self.utt2adapter[key])
+        self.router.select(key)
 
 
 def data_signature(data_dir: Path) -> str:

@@ -162,3 +162,32 @@ def test_adapter_files_are_safetensors_with_a_header_and_pth_still_loads(tmp_pat
         load_adapter(tmp_path / "junk.safetensors")
     with pytest.raises(espnet_peft.PeftError, match="an adapter file is .safetensors"):
         save_adapter(tmp_path / "x.bin", state)
+
+
+def test_routing_arguments_and_tables_are_checked(tmp_path):
+    """The routing options come off a stock command line in both spellings; a malformed spec, a
+    reserved or repeated name, a missing file and an utterance listed twice are errors naming them."""
+    from espnet_peft.errors import PeftError
+    from espnet_peft.routing import Router, read_table, split_routing_args
+
+    specs, table, rest = split_routing_args(["--beam_size", "2", "--adapter", "a=x.pth", "--adapter=b=y.pth",
+                                             "--utt2adapter=u2a", "--output_dir", "out"])
+    assert specs == ["a=x.pth", "b=y.pth"] and table == "u2a" and rest == ["--beam_size", "2", "--output_dir", "out"]
+    with pytest.raises(PeftError, match="--utt2adapter needs a value"):
+        split_routing_args(["--utt2adapter"])
+    ckpt = tmp_path / "a.pth"
+    ckpt.write_bytes(b"x")
+    (tmp_path / "u2a").write_text("u1 a\nu2 base\n")
+    for specs, pattern in ((["a"], "NAME=CHECKPOINT"), ([f"base={ckpt}"], "reserved"),
+                           ([f"a={ckpt}", f"a={ckpt}"], "twice"), ([f"a={tmp_path / 'none.pth'}"], "not found")):
+        with pytest.raises(PeftError, match=pattern):
+            Router(specs, tmp_path / "u2a")
+    with pytest.raises(PeftError, match="needs --utt2adapter"):
+        Router([f"a={ckpt}"], None)
+    router = Router([f"a={ckpt}"], tmp_path / "u2a")
+    router.check_keys(["u1", "u2"])
+    with pytest.raises(PeftError, match="utterance u3 .*has no adapter"):
+        router.check_keys(["u1", "u3"], where="data/x")
+    (tmp_path / "dup").write_text("u1 a\nu1 base\n")
+    with pytest.raises(PeftError, match="dup:2: utterance u1 is listed twice"):
+        read_table(tmp_path / "dup")

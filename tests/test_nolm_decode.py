@@ -358,23 +358,22 @@ def test_a_decoding_belongs_to_its_data(tmp_path):
     assert not decode.finished(out, "s", data)
 
 
-def test_routed_decoding_equals_each_adapters_merged_model(decode, asr, tmp_path, keep_torch_load):
-    """decode.py --adapter NAME=CHECKPOINT --utt2adapter FILE (issue 29 item 2): one model load, each
-    utterance decoded with its adapter; every hypothesis equals the one of its adapter's merged
-    model, and ``base`` the frozen model's; a missing utterance or a foreign adapter stops the job
-    before any decoding, naming it."""
+ROUTED_CONFIGS = {
+    "child": {"method": "lora", "target_modules": ["feed_forward.w_1", "feed_forward.w_2"], "rank": 4},
+    "accent": {"method": "ssvd_o", "target_modules": ["feed_forward.w_1"], "k_in": 4, "k_out": 2, "svd": "full"}}
+
+
+def two_adapters(model, model_dir: Path, tmp_path: Path, data: Path):
+    """A LoRA and an SSVD-O adapter of ``model`` (random trained values), each also merged into a
+    stock model directory, and a utt2adapter routing the utterances of ``data`` to child, accent and
+    base in turn: ``(adapter specs, {name: model dir}, route)``."""
     import espnet_peft
     from conftest import randomize_trainables
 
-    root, model_dir, model = asr
-    data = write_wavs(tmp_path, n=6)
     keys = sorted(read_text(data / "wav.scp"))
-    configs = {"child": {"method": "lora", "target_modules": ["feed_forward.w_1", "feed_forward.w_2"], "rank": 4},
-               "accent": {"method": "ssvd_o", "target_modules": ["feed_forward.w_1"], "k_in": 4, "k_out": 2,
-                          "svd": "full"}}
     dirs = {"base": model_dir}
     adapters = []
-    for i, (name, cfg) in enumerate(configs.items()):
+    for i, (name, cfg) in enumerate(ROUTED_CONFIGS.items()):
         wrapped = copy.deepcopy(model)
         espnet_peft.apply_peft(wrapped, cfg)
         randomize_trainables(wrapped, scale=0.5, seed=11 + i)
@@ -388,6 +387,21 @@ def test_routed_decoding_equals_each_adapters_merged_model(decode, asr, tmp_path
         dirs[name] = d
     route = {k: ("child", "accent", "base")[i % 3] for i, k in enumerate(keys)}
     (tmp_path / "utt2adapter").write_text("".join(f"{k} {v}\n" for k, v in route.items()))
+    return adapters, dirs, route
+
+
+def test_routed_decoding_equals_each_adapters_merged_model(decode, asr, tmp_path, keep_torch_load):
+    """decode.py --adapter NAME=CHECKPOINT --utt2adapter FILE (issue 29 item 2): one model load, each
+    utterance decoded with its adapter; every hypothesis equals the one of its adapter's merged
+    model, and ``base`` the frozen model's; a missing utterance or a foreign adapter stops the job
+    before any decoding, naming it."""
+    import espnet_peft
+
+    root, model_dir, model = asr
+    data = write_wavs(tmp_path, n=6)
+    keys = sorted(read_text(data / "wav.scp"))
+    adapters, dirs, route = two_adapters(model, model_dir, tmp_path, data)
+    configs = ROUTED_CONFIGS
 
     def run(model_dir, out, extra=()):
         common = ["--model_dir", str(model_dir), "--output_dir", str(out), "--data_dir", str(data),
@@ -433,3 +447,85 @@ def test_routed_decoding_equals_each_adapters_merged_model(decode, asr, tmp_path
                      "--decode_config", str(NOLM_CONFIG), "--adapter", f"child={tmp_path / 'foreign.pth'}",
                      "--adapter", adapters[1], "--utt2adapter", str(tmp_path / "utt2adapter")])
     assert not (tmp_path / "y" / "set" / "hyp.1").exists()
+
+
+def test_inference_cli_routes_each_utterance_to_its_adapter(asr, tmp_path, keep_torch_load):
+    """espnet_peft.bin.asr_inference --adapter NAME=CHECKPOINT --utt2adapter FILE (issue 29 item 2):
+    ESPnet's own decoding loop on one load of the pretrained model, each utterance with its adapter;
+    every hypothesis equals stock ESPnet's decoding of that adapter's merged model (``base``: the
+    pretrained model); an utterance without an adapter, or an adapter of another pretrained model,
+    is refused before any decoding."""
+    import espnet_peft
+    from espnet2.bin import asr_inference as stock
+    from espnet_peft.bin import asr_inference
+
+    root, model_dir, model = asr
+    data = write_wavs(tmp_path, n=6)
+    keys = sorted(read_text(data / "wav.scp"))
+    adapters, dirs, route = two_adapters(model, model_dir, tmp_path, data)
+    opts = ["--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound", "--beam_size", "2",
+            "--ctc_weight", "0.5", "--batch_size", "1", "--ngpu", "0"]
+
+    def stock_decode(d: Path, out: Path) -> dict:
+        stock.main(["--asr_train_config", str(d / "config.yaml"), "--asr_model_file", str(d / "model.pth"),
+                    "--output_dir", str(out), *opts])
+        return read_text(out / "1best_recog" / "text")
+
+    base = ["--asr_train_config", str(model_dir / "config.yaml"), "--asr_model_file", str(model_dir / "model.pth")]
+    routing = [a for spec in adapters for a in ("--adapter", spec)] + ["--utt2adapter", str(tmp_path / "utt2adapter")]
+    asr_inference.main(base + ["--output_dir", str(tmp_path / "routed"), *opts] + routing)
+    routed = read_text(tmp_path / "routed" / "1best_recog" / "text")
+    single = {name: stock_decode(d, tmp_path / f"stock_{name}") for name, d in dirs.items()}
+    assert set(routed) == set(keys)
+    for k in keys:
+        assert routed[k] == single[route[k]][k], (k, route[k])
+    assert len({single[n][k] for n in dirs for k in keys}) > len(keys)  # the adapters do decode differently
+    # refused before decoding: an utterance without an adapter, a foreign adapter, a batch of several
+    (tmp_path / "partial").write_text("".join(f"{k} child\n" for k in keys[1:]))
+    with pytest.raises(SystemExit, match=f"utterance {keys[0]} .* has no adapter"):
+        asr_inference.main(base + ["--output_dir", str(tmp_path / "x"), *opts, "--adapter", adapters[0],
+                                   "--utt2adapter", str(tmp_path / "partial")])
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.encoder.encoders[0].feed_forward.w_1.weight.add_(0.1)
+    espnet_peft.apply_peft(other, ROUTED_CONFIGS["child"])
+    torch.save(espnet_peft.peft_state_dict(other), tmp_path / "foreign.pth")
+    with pytest.raises(SystemExit, match="'child'.*(another base model|differ)"):
+        asr_inference.main(base + ["--output_dir", str(tmp_path / "y"), *opts, "--adapter",
+                                   f"child={tmp_path / 'foreign.pth'}", "--adapter", adapters[1],
+                                   "--utt2adapter", str(tmp_path / "utt2adapter")])
+    assert not (tmp_path / "y" / "1best_recog" / "text").exists()
+    with pytest.raises(SystemExit, match="--batch_size 1"):
+        asr_inference.main(base + ["--output_dir", str(tmp_path / "z"), *opts[:-4], "--batch_size", "2",
+                                   *routing])
+
+
+def test_s2t_inference_cli_routes_each_utterance_to_its_adapter(owsm, tmp_path, keep_torch_load):
+    """The same routing in espnet_peft.bin.s2t_inference (OWSM-shaped S2T model): each utterance's
+    hypothesis equals stock ESPnet's decoding of its adapter's merged model."""
+    from espnet2.bin import s2t_inference as stock
+    from espnet_peft.bin import s2t_inference
+
+    root, model_dir, model, _ = owsm
+    data = write_wavs(tmp_path, n=3)
+    keys = sorted(read_text(data / "wav.scp"))
+    adapters, dirs, route = two_adapters(model, model_dir, tmp_path, data)
+    opts = ["--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound", "--beam_size", "1",
+            "--ctc_weight", "0.3", "--batch_size", "1", "--ngpu", "0", "--maxlenratio", "0.05"]
+
+    def stock_decode(d: Path, out: Path) -> dict:
+        stock.main(["--s2t_train_config", str(d / "config.yaml"), "--s2t_model_file", str(d / "model.pth"),
+                    "--output_dir", str(out), *opts])
+        return read_text(out / "1best_recog" / "text")
+
+    s2t_inference.main(["--s2t_train_config", str(model_dir / "config.yaml"), "--s2t_model_file",
+                        str(model_dir / "model.pth"), "--output_dir", str(tmp_path / "routed"), *opts]
+                       + [a for spec in adapters for a in ("--adapter", spec)]
+                       + ["--utt2adapter", str(tmp_path / "utt2adapter")])
+    routed = read_text(tmp_path / "routed" / "1best_recog" / "text")
+    single = {name: stock_decode(d, tmp_path / f"stock_{name}") for name, d in dirs.items()}
+    assert set(routed) == set(keys)
+    for k in keys:
+        assert routed[k] == single[route[k]][k], (k, route[k])
+    # (this random tiny model's output hardly depends on the audio, but it does on the adapter)
+    assert any(single[route[k]][k] != single["base"][k] for k in keys), "the routing changes nothing here"

@@ -38,20 +38,94 @@ def run_inference(name: str, cmd=None) -> None:
     """ESPnet's own ``espnet2.bin.<name>_inference`` on a PEFT experiment: the experiment's frozen
     PEFT config is used (``peft_config.yaml`` beside the config), model and LM files load with
     ``weights_only=True``, and audio at another sample rate than the model's frontend, or with
-    more than one channel, is refused before the model is loaded."""
-    import importlib
+    more than one channel, is refused before the model is loaded.
 
+    Routing: ``--adapter NAME=CHECKPOINT`` (repeatable; any method, ``.pth`` states or
+    ``.safetensors`` adapter files) with ``--utt2adapter FILE`` decodes each utterance with its
+    adapter (``base``: the frozen model) on one load of the pretrained model that
+    ``--{name}_train_config`` / ``--{name}_model_file`` name; every utterance's adapter and every
+    adapter's pretrained model are checked before any decoding (``espnet_peft.routing``)."""
+    import importlib
+    import sys
+
+    from ..errors import PeftError
     from ..espnet_task import check_inference_data, weights_only_loads
     from ..methods import register_with_espnet
+    from ..routing import Router, split_routing_args
 
+    prog = f"espnet_peft.bin.{name}_inference"
+    argv = list(sys.argv[1:] if cmd is None else cmd)
     stock = importlib.import_module(f"espnet2.bin.{name}_inference")
-    args = stock.get_parser().parse_args(cmd)
+    try:
+        specs, utt2adapter, argv = split_routing_args(argv)
+        router = Router(specs, utt2adapter) if specs or utt2adapter else None
+    except PeftError as e:
+        raise SystemExit(f"{prog}: error: {e}") from None
+    args = stock.get_parser().parse_args(argv)
     check_inference_data(args.data_path_and_name_and_type, getattr(args, f"{name}_train_config"))
+    if router is not None:
+        check_routed_data(prog, router, args)
     register_with_espnet()
     task = task_of({}, name)
-    setattr(stock, stock_task(task.__name__).__name__, task)  # build_model_from_file rebuilds the wrapped model
-    with weights_only_loads():
-        stock.main(cmd)
+    stock_name = stock_task(task.__name__).__name__
+    if router is not None:
+        task = routed_task(task, router, prog)
+    original = getattr(stock, stock_name)
+    setattr(stock, stock_name, task)  # build_model_from_file rebuilds the wrapped model
+    try:
+        with weights_only_loads():
+            stock.main(argv)
+    finally:  # (in one process, a later stock decoding is stock again)
+        setattr(stock, stock_name, original)
+
+
+def check_routed_data(prog: str, router, args) -> None:
+    """Before any model is loaded: one utterance per batch (the adapter is chosen per utterance), and
+    every utterance of the data (or of ``--key_file``) routed to a known adapter."""
+    from ..errors import PeftError
+    from ..routing import data_keys
+
+    if args.batch_size != 1:
+        raise SystemExit(f"{prog}: error: routing decodes one utterance at a time: --batch_size 1, "
+                         f"not {args.batch_size}")
+    first = args.data_path_and_name_and_type[0]
+    table = getattr(args, "key_file", None) or (first[0] if isinstance(first, (tuple, list)) else str(first).split(",")[0])
+    try:
+        router.check_keys(data_keys(table), where=str(table))
+    except (PeftError, OSError) as e:
+        raise SystemExit(f"{prog}: error: {e}") from None
+
+
+def routed_task(task, router, prog: str):
+    """``task`` with an adapter bank on the model it builds for decoding, switched to each utterance's
+    adapter as the data iterator hands the utterance over (ESPnet decodes a batch before it asks for
+    the next one)."""
+    from ..errors import PeftError
+
+    class Routed(task):
+        @classmethod
+        def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
+            model, train_args = super().build_model_from_file(config_file, model_file, device)
+            try:
+                router.attach(model)
+            except PeftError as e:
+                raise SystemExit(f"{prog}: error: {e}") from None
+            if device != "mps":
+                model.to(device)
+            return model, train_args
+
+        @classmethod
+        def build_streaming_iterator(cls, *args, **kwargs):
+            loader = super().build_streaming_iterator(*args, **kwargs)
+
+            def routed():
+                for keys, batch in loader:
+                    router.select(keys[0])
+                    yield keys, batch
+            return routed()
+
+    Routed.__name__ = Routed.__qualname__ = f"Routed{task.__name__}"
+    return Routed
 
 
 def stock_task(name: str):

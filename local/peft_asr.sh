@@ -19,6 +19,9 @@
 #     (with --nolm_decode_config, stages 12-14 also decode and score every test set without the LM,
 #      into ${expdir}/base_decode_nolm and ${merged}/decode_nolm, and stage 15 reports both)
 #  15 report: ${expdir}/RESULTS.md, JSON summary, printed table (--results FILE: that file too)
+#  16 (on request) several domains, one model: a mixed test set decoded on one load of the foundation
+#     model, each utterance routed to its adapter (--route_adapters, --route_sets), against the base
+#     and each merged model (${expdir}/routed_${route_name}/RESULTS.md)
 # Reliability (README, "Reliability"): options, configs and data are checked before compute; a
 # running experiment holds ${exp}/run.lock; a signal to this script stops the job it runs (its
 # whole process group); caches (statistics, decodings) are keyed by the content they depend on.
@@ -94,6 +97,10 @@ results=""                          # stage 15 always writes ${expdir}/RESULTS.m
                                     # targets run here change, the others are kept
 recipe_name=""                      # for the report (default: the recipe directory name)
 prepare_only=false                  # sweeps: only the shared work (adaptation statistics, base decoding)
+# serving several domains (stage 16): one model load, each utterance of a mixed set routed to its adapter
+route_adapters=""                   # NAME=TAG ...: the adapters (${expdir}/TAG/${checkpoint}, merged at stage 11)
+route_sets=""                       # SET=NAME ...: the test sets mixed, each routed to an adapter or to base
+route_name=mixed                    # the mixed set (${dumpdir}/raw/NAME) and its results (${expdir}/routed_NAME)
 # ---------------------------------------------------------------- end of options
 
 help_message="Usage: ${me} [options]   e.g. --stage 10 --peft_config conf/peft/METHOD.yaml --tag child_METHOD
@@ -109,10 +116,10 @@ run_cmd="cd $(print_args "${recipe_rel}") && ${run_args}"  # what reproduces thi
 # ---------------------------------------------------------------- checks before compute
 die() { echo "${me}: $*" >&2; exit 1; }
 case "${task}" in asr|s2t) ;; *) die "--task must be asr or s2t, got '${task}'" ;; esac
-case "${stage}" in ''|*[!0-9]*) die "--stage must be a number 1-15, got '${stage}'" ;; esac
-case "${stop_stage}" in ''|*[!0-9]*) die "--stop_stage must be a number 1-15, got '${stop_stage}'" ;; esac
-if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 15 ] || [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 15 ]; then
-    die "unknown stage: stages are 1-15 (got --stage ${stage} --stop_stage ${stop_stage})"
+case "${stage}" in ''|*[!0-9]*) die "--stage must be a number 1-16, got '${stage}'" ;; esac
+case "${stop_stage}" in ''|*[!0-9]*) die "--stop_stage must be a number 1-16, got '${stop_stage}'" ;; esac
+if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 16 ] || [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 16 ]; then
+    die "unknown stage: stages are 1-16 (got --stage ${stage} --stop_stage ${stop_stage})"
 fi
 if [ "${task}" = s2t ] && [ "${pretrain}" = true ]; then
     die "--pretrain true trains ASR foundation models only; S2T (OWSM) models come from --foundation_source"
@@ -335,6 +342,7 @@ decode_sets() {
     local config="$1" lm_dir="$2" sets="$3"; shift 3
     local pairs=("$@") dargs=() margs=() s i n lock_fd=""
     for s in ${sets}; do dargs+=(--data_dir "${dumpdir}/raw/${s}"); done
+    dargs+=("${route_args[@]+"${route_args[@]}"}")  # (stage 16: the adapters and utt2adapter of a routed decoding)
     # the LM of the model being decoded: the foundation model's (a new one's, at stage 8)
     [ -z "${lm_dir}" ] || dargs+=(--lm_dir "${lm_dir}")
     # the base model's decodings are shared by every experiment: decoded under a lock; once done,
@@ -374,6 +382,8 @@ decode_sets() {
     fi
     [ -z "${lock_fd}" ] || exec {lock_fd}>&-
 }
+
+route_args=()
 
 # check_decoded CONFIG LM_DIR STAGE "SETS" MODEL_DIR OUT_DIR [MODEL_DIR OUT_DIR ...]: every set is decoded
 # in every OUT_DIR by its MODEL_DIR's current model files with CONFIG (and LM_DIR): scores and reports are
@@ -742,5 +752,31 @@ if [ "${stage}" -le 15 ] && [ "${stop_stage}" -ge 15 ]; then
         --source_test_sets "${source_test_sets}" --target_test_sets "${target_test_sets}" \
         --recipe "${recipe_name}" --expdir "${expdir}" --alpha "${alpha}" ${results:+--results "${results}"} \
         ${nolm_decode_config:+--nolm_decode_config "${nolm_decode_config}" --base_decode_nolm "${base_decode_nolm}"}
+fi
+# ---------------------------------------------------------------- 16: several domains, one model
+if [ "${stage}" -le 16 ] && [ "${stop_stage}" -ge 16 ]; then
+    route_opts=(--expdir "${expdir}" --dumpdir "${dumpdir}" --checkpoint "${checkpoint}")
+    route_tags=()
+    for _x in ${route_adapters}; do route_opts+=(--adapter "${_x}"); route_tags+=("${_x#*=}"); done
+    for _x in ${route_sets}; do route_opts+=(--set "${_x}"); done
+    [ -n "${route_adapters}" ] && [ -n "${route_sets}" ] ||
+        die "stage 16 needs --route_adapters 'NAME=TAG ...' and --route_sets 'SET=NAME ...'"
+    "${python}" "${MAIN_ROOT}/local/routed_eval.py" check "${route_opts[@]}" || exit 1
+    routed="${expdir}/routed_${route_name}"
+    mixed_sets="$(for _x in ${route_sets}; do printf '%s ' "${_x%%=*}"; done)"
+    log "stage 16: ${route_name} = ${mixed_sets}routed to their adapters; every set also decoded by each merged model"
+    merged_pairs=()
+    for _t in "${route_tags[@]}"; do merged_pairs+=("${expdir}/${_t}/merged" "${expdir}/${_t}/merged/decode"); done
+    decode_sets "${decode_config}" "${decode_lm_dir}" "${mixed_sets}" "${foundation_dir}" "${base_decode}" \
+        "${merged_pairs[@]}"
+    "${python}" "${MAIN_ROOT}/local/mix_sets.py" --out "${dumpdir}/raw/${route_name}" \
+        $(for _x in ${route_sets}; do printf -- '--set %s ' "${dumpdir}/raw/${_x}"; done)
+    route_args=(--utt2adapter "${dumpdir}/raw/${route_name}/utt2adapter")
+    for _x in ${route_adapters}; do route_args+=(--adapter "${_x%%=*}=${expdir}/${_x#*=}/${checkpoint}"); done
+    decode_sets "${decode_config}" "${decode_lm_dir}" "${route_name}" "${foundation_dir}" "${routed}/decode"
+    route_args=()
+    "${python}" "${MAIN_ROOT}/local/routed_eval.py" report "${route_opts[@]}" \
+        --routed "${routed}/decode/${route_name}/text" --base_decode "${base_decode}" \
+        --foundation "${foundation_dir}/model.pth" --out "${routed}" --command "${run_cmd}"
 fi
 log "done (stages ${stage}-${stop_stage})"

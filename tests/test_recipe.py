@@ -431,6 +431,36 @@ def test_sweep_cell_configs_live_in_the_sweep_directory(tmp_path, monkeypatch):
     assert all(yaml.safe_load(p.read_text()) == c.config for p, c in zip(planned, cells))
 
 
+def test_stage_16_serves_several_domains_from_one_model(toy):
+    """Issue 29: stage 16 mixes test sets, decodes the mix on one load of the foundation model with each
+    utterance routed to its adapter, and reports WER per set beside the base and each merged model; the
+    routed hypotheses are exactly those of the model each set is routed to. Bad routes are refused
+    before any decoding."""
+    recipe, _ = toy
+    route = ["--stage", "16", "--stop_stage", "16", "--route_adapters", "child=child_peft_toy",
+             "--route_sets", "source_test=base child_test=child", "--route_name", "mixed_toy"]
+    res = run(recipe, *TOY, *route)
+    out = recipe / "exp" / "routed_mixed_toy"
+    data = json.loads((out / "results.json").read_text())
+    assert data["identical"]["same"] == data["identical"]["total"] > 0
+    rows = {r["set"]: r for r in data["rows"]}
+    assert rows["child_test"]["routed"]["wer"] == rows["child_test"]["child"]["wer"]
+    assert rows["source_test"]["routed"]["wer"] == rows["source_test"]["base"]["wer"]
+    summary = json.loads((recipe / "exp" / "child_peft_toy" / "merged" / "summary.json").read_text())
+    # (the summary rounds to 3 decimals)
+    assert rows["child_test"]["child"]["wer"] == pytest.approx(summary["adapted"]["child_test"]["wer"], abs=1e-3)
+    assert rows["source_test"]["base"]["wer"] == pytest.approx(summary["base"]["source_test"]["wer"], abs=1e-3)
+    assert data["memory"]["bank_params"] < data["memory"]["merged_models_params"] + data["memory"]["foundation_params"]
+    assert "| all (pooled) |" in (out / "RESULTS.md").read_text() and "Routed hypotheses identical" in res.stdout
+    utt2adapter = (recipe / "dump" / "raw" / "mixed_toy" / "utt2adapter").read_text().split()
+    assert {"base", "child"} <= set(utt2adapter[1::2])
+    # refused before any decoding: a set routed to an unknown adapter, a missing checkpoint
+    bad = run(recipe, *TOY, *with_option(route, "--route_sets", "source_test=kids"), check=False)
+    assert bad.returncode != 0 and "routed to 'kids', which is none of base, child" in bad.stderr
+    bad = run(recipe, *with_option(TOY, "--checkpoint", "nothing.pth"), *route, check=False)
+    assert bad.returncode != 0 and "nothing.pth not found (run stage 10 for child_peft_toy)" in bad.stderr
+
+
 def test_scores_and_reports_are_never_made_of_another_models_hypotheses(toy):
     """Re-merging another checkpoint invalidates what was decoded with the old merged model: stage
     13 (or 15) then refuses, naming the stage to run, instead of scoring the old hypotheses for the

@@ -15,6 +15,12 @@ Loads the model (``config.yaml`` + ``model.pth``) once, adds every adapter to a 
 * memory in parameters: the bank (base + each adapter's own tensors + the kept originals while
   merged) against one merged model per adapter.
 
+Or at a benchmark shape (``conf/bench/shapes.yaml``: ``owsm_base``, ``owsm_1b``, ...) with random
+weights and ``--n_adapters`` random adapters of one PEFT config (each trained-looking: its trainable
+tensors perturbed, seeds differ), since speed and memory depend on shapes only::
+
+    .venv/bin/python bench/adapter_bank.py --shape owsm_base --peft_config conf/peft/ssvd_o.yaml --n_adapters 2
+
 Prints a markdown table; nothing is written.
 """
 from __future__ import annotations
@@ -26,39 +32,71 @@ from pathlib import Path
 import torch
 import yaml
 
+from espnet_peft.bank import AdapterBank
+from ssvd_o_overhead import timed as median_time  # (bench/, beside this script: the median of timed calls)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from espnet_peft.bank import AdapterBank  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ssvd_o_overhead import timed as median_time  # noqa: E402  (the median of timed calls)
+def model_and_adapters(args):
+    """(model, {name: adapter state}, sample rate): a model directory with adapter checkpoints, or a
+    benchmark shape with random adapters of ``--peft_config``."""
+    import copy
+
+    import espnet_peft
+
+    if args.model is not None:
+        from espnet2.tasks.asr import ASRTask
+
+        model, _ = ASRTask.build_model_from_file(args.model / "config.yaml", args.model / "model.pth", "cpu")
+        states = {}
+        for spec in args.adapter:
+            name, _, path = spec.partition("=")
+            states[name] = (torch.load(path, map_location="cpu", weights_only=True), Path(path).parent / "peft_config.yaml")
+        cfg = yaml.safe_load((args.model / "config.yaml").read_text()) or {}
+        return model, states, int((cfg.get("frontend_conf") or {}).get("fs", 16000))
+    from espnet_peft.bin.bench import build_model
+
+    shapes = yaml.safe_load((ROOT / "conf" / "bench" / "shapes.yaml").read_text())
+    model = build_model(shapes[args.shape])
+    config = yaml.safe_load(args.peft_config.read_text())
+    states = {}
+    for i in range(args.n_adapters):
+        wrapped = copy.deepcopy(model)
+        espnet_peft.apply_peft(wrapped, config)
+        g = torch.Generator().manual_seed(100 + i)
+        with torch.no_grad():  # a trained-looking adapter: every trainable tensor moved off its initial value
+            for p in wrapped.parameters():
+                if p.requires_grad:
+                    p.add_(torch.randn(p.shape, generator=g) * 0.01)
+        states[f"a{i + 1}"] = (espnet_peft.peft_state_dict(wrapped), None)
+        del wrapped
+    return model, states, 16000
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, type=Path, help="model dir: config.yaml + model.pth")
-    ap.add_argument("--adapter", action="append", required=True, help="NAME=CHECKPOINT (repeatable)")
+    ap.add_argument("--model", type=Path, help="model dir: config.yaml + model.pth (with --adapter)")
+    ap.add_argument("--adapter", action="append", default=[], help="NAME=CHECKPOINT (repeatable)")
+    ap.add_argument("--shape", help="or a shape of conf/bench/shapes.yaml (random weights; with --peft_config)")
+    ap.add_argument("--peft_config", type=Path, help="--shape: the PEFT config of the random adapters")
+    ap.add_argument("--n_adapters", type=int, default=2, help="--shape: how many random adapters")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from espnet2.tasks.asr import ASRTask
-
-    model, _ = ASRTask.build_model_from_file(args.model / "config.yaml", args.model / "model.pth", "cpu")
+    if (args.model is None) == (args.shape is None) or (args.model is not None and not args.adapter) \
+            or (args.shape is not None and args.peft_config is None):
+        ap.error("give --model with --adapter NAME=CHECKPOINT, or --shape with --peft_config")
+    model, states, fs = model_and_adapters(args)
     model.eval()
     base_params = sum(p.numel() for p in model.parameters())
     bank = AdapterBank(model)
     names = []
-    for spec in args.adapter:
-        name, _, path = spec.partition("=")
-        frozen = Path(path).parent / "peft_config.yaml"
-        bank.add(name, torch.load(path, map_location="cpu", weights_only=True),
-                 config=str(frozen) if frozen.is_file() else None)
+    for name, (state, frozen) in states.items():
+        bank.add(name, state, config=str(frozen) if frozen is not None and frozen.is_file() else None)
         names.append(name)
-    cfg = yaml.safe_load((args.model / "config.yaml").read_text()) or {}
-    fs = int((cfg.get("frontend_conf") or {}).get("fs", 16000))
     speech = torch.randn(1, int(fs * args.seconds)) * 0.1
     lengths = torch.tensor([speech.shape[1]])
 
@@ -88,7 +126,8 @@ def main(argv=None) -> int:
     rows.append((f"memory: bank of {len(names)} adapters (base + adapters)",
                  f"{mem['base'] + adapters:,} parameters (+{mem_merged['kept_for_merge']:,} kept while merged)"))
     rows.append((f"memory: {len(names)} merged models", f"{len(names) * base_params:,} parameters"))
-    print(f"model {args.model} ({base_params:,} parameters), adapters: "
+    what = args.model or f"shape {args.shape} (random weights; adapters: {args.peft_config})"
+    print(f"model {what} ({base_params:,} parameters), adapters: "
           + ", ".join(f"{n} ({mem['adapter:' + n]:,})" for n in names) + f"; {args.threads} threads\n")
     print("| | |\n|---|---:|")
     for k, v in rows:

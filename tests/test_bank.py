@@ -12,7 +12,7 @@ from torch import nn
 import espnet_peft
 from espnet_peft.bank import AdapterBank
 
-from conftest import randomize_trainables
+from conftest import ROOT, randomize_trainables
 
 CONFIGS = {
     "lora": {"method": "lora", "target_modules": ["0", "2"], "rank": 2, "alpha": 4},
@@ -191,3 +191,22 @@ def test_routing_arguments_and_tables_are_checked(tmp_path):
     (tmp_path / "dup").write_text("u1 a\nu1 base\n")
     with pytest.raises(PeftError, match="dup:2: utterance u1 is listed twice"):
         read_table(tmp_path / "dup")
+
+
+def test_the_bank_benchmark_runs_at_a_shape():
+    """bench/adapter_bank.py at a benchmark shape with random adapters (the OWSM shapes are the same
+    code at other sizes): every row of its table, the bank smaller than one merged model per adapter."""
+    import re
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "adapter_bank.py"), "--shape", "tiny", "--peft_config",
+                          str(ROOT / "conf" / "peft" / "ssvd_o.yaml"), "--n_adapters", "3", "--repeats", "2",
+                          "--seconds", "0.5", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for row in ("switch, unmerged", "switch, merged", "frozen model", "an adapter unmerged", "an adapter merged",
+                "bank of 3 adapters", "3 merged models"):
+        assert row in res.stdout, row
+    bank = int(re.search(r"bank of 3 adapters \(base \+ adapters\) \| ([\d,]+)", res.stdout).group(1).replace(",", ""))
+    merged = int(re.search(r"3 merged models \| ([\d,]+)", res.stdout).group(1).replace(",", ""))
+    assert bank < merged

@@ -210,6 +210,45 @@ def test_clear_errors(world, tmp_path, capsys):
     assert not (tmp_path / "exp2").exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize("method", ["lora", "dora", "pissa", "ssvd", "ssvd_o"])
+def test_the_training_model_starts_as_the_pretrained_model(world, tmp_path, method):
+    """The model the training task builds is, before any step, the pretrained model: the pretrained
+    weights are loaded before the wrappers initialise from them (a review of an ESPnet pull request
+    found PiSSA initialised from the random weights, the pretrained ones loaded after), and every
+    singular basis is of the pretrained weights."""
+    import argparse
+
+    import yaml
+    from espnet2.tasks.asr import ASRTask
+
+    from espnet_peft.tasks.asr import PeftASRTask
+
+    pre = world["pre"]
+    cfg = yaml.safe_load((pre / "config.yaml").read_text())
+    peft = write_yaml(tmp_path / "peft.yaml", PEFT[method])
+    model = PeftASRTask.build_model(argparse.Namespace(**dict(cfg, peft_config=str(peft),
+                                                              pretrained_model=str(pre / "valid.loss.best.pth"))))
+    stock = ASRTask.build_model(argparse.Namespace(**cfg))
+    stock.load_state_dict(torch.load(pre / "valid.loss.best.pth", map_location="cpu", weights_only=True))
+    model.eval()
+    stock.eval()
+    torch.manual_seed(0)
+    speech, lengths = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 12000])
+    with torch.no_grad():
+        got, _ = model.encode(speech, lengths)
+        want, _ = stock.encode(speech, lengths)
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    wrapped = [m for m in model.modules() if hasattr(m, "delta_weight")]
+    assert wrapped, "nothing was wrapped"
+    stock_modules = dict(stock.named_modules())
+    for name, m in model.named_modules():
+        if hasattr(m, "delta_weight") and hasattr(m, "weight"):
+            # the frozen weight plus what the adapter adds at initialisation is the pretrained weight
+            with torch.no_grad():
+                total = m.weight + m.delta_weight()
+            assert torch.allclose(total, stock_modules[name].weight, atol=1e-4), name
+
+
 def test_pretrained_model_and_config_disagree(world, tmp_path):
     """A model file that does not match its config is refused with the offending tensors named."""
     from espnet_peft.espnet_task import load_pretrained_weights

@@ -91,6 +91,39 @@ def test_merge_matches_wrapped_after_updates(method, encoder_kind, features):
 
 
 @pytest.mark.parametrize("method", MATRIX_METHODS)
+def test_eval_train_cycles_never_drift(method, encoder_kind, features):
+    """The review of an ESPnet SSVD pull request found DoRA merges drifting across eval/train cycles
+    (a merge-on-eval, unmerge-on-train scheme subtracting what it added). Here: eval/train toggles
+    without updates leave the eval output bit for bit unchanged, and after cycles with updates the
+    merged model still equals the wrapped one."""
+    enc = ENCODERS[encoder_kind]()
+    espnet_peft.apply_peft(enc, config(method, encoder_kind))
+    randomize_trainables(enc)
+    enc.eval()
+    with torch.no_grad():
+        first = encode(enc, *features)
+    for _ in range(5):
+        enc.train()
+        enc.eval()
+    with torch.no_grad():
+        assert torch.equal(encode(enc, *features), first)
+    opt = torch.optim.SGD([p for p in enc.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        enc.train()
+        toy_loss(encode(enc, *features)).backward()
+        opt.step()
+        opt.zero_grad()
+        enc.eval()
+    with torch.no_grad():
+        wrapped = encode(enc, *features)
+    assert not torch.allclose(wrapped, first, atol=1e-6)  # the updates moved it
+    espnet_peft.merge_peft(enc)
+    with torch.no_grad():
+        merged = encode(enc, *features)
+    assert torch.allclose(merged, wrapped, atol=1e-4), (merged - wrapped).abs().max()
+
+
+@pytest.mark.parametrize("method", MATRIX_METHODS)
 def test_adapter_state_round_trip(method, encoder_kind, features):
     enc = ENCODERS[encoder_kind]()
     espnet_peft.apply_peft(enc, config(method, encoder_kind))

@@ -86,7 +86,7 @@ def reference(dumpdir: Path, s: str) -> Dict[str, str]:
 
 
 def adapter_params(ckpt: Path) -> int:
-    """The trainable parameters an adapter file holds (its records and fingerprints left out)."""
+    """The numbers an adapter file holds (its records and fingerprints left out)."""
     from espnet_peft import fingerprint, provenance
     from espnet_peft.adapter_file import load_adapter
 
@@ -97,6 +97,7 @@ def adapter_params(ckpt: Path) -> int:
 
 
 def model_params(path: Path) -> int:
+    """The numbers a model file holds (parameters and buffers)."""
     import torch
 
     return sum(v.numel() for v in torch.load(path, map_location="cpu", weights_only=True).values())
@@ -156,9 +157,11 @@ def render(res: dict, command: str) -> str:
                  + " | ".join(f"{p[m]['wer']:.2f}" for m in models) + " |")
     i, mem = res["identical"], res["memory"]
     lines += ["", f"Routed hypotheses identical to those of the model they were routed to: {i['same']} of {i['total']}.",
-              "", f"Parameters held: one foundation model with the adapters {mem['bank_params']:,} "
+              "", f"Stored: one foundation model and the adapter files, {mem['bank_params']:,} numbers "
                   f"({mem['foundation_params']:,} + " + " + ".join(f"{v:,} ({n})" for n, v in mem["adapter_params"].items())
-              + f"), against {mem['merged_models_params']:,} for one merged model per adapter."]
+              + f"), against {mem['merged_models_params']:,} for one merged model per adapter. In memory a bank also "
+                "holds the frozen singular bases of SVD-initialised adapters, rebuilt from the foundation model when "
+                "they load (measured by bench/adapter_bank.py)."]
     return "\n".join(lines) + "\n"
 
 

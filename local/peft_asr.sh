@@ -336,51 +336,55 @@ train_exp() {
 }
 
 # decode_sets CONFIG LM_DIR "SETS" MODEL_DIR OUT_DIR [MODEL_DIR OUT_DIR ...]: every model decodes every
-# set not decoded yet with the decoding options CONFIG (and the LM in LM_DIR, "" for none), all in
-# the same ${decode_cmd} jobs (one espnet2 import per job)
+# set not decoded yet with the decoding options CONFIG (and the LM in LM_DIR, "" for none). The base
+# model's decodings are shared by every experiment: they are made under a lock, alone (another run
+# waiting for them waits only for them), and once done they are left out; the other models decode
+# together, in the same ${decode_cmd} jobs (one espnet2 import per job).
 decode_sets() {
     local config="$1" lm_dir="$2" sets="$3"; shift 3
-    local pairs=("$@") dargs=() margs=() s i n lock_fd=""
-    for s in ${sets}; do dargs+=(--data_dir "${dumpdir}/raw/${s}"); done
-    dargs+=("${route_args[@]+"${route_args[@]}"}")  # (stage 16: the adapters and utt2adapter of a routed decoding)
-    # the LM of the model being decoded: the foundation model's (a new one's, at stage 8)
-    [ -z "${lm_dir}" ] || dargs+=(--lm_dir "${lm_dir}")
-    # the base model's decodings are shared by every experiment: decoded under a lock; once done,
-    # they are left out (other runs then decode their own models in parallel)
+    local pairs=("$@") i lock_fd=""
     for ((i = 0; i < ${#pairs[@]}; i += 2)); do
         [ "${pairs[i + 1]}" = "${base_decode}" ] || [ "${pairs[i + 1]}" = "${base_decode_nolm}" ] || continue
         exec {lock_fd}>>"${pairs[i + 1]}.lock"
         flock "${lock_fd}"
-        if [ "$("${python}" "${MAIN_ROOT}/local/decode.py" --pending --model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}" \
-                "${dargs[@]}" --decode_config "${config}")" = 0 ] && [ "${#pairs[@]}" -gt 2 ]; then
-            exec {lock_fd}>&-; lock_fd=""
-            pairs=("${pairs[@]:0:i}" "${pairs[@]:i+2}")
-        fi
+        decode_now "${config}" "${lm_dir}" "${sets}" "${pairs[i]}" "${pairs[i + 1]}"
+        exec {lock_fd}>&-
+        pairs=("${pairs[@]:0:i}" "${pairs[@]:i+2}")
         break
     done
+    [ "${#pairs[@]}" -eq 0 ] || decode_now "${config}" "${lm_dir}" "${sets}" "${pairs[@]}"
+}
+
+# decode_now CONFIG LM_DIR "SETS" MODEL_DIR OUT_DIR [...]: decode_sets' work, without the lock
+decode_now() {
+    local config="$1" lm_dir="$2" sets="$3"; shift 3
+    local pairs=("$@") dargs=() margs=() s i n
+    for s in ${sets}; do dargs+=(--data_dir "${dumpdir}/raw/${s}"); done
+    dargs+=("${route_args[@]+"${route_args[@]}"}")  # (stage 16: the adapters and utt2adapter of a routed decoding)
+    # the LM of the model being decoded: the foundation model's (a new one's, at stage 8)
+    [ -z "${lm_dir}" ] || dargs+=(--lm_dir "${lm_dir}")
     for ((i = 0; i < ${#pairs[@]}; i += 2)); do
         margs+=(--model_dir "${pairs[i]}" --output_dir "${pairs[i + 1]}")
     done
     # done = decoded with these model files, decoding options and LM (decode.py's signature)
     if [ "$("${python}" "${MAIN_ROOT}/local/decode.py" --pending "${margs[@]}" "${dargs[@]}" --decode_config "${config}")" = 0 ]; then
         log "already decoded: ${sets} (${config})"
-    else
-        n=$(min "${nj}" "$(for s in ${sets}; do wc -l < "${dumpdir}/raw/${s}/wav.scp"; done | sort -n | head -1)")
-        mkdir -p "${pairs[1]}/log"
-        log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${config}, ${n} jobs)"
-        # job 1's progress (utterances done, time left) on the console while it decodes
-        "${python}" "${MAIN_ROOT}/local/follow.py" --log "${pairs[1]}/log/decode.1.log" --kind decode --from_end --prefix decoding &
-        local follower=$! rc=0
-        # shellcheck disable=SC2086  # ${decode_cmd} is a command line
-        run_job ${decode_cmd} JOB=1:"${n}" "${pairs[1]}/log/decode.JOB.log" \
-            "${python}" "${MAIN_ROOT}/local/decode.py" --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${config}" \
-            --job JOB --nj "${n}" || rc=$?
-        kill -TERM "${follower}" 2>/dev/null || true
-        wait "${follower}" 2>/dev/null || true
-        [ "${rc}" -eq 0 ] || die "decoding with ${config} failed (exit ${rc}); see ${pairs[1]}/log/decode.*.log"
-        "${python}" "${MAIN_ROOT}/local/decode.py" --merge "${margs[@]}" "${dargs[@]}" --decode_config "${config}" --nj "${n}"
+        return 0
     fi
-    [ -z "${lock_fd}" ] || exec {lock_fd}>&-
+    n=$(min "${nj}" "$(for s in ${sets}; do wc -l < "${dumpdir}/raw/${s}/wav.scp"; done | sort -n | head -1)")
+    mkdir -p "${pairs[1]}/log"
+    log "decoding ${sets} with $(for ((i = 0; i < ${#pairs[@]}; i += 2)); do printf '%s ' "${pairs[i]}"; done)(${config}, ${n} jobs)"
+    # job 1's progress (utterances done, time left) on the console while it decodes
+    "${python}" "${MAIN_ROOT}/local/follow.py" --log "${pairs[1]}/log/decode.1.log" --kind decode --from_end --prefix decoding &
+    local follower=$! rc=0
+    # shellcheck disable=SC2086  # ${decode_cmd} is a command line
+    run_job ${decode_cmd} JOB=1:"${n}" "${pairs[1]}/log/decode.JOB.log" \
+        "${python}" "${MAIN_ROOT}/local/decode.py" --task "${task}" "${margs[@]}" "${dargs[@]}" --decode_config "${config}" \
+        --job JOB --nj "${n}" || rc=$?
+    kill -TERM "${follower}" 2>/dev/null || true
+    wait "${follower}" 2>/dev/null || true
+    [ "${rc}" -eq 0 ] || die "decoding with ${config} failed (exit ${rc}); see ${pairs[1]}/log/decode.*.log"
+    "${python}" "${MAIN_ROOT}/local/decode.py" --merge "${margs[@]}" "${dargs[@]}" --decode_config "${config}" --nj "${n}"
 }
 
 route_args=()

@@ -19,22 +19,18 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
+from . import data
 from .errors import PeftError
 
 BASE = "base"  #: the name that routes an utterance to the frozen model
 
 
 def read_table(path: os.PathLike) -> Dict[str, str]:
-    """``<key> <value>`` lines (Kaldi-style); a key given twice is an error naming the file."""
-    out: Dict[str, str] = {}
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        key, _, value = line.strip().partition(" ")
-        if key in out:
-            raise PeftError(f"{path}:{n}: utterance {key} is listed twice")
-        out[key] = value.strip()
-    return out
+    """``<key> <value>`` lines (Kaldi-style); a key given twice is an error naming the file and line."""
+    try:
+        return data.read_table(path)
+    except data.DataError as e:
+        raise PeftError(str(e)) from None
 
 
 def parse_adapter_specs(specs: Iterable[str]) -> Dict[str, str]:

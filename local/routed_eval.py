@@ -26,16 +26,8 @@ from typing import Dict, List, Tuple
 
 from file_id import write_text_atomic
 
+from espnet_peft.data import read_table
 from espnet_peft.scoring import score
-
-
-def read_table(path: Path) -> Dict[str, str]:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            k, _, v = line.partition(" ")
-            out[k] = v.strip()
-    return out
 
 
 def pairs(specs: List[str], what: str) -> List[Tuple[str, str]]:

@@ -189,7 +189,7 @@ def test_routing_arguments_and_tables_are_checked(tmp_path):
     with pytest.raises(PeftError, match="utterance u3 .*has no adapter"):
         router.check_keys(["u1", "u3"], where="data/x")
     (tmp_path / "dup").write_text("u1 a\nu1 base\n")
-    with pytest.raises(PeftError, match="dup:2: utterance u1 is listed twice"):
+    with pytest.raises(PeftError, match="dup:2: duplicate id .u1."):
         read_table(tmp_path / "dup")
 
 

@@ -5,7 +5,9 @@ The recipe's jobs write their logs to files (``exp/<tag>/train.log``, ``.../log/
 console would stay silent for minutes. ``follow.py`` reads a log as it grows and prints:
 
 * ``--kind train``: one line per finished epoch (ESPnet's "Nepoch results" line): the epoch, the
-  training loss, the validation loss and accuracy, and the epoch's wall time;
+  training loss, the validation loss and accuracy, and the epoch's wall time; and within an epoch,
+  at most every ``--every`` seconds, the batches done and their loss (ESPnet's "Nepoch:train:A-Bbatch"
+  lines), so the console is never silent for longer than an epoch's log interval;
 * ``--kind decode``: each progress line ``decode.py`` writes (utterances done, estimated time left).
 
 It stops when the job's process (``--pid``) or its own parent (the recipe) is gone, after a last
@@ -27,6 +29,7 @@ from typing import Iterator, Optional
 from launch import alive as pid_alive
 
 EPOCH = re.compile(r"(\d+)epoch results: \[train\](?P<train>.*?)\[valid\](?P<valid>.*?)(\[time\](?P<time>.*))?$")
+BATCHES = re.compile(r"(\d+)epoch:train:(\d+)-(\d+)batch:(?P<fields>.*)$")
 
 
 def _field(text: str, key: str) -> Optional[str]:
@@ -52,6 +55,16 @@ def epoch_line(line: str, max_epoch: Optional[int] = None) -> Optional[str]:
     if took:
         parts.append(f"{took.group(1)} {took.group(2)}")
     return ", ".join(parts)
+
+
+def batch_line(line: str, max_epoch: Optional[int] = None) -> Optional[str]:
+    """The progress line of an ESPnet "Nepoch:train:A-Bbatch" log line (None for any other line)."""
+    m = BATCHES.search(line)
+    if not m:
+        return None
+    loss = _field(m.group("fields"), "loss")
+    epoch = f"epoch {m.group(1)}" + (f"/{max_epoch}" if max_epoch else "")
+    return f"{epoch}: {m.group(3)} batches done" + (f", train loss {float(loss):.2f}" if loss else "")
 
 
 def decode_line(line: str) -> Optional[str]:
@@ -97,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max_epoch", type=int, default=None)
     ap.add_argument("--prefix", default="")
     ap.add_argument("--poll", type=float, default=2.0)
+    ap.add_argument("--every", type=float, default=20.0,
+                    help="--kind train: the least seconds between two within-epoch progress lines")
     ap.add_argument("--from_end", action="store_true", help="skip what the log holds already (an earlier run's)")
     args = ap.parse_args(argv)
     parent, stop = os.getppid(), []
@@ -113,10 +128,20 @@ def main(argv=None) -> int:
             args.max_epoch = int(m.group(1)) if m else None
         return args.max_epoch
 
-    render = (lambda l: epoch_line(l, max_epoch())) if args.kind == "train" else decode_line
+    last = [time.time()]
+
+    def render(line: str) -> Optional[str]:
+        if args.kind == "decode":
+            return decode_line(line)
+        text = epoch_line(line, max_epoch())
+        if text is None and time.time() - last[0] >= args.every:  # within an epoch: now and then
+            text = batch_line(line, max_epoch())
+        return text
+
     for line in lines(args.log, alive, args.poll, args.from_end):
         text = render(line)
         if text:
+            last[0] = time.time()
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
             print(f"{stamp} {args.prefix + ': ' if args.prefix else ''}{text}", flush=True)
     return 0

@@ -55,3 +55,30 @@ def test_skips_an_earlier_runs_log_and_rereads_a_rewritten_one(tmp_path):
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=10)
     assert "(new)" in out and "(old)" not in out, out
+
+
+BATCH = ("[vm] 2026-12-03 15:06:12,354 (trainer:811) INFO: 4epoch:train:21-30batch: iter_time=0.008, "
+         "forward_time=4.286, loss_ctc=54.594, loss_att=36.383, acc=0.560, loss=41.847, backward_time=1.928")
+
+
+def test_within_an_epoch_progress_lines_are_printed_now_and_then(tmp_path):
+    """Issue 28: the console is never silent for a whole epoch: ESPnet's batch lines are printed (the
+    batches done and their loss), at most one per --every seconds; epoch lines always."""
+    assert follow.batch_line(BATCH, 6) == "epoch 4/6: 30 batches done, train loss 41.85"
+    assert follow.batch_line(EPOCH) is None and follow.epoch_line(BATCH) is None
+    log = tmp_path / "train.log"
+    log.write_text("")
+    p = subprocess.Popen([sys.executable, str(ROOT / "local" / "follow.py"), "--log", str(log), "--kind", "train",
+                          "--poll", "0.1", "--every", "0.6", "--max_epoch", "6"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.8)
+    with open(log, "a") as fh:  # two batch lines at once: only the first is printed
+        fh.write(BATCH + "\n" + BATCH.replace("21-30", "31-40") + "\n")
+    time.sleep(0.3)
+    with open(log, "a") as fh:  # an epoch line is always printed
+        fh.write(EPOCH + "\n")
+    time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=10)
+    shown = [l.split(" ", 1)[1] for l in out.splitlines()]
+    assert shown == ["epoch 4/6: 30 batches done, train loss 41.85",
+                     "epoch 3/6, train loss 46.34, valid loss 28.46, valid acc 0.719, 46.52 seconds"], out

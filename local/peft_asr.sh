@@ -468,6 +468,7 @@ peft_statistics() {
         --valid_shape_file "${dumpdir}/raw/${target_valid_set}/wav.scp" \
         --output_dir "${peft_stats}" --batch_type unsorted --batch_size 16 --ngpu 0
     echo "${key}" > "${peft_stats}/data_id"
+    log "statistics collected into ${peft_stats}"
     exec {lock_fd}>&-
 }
 

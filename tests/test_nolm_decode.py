@@ -390,18 +390,26 @@ def two_adapters(model, model_dir: Path, tmp_path: Path, data: Path):
     return adapters, dirs, route
 
 
+def foreign_adapter(model, path: Path) -> None:
+    """The child adapter trained on another pretrained model (one of its weights moved), saved to ``path``."""
+    import espnet_peft
+
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.encoder.encoders[0].feed_forward.w_1.weight.add_(0.1)
+    espnet_peft.apply_peft(other, ROUTED_CONFIGS["child"])
+    torch.save(espnet_peft.peft_state_dict(other), path)
+
+
 def test_routed_decoding_equals_each_adapters_merged_model(decode, asr, tmp_path, keep_torch_load):
     """decode.py --adapter NAME=CHECKPOINT --utt2adapter FILE (issue 29 item 2): one model load, each
     utterance decoded with its adapter; every hypothesis equals the one of its adapter's merged
     model, and ``base`` the frozen model's; a missing utterance or a foreign adapter stops the job
     before any decoding, naming it."""
-    import espnet_peft
-
     root, model_dir, model = asr
     data = write_wavs(tmp_path, n=6)
     keys = sorted(read_text(data / "wav.scp"))
     adapters, dirs, route = two_adapters(model, model_dir, tmp_path, data)
-    configs = ROUTED_CONFIGS
 
     def run(model_dir, out, extra=()):
         common = ["--model_dir", str(model_dir), "--output_dir", str(out), "--data_dir", str(data),
@@ -437,11 +445,7 @@ def test_routed_decoding_equals_each_adapters_merged_model(decode, asr, tmp_path
         decode.main(["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "x"), "--data_dir", str(data),
                      "--decode_config", str(NOLM_CONFIG), "--adapter", adapters[0], "--utt2adapter",
                      str(tmp_path / "unknown")])
-    other = copy.deepcopy(model)
-    with torch.no_grad():
-        other.encoder.encoders[0].feed_forward.w_1.weight.add_(0.1)
-    espnet_peft.apply_peft(other, configs["child"])
-    torch.save(espnet_peft.peft_state_dict(other), tmp_path / "foreign.pth")
+    foreign_adapter(model, tmp_path / "foreign.pth")
     with pytest.raises(SystemExit, match="'child'.*(another base model|differ)"):
         decode.main(["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "y"), "--data_dir", str(data),
                      "--decode_config", str(NOLM_CONFIG), "--adapter", f"child={tmp_path / 'foreign.pth'}",
@@ -455,7 +459,6 @@ def test_inference_cli_routes_each_utterance_to_its_adapter(asr, tmp_path, keep_
     every hypothesis equals stock ESPnet's decoding of that adapter's merged model (``base``: the
     pretrained model); an utterance without an adapter, or an adapter of another pretrained model,
     is refused before any decoding."""
-    import espnet_peft
     from espnet2.bin import asr_inference as stock
     from espnet_peft.bin import asr_inference
 
@@ -485,11 +488,7 @@ def test_inference_cli_routes_each_utterance_to_its_adapter(asr, tmp_path, keep_
     with pytest.raises(SystemExit, match=f"utterance {keys[0]} .* has no adapter"):
         asr_inference.main(base + ["--output_dir", str(tmp_path / "x"), *opts, "--adapter", adapters[0],
                                    "--utt2adapter", str(tmp_path / "partial")])
-    other = copy.deepcopy(model)
-    with torch.no_grad():
-        other.encoder.encoders[0].feed_forward.w_1.weight.add_(0.1)
-    espnet_peft.apply_peft(other, ROUTED_CONFIGS["child"])
-    torch.save(espnet_peft.peft_state_dict(other), tmp_path / "foreign.pth")
+    foreign_adapter(model, tmp_path / "foreign.pth")
     with pytest.raises(SystemExit, match="'child'.*(another base model|differ)"):
         asr_inference.main(base + ["--output_dir", str(tmp_path / "y"), *opts, "--adapter",
                                    f"child={tmp_path / 'foreign.pth'}", "--adapter", adapters[1],

@@ -33,14 +33,15 @@ import torch
 import yaml
 
 from espnet_peft.bank import AdapterBank
+from espnet_peft.routing import add_adapter_file, parse_adapter_specs
 from ssvd_o_overhead import timed as median_time  # (bench/, beside this script: the median of timed calls)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def model_and_adapters(args):
-    """(model, {name: adapter state}, sample rate): a model directory with adapter checkpoints, or a
-    benchmark shape with random adapters of ``--peft_config``."""
+    """(model, {name: adapter file or state}, sample rate): a model directory with adapter files, or a
+    benchmark shape with random adapter states of ``--peft_config``."""
     import copy
 
     import espnet_peft
@@ -49,12 +50,8 @@ def model_and_adapters(args):
         from espnet2.tasks.asr import ASRTask
 
         model, _ = ASRTask.build_model_from_file(args.model / "config.yaml", args.model / "model.pth", "cpu")
-        states = {}
-        for spec in args.adapter:
-            name, _, path = spec.partition("=")
-            states[name] = (torch.load(path, map_location="cpu", weights_only=True), Path(path).parent / "peft_config.yaml")
         cfg = yaml.safe_load((args.model / "config.yaml").read_text()) or {}
-        return model, states, int((cfg.get("frontend_conf") or {}).get("fs", 16000))
+        return model, parse_adapter_specs(args.adapter), int((cfg.get("frontend_conf") or {}).get("fs", 16000))
     from espnet_peft.bin.bench import build_model
 
     shapes = yaml.safe_load((ROOT / "conf" / "bench" / "shapes.yaml").read_text())
@@ -69,7 +66,7 @@ def model_and_adapters(args):
             for p in wrapped.parameters():
                 if p.requires_grad:
                     p.add_(torch.randn(p.shape, generator=g) * 0.01)
-        states[f"a{i + 1}"] = (espnet_peft.peft_state_dict(wrapped), None)
+        states[f"a{i + 1}"] = espnet_peft.peft_state_dict(wrapped)
         del wrapped
     return model, states, 16000
 
@@ -94,8 +91,11 @@ def main(argv=None) -> int:
     base_params = sum(p.numel() for p in model.parameters())
     bank = AdapterBank(model)
     names = []
-    for name, (state, frozen) in states.items():
-        bank.add(name, state, config=str(frozen) if frozen is not None and frozen.is_file() else None)
+    for name, adapter in states.items():
+        if isinstance(adapter, str):  # a file, loaded as the decoders load it
+            add_adapter_file(bank, name, adapter)
+        else:
+            bank.add(name, adapter)
         names.append(name)
     speech = torch.randn(1, int(fs * args.seconds)) * 0.1
     lengths = torch.tensor([speech.shape[1]])

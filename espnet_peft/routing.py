@@ -75,6 +75,21 @@ def data_keys(path: os.PathLike) -> List[str]:
     return [line.split(maxsplit=1)[0] for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def add_adapter_file(bank, name: str, path: os.PathLike) -> None:
+    """Adds the adapter file ``path`` (a ``.safetensors`` adapter file or a ``.pth`` state) to ``bank``
+    as ``name``. A state written before adapter states recorded their config takes its header's, or
+    its experiment's frozen ``peft_config.yaml``; a refusal names the file."""
+    from .adapter_file import load_adapter
+
+    state, header = load_adapter(path)
+    frozen = Path(path).parent / "peft_config.yaml"
+    config = header.get("config") if "config_sha256" not in header else None
+    try:
+        bank.add(name, state, config=config or (str(frozen) if frozen.is_file() else None))
+    except PeftError as e:
+        raise PeftError(f"{e} ({path})") from None
+
+
 class Router:
     """Adapters by name (any method, any mix), the utterance -> adapter table, and once attached an
     :class:`~espnet_peft.bank.AdapterBank` on the model that ``select`` switches per utterance."""
@@ -106,20 +121,11 @@ class Router:
     def attach(self, model: nn.Module) -> None:
         """An adapter bank on ``model`` holding every adapter; each is checked against the model's
         pretrained weights and its recorded config before anything changes."""
-        from .adapter_file import load_adapter
         from .bank import AdapterBank
 
         self.bank = AdapterBank(model)
         for name, path in self.paths.items():
-            # (.safetensors adapter files or .pth states; a state written before adapter states
-            # recorded their config takes its header's, or its experiment's frozen peft_config.yaml)
-            state, header = load_adapter(path)
-            frozen = Path(path).parent / "peft_config.yaml"
-            config = header.get("config") if "config_sha256" not in header else None
-            try:
-                self.bank.add(name, state, config=config or (str(frozen) if frozen.is_file() else None))
-            except PeftError as e:
-                raise PeftError(f"{e} ({path})") from None
+            add_adapter_file(self.bank, name, path)
 
     def select(self, key: str) -> str:
         """Makes utterance ``key``'s adapter the active one (``base``: none); returns its name."""

@@ -72,7 +72,7 @@ def split_routing_args(argv: Sequence[str]) -> Tuple[List[str], Optional[str], L
 
 def data_keys(path: os.PathLike) -> List[str]:
     """The utterance ids of a Kaldi-style table (``wav.scp``, ``text``, a key file): each line's first field."""
-    return [line.split(maxsplit=1)[0] for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return list(read_table(path))
 
 
 def add_adapter_file(bank, name: str, path: os.PathLike) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Decode data directories with stock ESPnet models (no espnet_peft import, except to register the
-components of a merged model whose method does not export a stock architecture: its config names an
-``espnet_peft_*`` component).
+"""Decode data directories with stock ESPnet models (espnet_peft serves only to read the Kaldi tables
+and to register the components of a merged model whose method does not export a stock architecture:
+its config names an ``espnet_peft_*`` component).
 
 One job decodes its share (``--job J --nj N``) of every ``--data_dir`` with every model
 (``--model_dir M --output_dir O`` pairs) in a single process, since the espnet2 import costs
@@ -51,6 +51,7 @@ from typing import Optional
 import yaml
 
 from file_id import file_id, write_text_atomic
+from progress import Progress
 
 
 def shard(keys, job: int, nj: int):
@@ -58,12 +59,13 @@ def shard(keys, job: int, nj: int):
 
 
 def read_scp(path: Path):
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            k, _, v = line.partition(" ")
-            out[k] = v.strip()
-    return out
+    """A Kaldi table with the library's one reader (a duplicate utterance id ends the job, naming it)."""
+    from espnet_peft.data import DataError, read_table
+
+    try:
+        return read_table(path)
+    except DataError as e:
+        sys.exit(f"decode.py: {e}")
 
 
 def _model_files(model_dir: Path, what: str):
@@ -295,25 +297,6 @@ def decoding_options(args) -> dict:
     return opts
 
 
-class Progress:
-    """``decode.py: progress ...`` lines in the job's log (utterances done of this job's share, time
-    left at the rate so far) at most every ``every`` seconds; the recipe prints job 1's."""
-
-    def __init__(self, total: int, job: int, nj: int, every: float = 30.0):
-        self.total, self.done, self.job, self.nj, self.every = total, 0, job, nj, every
-        self.t0 = self.last = time.time()
-
-    def step(self, what: str) -> None:
-        self.done += 1
-        now = time.time()
-        if now - self.last < self.every and self.done < self.total:
-            return
-        self.last = now
-        left = (now - self.t0) / self.done * (self.total - self.done)
-        print(f"decode.py: progress {self.done}/{self.total} utterances of job {self.job} of {self.nj} "
-              f"({what}), about {left / 60:.1f} min left", flush=True)
-
-
 def decode(args) -> None:
     import soundfile
     import torch
@@ -326,7 +309,7 @@ def decode(args) -> None:
         routing.check(args.data_dir)  # every utterance has a known adapter: before any model is loaded
     work = [(m, o, todo(o, args.data_dir, signature(Path(m), opts))) for m, o in zip(args.model_dir, args.output_dir)]
     total = sum(len(shard(read_scp(d / "wav.scp"), args.job, args.nj)) for _, _, sets in work for d in sets)
-    progress = Progress(total, args.job, args.nj)
+    progress = Progress(total, "decode.py", f"utterances of job {args.job} of {args.nj}")
     for model_dir, out_dir, sets in work:
         if not sets:
             continue
@@ -354,7 +337,7 @@ def decode(args) -> None:
                     with torch.no_grad():
                         text = recognize(speech)
                     fh.write(f"{key} {text}\n")
-                    progress.step(f"{Path(model_dir).name}/{d.name}")
+                    progress.step(what=f"{Path(model_dir).name}/{d.name}")
             (out / f"info.{args.job}.json").write_text(json.dumps(
                 {"audio_seconds": audio_s, "decode_seconds": time.time() - t0}) + "\n")
 

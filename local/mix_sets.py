@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from espnet_peft.data import DataError, read_table
 from file_id import write_text_atomic
 
 FILES = ("wav.scp", "text", "utt2spk", "utt2dur", "text.plain")
@@ -29,8 +30,11 @@ def mix(sets: List[Tuple[Path, str]], out: Path) -> Dict[str, int]:
     owner: Dict[str, Path] = {}
     route: Dict[str, str] = {}
     for d, name in sets:
-        for line in (d / "wav.scp").read_text().splitlines():
-            key = line.split(" ", 1)[0]
+        try:
+            keys = read_table(d / "wav.scp")
+        except DataError as e:
+            raise SystemExit(f"mix_sets.py: {e}")
+        for key in keys:
             if key in owner:
                 raise SystemExit(f"mix_sets.py: utterance {key} is in both {owner[key]} and {d}")
             owner[key], route[key] = d, name

@@ -50,6 +50,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import soundfile
 
+from progress import Progress
+
 SAMPLE_RATE = 16000
 WORDNET_DIR = Path("/usr/share/wordnet")
 DOMAINS = ("source", "child", "accent")
@@ -661,8 +663,10 @@ def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2
     durations: Dict[str, float] = {}
     errors: List[str] = []
     ctx = multiprocessing.get_context("fork")
+    progress = Progress(len(flat), "synth_corpus", "utterances")
     with ctx.Pool(max(1, nj)) as pool:
         for results in pool.imap_unordered(_render_safe, batches):
+            progress.step(len(results))
             for utt, res in results:
                 if isinstance(res, str):
                     errors.append(f"{utt}: {res}")
@@ -687,6 +691,17 @@ def build(out: Path, wavdir: Path, seed: int = 1, size: float = 1.0, nj: int = 2
                       "source_readings": source_readings, "synthesis_seconds": round(time.time() - t0, 1), "nj": nj}
     (out / "corpus_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
+
+
+def summary_table(stats: Mapping[str, Any], where: Path) -> str:
+    """One line per data dir (utterances, hours, speakers, words); the full statistics are in ``where``."""
+    rows = [f"{'set':<22} {'utts':>6} {'hours':>6} {'spk':>4} {'words':>6}"]
+    rows += [f"{name:<22} {s['utterances']:>6} {s['hours']:>6.3f} {s['speakers']:>4} {s['words']:>6}"
+             for name, s in stats.items() if not name.startswith("_")]
+    meta = stats.get("_meta", {})
+    rows.append(f"synthesised in {meta.get('synthesis_seconds', '?')} s with {meta.get('nj', '?')} jobs; "
+                f"statistics in {where}")
+    return "\n".join(rows)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -718,7 +733,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CorpusError as e:
         print(f"synth_corpus: error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(stats, indent=2))
+    print(summary_table(stats, args.out / "corpus_stats.json"))
     return 0
 
 

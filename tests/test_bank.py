@@ -101,12 +101,7 @@ def test_an_adapter_without_its_config_record_loads_with_the_experiments_config(
 
 
 def test_mixed_sets_route_each_utterance_by_its_set(tmp_path):
-    import sys
-
-    from conftest import ROOT
-
-    sys.path.insert(0, str(ROOT / "local"))
-    import mix_sets
+    import mix_sets  # local/ is on the path (conftest)
 
     for name, keys in (("src", ["a1", "a2"]), ("kid", ["b1"])):
         d = tmp_path / name
@@ -119,6 +114,9 @@ def test_mixed_sets_route_each_utterance_by_its_set(tmp_path):
     assert (tmp_path / "mixed" / "text").read_text().splitlines() == ["a1 text-a1", "a2 text-a2", "b1 text-b1"]
     with pytest.raises(SystemExit, match="utterance a1 is in both"):
         mix_sets.mix([(tmp_path / "src", "base"), (tmp_path / "src", "child")], tmp_path / "bad")
+    (tmp_path / "kid" / "wav.scp").write_text("b1 x.wav\nb1 y.wav\n")  # one set's own duplicate
+    with pytest.raises(SystemExit, match="wav.scp:2: duplicate id 'b1'"):
+        mix_sets.mix([(tmp_path / "src", "base"), (tmp_path / "kid", "child")], tmp_path / "bad")
 
 
 def test_adapter_files_are_safetensors_with_a_header_and_pth_still_loads(tmp_path):

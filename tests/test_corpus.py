@@ -284,3 +284,13 @@ def test_style_test_is_checked_against_the_training_text(corpus):
         synth.style_texts(["the zebra sat"], train)
     with pytest.raises(synth.CorpusError, match="training sentences"):
         synth.style_texts(["a dog ran home"], train)
+
+
+def test_console_summary_is_a_row_per_set(corpus):
+    """The CLI prints a short table (the full statistics stay in corpus_stats.json), not the JSON."""
+    root, stats, synth = corpus
+    table = synth.summary_table(stats, root / "data" / "corpus_stats.json").splitlines()
+    sets = [k for k in stats if not k.startswith("_")]
+    assert len(table) == len(sets) + 2 and table[-1].endswith("corpus_stats.json")
+    for name, row in zip(sets, table[1:-1]):
+        assert row.split()[:2] == [name, str(stats[name]["utterances"])]

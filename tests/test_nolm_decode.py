@@ -86,6 +86,16 @@ def test_ctc_collapse(decode):
     assert decode.ctc_collapse([0, 0, 0], {0}) == []
 
 
+def test_a_duplicate_utterance_id_ends_the_job(decode, tmp_path):
+    """decode.py reads its tables with the library's reader: a wav.scp listing an id twice would be
+    decoded once and scored against the wrong reference, so it is refused, naming the line."""
+    (tmp_path / "wav.scp").write_text("u1 a.wav\nu2 b.wav\nu1 c.wav\n")
+    with pytest.raises(SystemExit, match=r"wav.scp:3: duplicate id 'u1'"):
+        decode.read_scp(tmp_path / "wav.scp")
+    (tmp_path / "wav.scp").write_text("u1 a.wav\nu2 b.wav\n")
+    assert decode.read_scp(tmp_path / "wav.scp") == {"u1": "a.wav", "u2": "b.wav"}
+
+
 def test_greedy_options_are_checked(decode):
     assert decode.greedy_options({"ctc_greedy": False, "beam_size": 2}) == {"beam_size": 2}
     assert decode.greedy_options({"ctc_greedy": True, "dtype": "float32"}) == {"ctc_greedy": True, "dtype": "float32"}

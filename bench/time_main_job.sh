@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job timed alone on a fresh clone (the README's first command): the repository is cloned
 # into a scratch directory, this checkout's venv linked (local/install.sh is then a no-op), and every
-# output line time-stamped; prints the wall time, the longest silence and any nltk line.
+# output line time-stamped; prints the wall time, the longest silence, any nltk line, and the machine's
+# speed (CPU model, cores, torch's float32 1024x1024 GEMM rate, measured after the job) so that the
+# time can be compared with another machine's.
 #
 #     bash bench/time_main_job.sh [SCRATCH_DIR]      # run it with nothing else on the machine
 set -u
@@ -19,4 +21,16 @@ echo "main job: rc=${rc}, wall ${end}-${start} = $((end - start)) s; log ${log}"
 awk '$1 ~ /^[0-9]+$/ { if (p && $1 - p > m) { m = $1 - p; at = $0 } p = $1 }
      END { printf "longest silence: %d s, before: %s\n", m, substr(at, 12, 140) }' "${log}"
 echo "nltk lines: $(grep -ci nltk "${log}")"
+"${root}/.venv/bin/python" - <<'PY'
+import os, statistics, time
+import torch
+model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+a @ b
+times = []
+for _ in range(20):
+    t = time.perf_counter(); a @ b; times.append(time.perf_counter() - t)
+print(f"machine: {model}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads: "
+      f"float32 1024x1024 GEMM {2 * 1024 ** 3 / statistics.median(times) / 1e9:.1f} GFLOP/s (median of 20)")
+PY
 exit "${rc}"

@@ -135,12 +135,15 @@ def best_valid_acc(exp: Path):
     return best
 
 
-def accepts_seed(config) -> bool:
-    """Whether a PEFT config takes a ``seed`` option (the methods with a randomised SVD)."""
+def accepts_seed(config, seeds) -> bool:
+    """Whether a PEFT config takes each of ``seeds`` as its ``seed`` option: the methods with a
+    randomised SVD. (A seed equal to the option's default passes even where it has no effect, so the
+    sweep's own seeds are tried: SVD-initialised methods with an exact SVD refuse them.)"""
     from espnet_peft.config import PeftConfig
 
     try:
-        PeftConfig.from_any(dict(config, seed=0))
+        for s in seeds:
+            PeftConfig.from_any(dict(config, seed=s))
         return True
     except PeftError:
         return False
@@ -364,9 +367,21 @@ class Sweep:
         for c in self.cells:
             (configs / f"{c.name}.yaml").write_text(yaml.safe_dump(c.config, sort_keys=False))
             self.seeded[c.name] = (self.proto.seeds_declared and c.name not in self.infeasible
-                                   and accepts_seed(c.config))
+                                   and accepts_seed(c.config, self.seeds))
             for s in self.seeds if self.seeded[c.name] else []:
                 (configs / f"{c.name}.s{s}.yaml").write_text(yaml.safe_dump(dict(c.config, seed=s), sort_keys=False))
+        self.check_configs()
+
+    def check_configs(self) -> None:
+        """Every config a run will train with is checked as the recipe checks it, before any run starts."""
+        from espnet_peft.config import PeftConfig
+
+        for c in self.cells:
+            for path in dict.fromkeys(self.cfg_path(c, s) for s in self.seeds) if c.name not in self.infeasible else ():
+                try:
+                    PeftConfig.from_any(yaml.safe_load(path.read_text()))
+                except PeftError as e:
+                    raise SweepError(f"cell {c.name}: {path}: {e}") from None
 
     def load_choices(self) -> None:
         """The learning-rate choices made so far (lr_choices.json), minus those another protocol,

@@ -21,6 +21,7 @@ from espnet_peft.sweep import (analyse, at_grid_edge, choose_lr, expand, experim
                                pareto_front, protocol, rate_beyond, sweep_rows, tuning_grid, write_report)
 
 from conftest import ROOT
+from espnet_fixtures import local_module
 
 
 def grid_file(tmp_path, grid):
@@ -397,6 +398,34 @@ def test_driver_skips_finished_cells_and_resumes(tmp_path):
     assert "`run_sweep.sh --target child`" in (rec / "RESULTS_sweep.md").read_text()
 
 
+def test_seeded_configs_only_where_the_seed_has_an_effect(tmp_path):
+    """Per-seed PEFT configs go only to methods whose seed does something (PiSSA's randomised SVD);
+    SSVD and SSVD-O (exact Gram SVD) refuse a seed, and once got one per seed, so that every one of
+    their runs failed at its first stage. Every config a run will use is checked before any starts."""
+    rec = scratch_recipe(tmp_path, methods=("pissa", "ssvd", "ssvd_o"))
+    (rec / "run.sh").write_text(FAKE_RUN)
+    grid = {"configs": {m: f"conf/peft/{m}.yaml" for m in ("pissa", "ssvd", "ssvd_o")},
+            "methods": ["pissa", "ssvd", "ssvd_o"], "budgets": ["1%"], "seeds": [1, 2]}
+    cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid_file(rec, grid)),
+           "--out", "exp/sweep", "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'}",
+           "--model_config", "none.yaml", "--records", "records", "--dry_run"]
+    env = dict(os.environ, CALLS=str(tmp_path / "calls.txt"))
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    configs = rec / "exp" / "sweep" / "configs"
+    assert sorted(p.name for p in configs.glob("*.s*.yaml")) == ["pissa_b1pct.s1.yaml", "pissa_b1pct.s2.yaml"]
+    assert "configs/ssvd_o_b1pct.yaml" in res.stdout and "configs/ssvd_o_b1pct.s1.yaml" not in res.stdout
+    budget_sweep = local_module("budget_sweep")
+    assert budget_sweep.accepts_seed(yaml.safe_load((ROOT / "conf/peft/pissa.yaml").read_text()), [1, 2])
+    assert not budget_sweep.accepts_seed(yaml.safe_load((ROOT / "conf/peft/ssvd_o.yaml").read_text()), [1, 2])
+    # a config the recipe would refuse stops the sweep before its first run, naming the cell
+    bad = rec / "conf" / "peft" / "ssvd.yaml"
+    bad.write_text(bad.read_text() + "seed: 7\n")
+    res = subprocess.run(cmd[:-1], cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "cell ssvd_b1pct" in res.stderr and "'seed' has no effect" in res.stderr, res.stderr
+    assert not (tmp_path / "calls.txt").exists()
+
+
 def test_driver_reports_infeasible_budgets(tmp_path):
     from conftest import TINY_ASR_CONFIG
 
@@ -632,9 +661,11 @@ def test_driver_chooses_the_rate_on_dev_before_any_test_set_is_decoded(tmp_path)
     assert not (rec / "exp" / "t_lora_b1pct_lr0.001_s1" / "merged" / "decode" / "child_test").exists()
     assert sorted(p.parent.parent.name for p in (rec / "exp").glob("t_lora_b1pct_lr*/merged/summary.json")) == [
         "t_lora_b1pct_lr0.003_s1", "t_lora_b1pct_lr0.003_s2"]
-    # the seed reaches the PEFT config of methods with a seed option (randomised SVD), not the others
+    # the seed reaches the PEFT config only of methods where it has an effect (a randomised SVD:
+    # test_seeded_configs_only_where_the_seed_has_an_effect); SSVD's exact SVD takes none
     ssvd_cfgs = {c["opts"]["peft_config"] for c in runs if c["opts"]["tag"].startswith("t_ssvd")}
-    assert all(yaml.safe_load((rec / p).read_text())["seed"] == 1 for p in ssvd_cfgs)
+    assert ssvd_cfgs == {"exp/sweep/configs/ssvd_b1pct.yaml"}
+    assert "seed" not in yaml.safe_load((rec / "exp" / "sweep" / "configs" / "ssvd_b1pct.yaml").read_text())
     assert "seed" not in yaml.safe_load((rec / "exp" / "sweep" / "configs" / "lora_b1pct.yaml").read_text())
     md = (rec / "RESULTS_sweep.md").read_text()
     assert "learning-rate choice on dev incomplete" in md and "ssvd_b1pct_lr0.003_s1.tune" in md

@@ -361,25 +361,23 @@ class Sweep:
                 runs_file.rename(runs_file.with_name(f"invocations.before_{self.current}.json"))
 
     def write_configs(self) -> None:
-        """The PEFT configs: one per cell, one per seed for methods with a seed option."""
+        """The PEFT configs: one per cell, one per seed for methods with a seed option. Every config a
+        run will train with is checked as the recipe checks it, before any run starts (the seeded ones
+        by ``accepts_seed``, the others here)."""
+        from espnet_peft.config import PeftConfig
+
         self.seeded = {}
         configs = self.args.out / "configs"
         for c in self.cells:
-            (configs / f"{c.name}.yaml").write_text(yaml.safe_dump(c.config, sort_keys=False))
-            self.seeded[c.name] = (self.proto.seeds_declared and c.name not in self.infeasible
-                                   and accepts_seed(c.config, self.seeds))
+            path = configs / f"{c.name}.yaml"
+            path.write_text(yaml.safe_dump(c.config, sort_keys=False))
+            feasible = c.name not in self.infeasible
+            self.seeded[c.name] = self.proto.seeds_declared and feasible and accepts_seed(c.config, self.seeds)
             for s in self.seeds if self.seeded[c.name] else []:
                 (configs / f"{c.name}.s{s}.yaml").write_text(yaml.safe_dump(dict(c.config, seed=s), sort_keys=False))
-        self.check_configs()
-
-    def check_configs(self) -> None:
-        """Every config a run will train with is checked as the recipe checks it, before any run starts."""
-        from espnet_peft.config import PeftConfig
-
-        for c in self.cells:
-            for path in dict.fromkeys(self.cfg_path(c, s) for s in self.seeds) if c.name not in self.infeasible else ():
+            if feasible and not self.seeded[c.name]:
                 try:
-                    PeftConfig.from_any(yaml.safe_load(path.read_text()))
+                    PeftConfig.from_any(c.config)
                 except PeftError as e:
                     raise SweepError(f"cell {c.name}: {path}: {e}") from None
 

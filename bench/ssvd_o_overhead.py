@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import espnet_peft  # noqa: E402
-from espnet_peft.bin.bench import TARGETS, build_model  # noqa: E402
+from espnet_peft.bin.bench import TARGETS, build_model, machine_line, machine_speed  # noqa: E402
 from espnet_peft.methods.ssvd_o import SubspaceRotationLinear, _SubspaceLinear, core_flops, path_costs  # noqa: E402
 
 
@@ -77,9 +77,8 @@ def main(argv=None) -> int:
     f_core = sum(core_flops(m.k_in, m.k_out, m.rotation_kind) for m in layers)
 
     # 2. the machine's GEMM rate
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    t_mm = timed(lambda: a @ b, 20)
-    rate = 2 * 1024 ** 3 / t_mm
+    speed = machine_speed()
+    rate = speed["gemm_gflops"] * 1e9
 
     # 3. every adapted layer on --tokens tokens, against its frozen layer
     t_ad = t_fr = f_ad = f_fr = 0.0
@@ -106,7 +105,7 @@ def main(argv=None) -> int:
     print(f"shape {args.shape}, {args.method} at {args.budget}: {len(layers)} layers "
           f"({paths['dense']} dense, {paths['lowrank']} low-rank at {args.tokens} tokens), "
           f"{torch.get_num_threads()} threads")
-    print(f"GEMM rate (1024^3): {rate / 1e9:.1f} GFLOP/s\n")
+    print(f"machine: {machine_line(speed)}\n")
     print("| part | time (ms) | GFLOP | GFLOP/s | time at GEMM rate (ms) |")
     print("|---|---:|---:|---:|---:|")
     rows = [("cores M, fwd+bwd (all layers)", t_core, f_core),

@@ -21,16 +21,6 @@ echo "main job: rc=${rc}, wall ${end}-${start} = $((end - start)) s; log ${log}"
 awk '$1 ~ /^[0-9]+$/ { if (p && $1 - p > m) { m = $1 - p; at = $0 } p = $1 }
      END { printf "longest silence: %d s, before: %s\n", m, substr(at, 12, 140) }' "${log}"
 echo "nltk lines: $(grep -ci nltk "${log}")"
-"${root}/.venv/bin/python" - <<'PY'
-import os, statistics, time
-import torch
-model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-a @ b
-times = []
-for _ in range(20):
-    t = time.perf_counter(); a @ b; times.append(time.perf_counter() - t)
-print(f"machine: {model}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads: "
-      f"float32 1024x1024 GEMM {2 * 1024 ** 3 / statistics.median(times) / 1e9:.1f} GFLOP/s (median of 20)")
-PY
+(cd "${root}" && .venv/bin/python -c "from espnet_peft.bin.bench import machine_line, machine_speed
+print('machine:', machine_line(machine_speed()))")
 exit "${rc}"

@@ -1,6 +1,7 @@
 """The performance benchmark (espnet_peft.bin.bench): the FLOP bounds it divides by, and a smoke
 run at the tiny shape (the real measurements are a benchmark with committed results, not a test)."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -98,7 +99,10 @@ def test_bench_smoke_run(tmp_path):
     for m in methods:
         assert f"| {m} |" in md
     assert "/ own bound" in md and "## tiny" in md
-    # the table is written again from the JSON alone, with the run's own options
+    # the machine it ran on, with its speed, is recorded and stated
+    assert data["machine"]["gemm_gflops"] > 0 and data["machine"]["cores"] == os.cpu_count()
+    assert f"GEMM {data['machine']['gemm_gflops']:.1f} GFLOP/s" in md
+    # the table is written again from the JSON alone, with the run's own options and machine
     (tmp_path / "bench.md").unlink()
     assert bench.main(["--report_from", str(tmp_path / "bench.json")]) == 0
     assert (tmp_path / "bench.md").read_text() == md
@@ -218,4 +222,14 @@ def test_ssvd_o_overhead_script_times_cores_and_layers():
     # the adapted layers do the frozen layers' arithmetic and more
     by_flops = float(re.search(r"measured, ([0-9.]+) by FLOPs", res.stdout).group(1))
     assert by_flops > 1
-    assert "layers (" in res.stdout and "GEMM rate" in res.stdout
+    assert "layers (" in res.stdout and re.search(r"machine: .* GEMM [0-9.]+ GFLOP/s", res.stdout)
+
+
+def test_gemm_rate_counts_the_product_flops(monkeypatch):
+    """The rate is 2 n^3 FLOPs over the median product time, whatever the clock says."""
+    ticks = iter(range(0, 10 ** 6, 2))  # every product takes 2 clock units
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks))
+    assert bench.gemm_rate(n=8, repeats=3) == 2 * 8 ** 3 / 2
+    monkeypatch.undo()
+    speed = bench.machine_speed()
+    assert speed["gemm_gflops"] > 0 and speed["cores"] == os.cpu_count() and speed["processor"]

@@ -299,6 +299,41 @@ def timed(fn, n: int) -> List[float]:
     return times
 
 
+def gemm_rate(n: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
+    """The machine's float32 ``n x n`` matmul rate in FLOP/s: the median of ``repeats`` products
+    after one warm-up, with torch's current thread count."""
+    import torch
+
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+
+    def product():
+        a @ b
+        sync(device)
+    product()
+    return 2.0 * n ** 3 / statistics.median(timed(product, repeats))
+
+
+def machine_speed(device: str = "cpu") -> Dict:
+    """What a timing should be read against: the processor, the cores, torch and its threads, and
+    the GEMM rate (GFLOP/s) on ``device``."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if device.startswith("cuda"):
+        cpu = f"{torch.cuda.get_device_name(device)} (host {cpu})"
+    return {"processor": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "device": device, "gemm_gflops": gemm_rate(device=device) / 1e9}
+
+
+def machine_line(speed: Dict) -> str:
+    return (f"{speed['processor']}, {speed['cores']} cores, torch {speed['torch']} with {speed['threads']} threads: "
+            f"float32 1024x1024 GEMM {speed['gemm_gflops']:.1f} GFLOP/s on {speed['device']} (median of 20)")
+
+
 def time_steps(step, floor_step, args) -> Dict:
     """Step times; with a floor beside the method (``floor_step``), in alternating pairs."""
     if floor_step is not None:
@@ -441,7 +476,9 @@ def report_header(args) -> List[str]:
     options = f"Method options: {bench_options(args)}."
     head = [f"# Benchmark ({time.strftime('%Y-%m-%d')})", "",
             f"Command: `python -m espnet_peft.bin.bench {' '.join(args.argv)}`", ""]
-    machine = f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; "
+    speed = getattr(args, "machine", None)
+    machine = (f"Machine: {machine_line(speed)}; " if speed else
+               f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, device {args.device}; ")
     if args.init_only:
         return head + [machine + f"initialisation only, each method in its own process: building the model is not "
                        f"timed, planning and initialising the method are; budget {args.budget}. {options} "
@@ -584,6 +621,7 @@ def main(argv=None) -> int:
         saved = json.loads(args.report_from.read_text())
         again = ap.parse_args(saved["argv"])
         again.argv = saved["argv"]
+        again.machine = saved.get("machine")
         md = report(saved["results"], again)
         (args.report_from.parent / "bench.md").write_text(md)
         print(md)
@@ -594,9 +632,11 @@ def main(argv=None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     results = run_rows(args, argv)
+    args.machine = machine_speed(args.device)  # after the rows, with the machine as they left it
     md = report(results, args)
     (args.out / "bench.md").write_text(md)
-    (args.out / "bench.json").write_text(json.dumps({"argv": args.argv, "results": results}, indent=1) + "\n")
+    (args.out / "bench.json").write_text(json.dumps({"argv": args.argv, "machine": args.machine, "results": results},
+                                                    indent=1) + "\n")
     print(md)
     return 0
 

@@ -49,11 +49,14 @@ import math
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Dict, List
 
 import numpy as np
 import yaml
@@ -68,6 +71,10 @@ from file_id import file_id, recorded_foundation_id, write_text_atomic
 from sweep_records import (DECODINGS, RecordStore, code_commit, config_hash, data_id, errors_block,
                            set_block, summaries_from_records)
 
+#: what a run is part of, by (later seed, other cell): the priority block (every method at the priority
+#: budgets, and full, at the priority seeds), the other cells at those seeds, the later seeds; and the
+#: interpolation curves (the alphas other than 1)
+PHASES = {(0, 0): "priority block", (0, 1): "other cells", (1, 0): "later seeds", "alpha": "interpolation curves"}
 
 def merged_dir(expdir: Path, tag: str, alpha: float) -> Path:
     return expdir / tag / ("merged" if alpha == 1.0 else f"merged_alpha{alpha:g}")
@@ -254,6 +261,10 @@ def get_parser() -> argparse.ArgumentParser:
     ap.add_argument("--frozen", action="append", type=Path, default=[],
                     help="a file every run's config identity includes (training and decoding configs, the LM); "
                          "a record of other contents is stale")
+    ap.add_argument("--priority_only", action="store_true",
+                    help="run the priority block only: the cells of the priority budgets (and full) at the priority "
+                         "seeds, without interpolation alphas; the later seeds, the other cells and the curves wait "
+                         "for an invocation without it (so that another target's priority block can run first)")
     ap.add_argument("--data_sets", default="",
                     help="the sets (under --dumpdir) whose content is the data identity of every record")
     return ap
@@ -274,6 +285,8 @@ class Sweep:
         self.commit = code_commit(Path(__file__).resolve().parent)
         self.utts, self.notes, self.idents = {}, [], {}
         self.failed, self.ran_cells, self.pending, self.waiting = [], set(), {}, {}
+        self.out_of_scope = set()  # cells this invocation leaves for a later one (--priority_only)
+        self.deferred = {}  # per cell, the jobs ready now that --priority_only leaves for later
         self.attempted = set()  # dev runs started by this invocation: one that failed is not retried until the next
         self.current = None  # the foundation model's id (None without the model)
         self.sched = None
@@ -576,9 +589,21 @@ class Sweep:
             elif rc != 0:
                 self.failed.append(label)
                 self.status[label] = f"failed (see {self.args.out / 'logs' / (label + '.log')})"
-            return then(rc) if then else []
+            return self.scoped(then(rc)) if then else []
         entry["then"] = done
         return entry
+
+    def in_scope(self, key) -> bool:
+        """Whether a job (by its key) runs in this invocation: with --priority_only, the tuning and the
+        alpha-1 test runs of the priority cells at the priority seeds only."""
+        return not self.args.priority_only or tuple(key[:3]) == (0, 0, 0)
+
+    def scoped(self, jobs) -> list:
+        """The jobs in scope; the others are counted per cell in ``self.deferred``."""
+        for j in jobs:
+            if not self.in_scope(j["key"]):
+                self.deferred[j["cell"]] = self.deferred.get(j["cell"], 0) + 1
+        return [j for j in jobs if self.in_scope(j["key"])]
 
     def tune_jobs(self, c) -> list:
         """The dev runs of the rates tried so far that have no score yet (each once per invocation)."""
@@ -635,6 +660,7 @@ class Sweep:
                                 self.short(t), cmd,
                                 lambda rc, args=(c, lr, s, j, missing): self.alpha_jobs(*args) if rc == 0 else [],
                                 records=[(c, lr, s, t, "test", 1.0)]))
+            out[-1]["runs"] = [("train" if start == 10 else "decode", 1, False), ("decode", len(missing) - 1, True)]
         return out
 
     def cell_results(self, t) -> Path:
@@ -650,14 +676,18 @@ class Sweep:
         label = f"{self.short(t)}.alpha{alphas[0]:g}" if len(alphas) == 1 else f"{self.short(t)}.alphas"
         cmd = " && ".join(run_command(self.args.run, self.cfg_path(c, s), t, stage=11, stop_stage=15, alpha=a,
                                       peft_args=self.peft_args(lr, s), results=self.cell_results(t)) for a in alphas)
-        return [self.job(c, (self.major(j), priority_group(c, self.proto), 1, self.rank[c.name], 1, j, alphas[0]),
-                         label, cmd, records=[(c, lr, s, t, "test", a) for a in alphas])]
+        return [dict(self.job(c, (self.major(j), priority_group(c, self.proto), 1, self.rank[c.name], 1, j, alphas[0]),
+                              label, cmd, records=[(c, lr, s, t, "test", a) for a in alphas]),
+                     runs=[("decode", len(alphas), True)])]
 
     def plan(self) -> list:
         """The jobs ready now (rates to tune, seeds at a chosen rate); the rest wait in ``self.waiting``."""
         initial = []
         for c in self.cells:
             if c.name in self.infeasible:
+                continue
+            if self.args.priority_only and priority_group(c, self.proto):
+                self.out_of_scope.add(c.name)
                 continue
             if c.lrs and not c.parent and c.name not in self.choices:
                 tj = self.tune_jobs(c)
@@ -669,7 +699,7 @@ class Sweep:
             else:
                 self.waiting[c.name] = (f"waiting for {c.parent}'s learning-rate choice" if c.parent
                                         else "learning-rate choice on dev incomplete")
-        return initial
+        return self.scoped(initial)
 
     def print_plan(self, initial) -> set:
         """One line per cell (its alphas, its rate, what is left); returns the cells with work."""
@@ -678,12 +708,73 @@ class Sweep:
             ok, lr = self.rate(c) if c.name not in self.infeasible else (False, None)
             n = sum(j["cell"] == c.name for j in initial)
             state = (self.status[c.name] if c.name in self.infeasible else f"{n} run(s) to run" if n
-                     else self.waiting.get(c.name, "done"))
+                     else "outside the priority block (--priority_only)" if c.name in self.out_of_scope
+                     else self.waiting.get(c.name, f"{self.deferred[c.name]} job(s) left after the priority block"
+                                           if c.name in self.deferred else "done"))
             lrs = (f"lr={lr:g}" if ok and lr is not None else f"lr from {c.parent}" if c.parent
                    else f"lr in {','.join(f'{x:g}' for x in c.lrs)}" if c.lrs else "")
             print(f"  {c.name:<44} alphas={','.join(f'{a:g}' for a in c.alphas):<20} {lrs:<26} {state}")
         print(f"budget_sweep.py: {len(self.cells)} cells, {len(work)} to run, {len(self.infeasible)} infeasible")
+        if work:
+            print(f"budget_sweep.py: {self.estimate(initial)}")
         return work
+
+    def runs_left(self, initial) -> Dict[str, Counter]:
+        """The runs known to be left, per phase and kind (``dev``: a tuning run; ``train``: a seed's
+        test run that trains; ``decode``: one whose model is trained, or another alpha): the jobs
+        ready now, and the test runs of the cells still waiting for a learning rate."""
+        left: Dict[str, Counter] = {}
+
+        def add(major, group, kind, n=1, alpha=False):
+            if not self.in_scope((major, group, int(alpha))):
+                return
+            phase = PHASES["alpha" if alpha else (major, group) if major == 0 else (1, 0)]
+            left.setdefault(phase, Counter())[kind] += n
+        for j in initial:
+            for kind, n, alpha in j.get("runs", [("dev", 1, False)]):  # a tuning run's key starts (0, group)
+                add(j["key"][0], j["key"][1], kind, n, alpha)
+        for name in self.waiting:
+            c = self.by_name[name]
+            for j, s in enumerate(self.seeds):
+                # a tuned cell's selection seeds were trained by their dev runs
+                add(self.major(j), priority_group(c, self.proto),
+                    "decode" if c.lrs and not c.parent and s in self.sel_seeds else "train")
+                add(self.major(j), priority_group(c, self.proto), "decode", len(c.alphas) - 1, alpha=True)
+        return left
+
+    def run_times(self) -> Dict[str, float]:
+        """The median job time (s) of each kind of run, from this sweep's records (any identity:
+        a timing stays a timing); a test record counts as ``decode`` when its dev run trained it."""
+        times: Dict[str, List[float]] = {"dev": [], "train": [], "decode": []}
+        for rec in self.store.all("dev"):
+            if rec.get("job_seconds"):
+                times["dev"].append(rec["job_seconds"])
+        for rec in self.store.all("test"):
+            if rec.get("job_seconds") and float(rec.get("alpha", 1.0)) == 1.0:  # other alphas share a job
+                kind = "decode" if self.store.load(rec["tag"], "dev") is not None else "train"
+                times[kind].append(rec["job_seconds"])
+        return {k: statistics.median(v) for k, v in times.items() if v}
+
+    def estimate(self, initial) -> str:
+        """One line: the runs known to be left per phase, and their job time at this sweep's recorded
+        medians (one job at a time); a rate past a grid's edge would add a dev run."""
+        left, med = self.runs_left(initial), self.run_times()
+        words = {"dev": "dev", "train": "test (trains)", "decode": "test (trained)"}
+        parts, total, known = [], 0.0, True
+        for phase in dict.fromkeys(PHASES.values()):
+            n = left.get(phase)
+            if not n or not sum(n.values()):
+                continue
+            secs = sum(n[k] * med[k] for k in n if n[k] and k in med)
+            known &= all(k in med for k in n if n[k])
+            total += secs
+            runs = ", ".join(f"{n[k]} {words[k]}" for k in words if n[k])
+            parts.append(f"{phase}: {runs}" + (f" ~{secs / 3600:.1f} h" if secs else ""))
+        times = ", ".join(f"{words[k]} {med[k] / 60:.1f} min" for k in words if k in med)
+        return ("runs left now: " + "; ".join(parts) +
+                (f". About {total / 3600:.1f} h of job time at this sweep's median run times ({times})"
+                 + ("" if known else ", leaving out the kinds with no record yet") if med else
+                 ". No record yet to time them by") + "; a rate past a grid's edge adds a dev run")
 
     def print_dry_run(self, initial) -> None:
         for j in sorted(initial, key=lambda j: j["key"]):

@@ -715,6 +715,57 @@ def test_driver_chooses_the_rate_on_dev_before_any_test_set_is_decoded(tmp_path)
     assert [(o["tag"], o["stage"]) for o in tagged] == [("t_lora_b1pct_lr0.003_s2", "11")]
 
 
+def test_priority_only_runs_the_priority_block_and_a_later_run_the_rest(tmp_path):
+    """--priority_only runs the priority cells (every method at the priority budgets, and full) at
+    the priority seeds, with no interpolation alpha, variant or later seed, so that another target's
+    block can come first; the next invocation without it runs exactly what was left."""
+    rec = fake_recipe(tmp_path)
+    grid = grid_file(rec, {
+        "configs": {m: f"conf/peft/{m}.yaml" for m in ("lora", "full")},
+        "blocks": [{"methods": ["lora"], "budgets": ["1%"]}, {"methods": ["full"]},
+                   {"methods": ["lora"], "budgets": ["1%"], "allocations": {"lora": [{"allocation": {"weights": "attention"}}]}}],
+        "learning_rates": {"lora": [1e-3, 3e-3, 1e-2], "full": [1e-4, 1e-3]},
+        "seeds": [1, 2, 3], "selection": {"seeds": 1, "priority_seeds": 2}, "priority_budgets": ["1%"],
+        "bootstrap": {"resamples": 100}, "interpolation": {"cells": ["full"], "alphas": [0.5]}})
+    calls = tmp_path / "calls.jsonl"
+    env = dict(os.environ, CALLS=str(calls), SWEEP_OUT=str(rec / "exp" / "sweep" / "records"))
+    cmd = [sys.executable, str(ROOT / "local" / "budget_sweep.py"), "--grid", str(grid), "--out", "exp/sweep",
+           "--run", "bash run.sh", "--cmd", f"{sys.executable} {ROOT / 'local' / 'launch.py'} --backend local",
+           "--tag_prefix", "t_", "--model_config", "none.yaml", "--results", "RESULTS_sweep.md", "--dev_set", "child_dev"]
+
+    def runs():
+        out = [json.loads(line)["opts"] for line in calls.read_text().splitlines()] if calls.exists() else []
+        return [(o["tag"], float(o.get("alpha", 1.0)), o.get("target_test_sets") == "child_dev") for o in out if "tag" in o]
+
+    res = subprocess.run(cmd + ["--priority_only"], cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    first = runs()
+    dev = {t for t, _, d in first if d}
+    test = {t for t, _, d in first if not d}
+    assert dev == {"t_lora_b1pct_lr0.001_s1", "t_lora_b1pct_lr0.003_s1", "t_lora_b1pct_lr0.01_s1",
+                   "t_full_lr0.0001_s1", "t_full_lr0.001_s1"}
+    assert test == {"t_lora_b1pct_lr0.003_s1", "t_lora_b1pct_lr0.003_s2", "t_full_lr0.001_s1", "t_full_lr0.001_s2"}
+    assert {a for _, a, _ in first} == {1.0}
+    plan = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("  ")}
+    assert "outside the priority block (--priority_only)" in plan["lora_b1pct_weightsattention"]
+    left = next(line for line in res.stdout.splitlines() if "runs left now:" in line)
+    assert "priority block: 5 dev, 2 test (trains), 2 test (trained)" in left and "later seeds" not in left, left
+
+    # the rest: the third seeds, the curve's alpha at every seed, the variant; nothing run before
+    res = subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True)
+    assert ("runs left now: other cells: 2 test (trains) ~0.0 h; later seeds: 3 test (trains) ~0.0 h; "
+            "interpolation curves: 3 test (trained)") in res.stdout, res.stdout
+    res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rest = runs()[len(first):]
+    assert {(t, a) for t, a, _ in rest} == {
+        ("t_lora_b1pct_lr0.003_s3", 1.0), ("t_full_lr0.001_s3", 1.0),
+        ("t_full_lr0.001_s1", 0.5), ("t_full_lr0.001_s2", 0.5), ("t_full_lr0.001_s3", 0.5),
+        ("t_lora_b1pct_weightsattention_lr0.003_s1", 1.0), ("t_lora_b1pct_weightsattention_lr0.003_s2", 1.0),
+        ("t_lora_b1pct_weightsattention_lr0.003_s3", 1.0)}
+    assert not any(d for _, _, d in rest)
+
+
 def test_tuning_grid_extends_past_an_edge_until_the_best_rate_is_inside():
     assert rate_beyond([1e-3, 3e-3, 1e-2], "high") == 3e-2 and rate_beyond([1e-3, 3e-3, 1e-2], "low") == 3e-4
     assert rate_beyond([1e-4, 1e-3], "high") == 1e-2 and rate_beyond([1e-4, 3e-4, 1e-3], "high") == 3e-3

@@ -121,7 +121,8 @@ def test_driver_reruns_what_a_stale_record_measured(tmp_path):
         return subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True).stdout
 
     shutil.rmtree(rec / "exp")  # a new machine: the records alone
-    assert " 0 to run" in dry()
+    out = dry()
+    assert " 0 to run" in out and "runs left" not in out
     calls.write_text("")
     res = subprocess.run(cmd + ["--report_only"], cwd=rec, env=env, capture_output=True, text=True)
     assert res.returncode == 0 and not calls.read_text().strip(), res.stdout + res.stderr
@@ -137,6 +138,10 @@ def test_driver_reruns_what_a_stale_record_measured(tmp_path):
     (rec / "conf" / "train.yaml").write_text("max_epoch: 3\n")
     out = dry()
     assert " 2 to run" in out and "lr in 0.001,0.003,0.01" in out, out
+    # what is left, counted and timed from the records (stale ones time runs too): every rate of both
+    # cells on dev, then each cell's seed on the model its dev run trained
+    left = next(line for line in out.splitlines() if "runs left now:" in line)
+    assert "priority block: 5 dev, 2 test (trained) ~" in left and "About " in left and "no record" not in left, left
     (rec / "conf" / "train.yaml").write_text("max_epoch: 2\n")
     assert " 0 to run" in dry()
     # other data (one reference changed): stale as well

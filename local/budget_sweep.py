@@ -76,6 +76,7 @@ from sweep_records import (DECODINGS, RecordStore, code_commit, config_hash, dat
 #: interpolation curves (the alphas other than 1)
 PHASES = {(0, 0): "priority block", (0, 1): "other cells", (1, 0): "later seeds", "alpha": "interpolation curves"}
 
+
 def merged_dir(expdir: Path, tag: str, alpha: float) -> Path:
     return expdir / tag / ("merged" if alpha == 1.0 else f"merged_alpha{alpha:g}")
 
@@ -576,9 +577,11 @@ class Sweep:
     def major(self, j) -> int:
         return 1 if self.proto.priority_seeds and j >= self.proto.priority_seeds else 0
 
-    def job(self, c, key, label, cmd, then=None, run_tag=None, records=()) -> dict:
-        """A job; ``records``: (cell, lr, seed, tag, kind, alpha) of the runs it finishes, recorded after it."""
-        entry = {"key": key, "label": label, "cell": c.name, "command": cmd}
+    def job(self, c, key, label, cmd, then=None, run_tag=None, records=(), runs=None) -> dict:
+        """A job; ``records``: (cell, lr, seed, tag, kind, alpha) of the runs it finishes, recorded after it;
+        ``runs``: the (kind, count, other alpha) of the runs it stands for (default: one dev run)."""
+        entry = {"key": key, "label": label, "cell": c.name, "command": cmd,
+                 "runs": runs or [("dev", 1, False)]}
 
         def done(rc):
             for r in records:
@@ -600,10 +603,13 @@ class Sweep:
 
     def scoped(self, jobs) -> list:
         """The jobs in scope; the others are counted per cell in ``self.deferred``."""
+        out = []
         for j in jobs:
-            if not self.in_scope(j["key"]):
+            if self.in_scope(j["key"]):
+                out.append(j)
+            else:
                 self.deferred[j["cell"]] = self.deferred.get(j["cell"], 0) + 1
-        return [j for j in jobs if self.in_scope(j["key"])]
+        return out
 
     def tune_jobs(self, c) -> list:
         """The dev runs of the rates tried so far that have no score yet (each once per invocation)."""
@@ -659,8 +665,9 @@ class Sweep:
             out.append(self.job(c, (self.major(j), priority_group(c, self.proto), 0, self.rank[c.name], 1, j, 1.0),
                                 self.short(t), cmd,
                                 lambda rc, args=(c, lr, s, j, missing): self.alpha_jobs(*args) if rc == 0 else [],
-                                records=[(c, lr, s, t, "test", 1.0)]))
-            out[-1]["runs"] = [("train" if start == 10 else "decode", 1, False), ("decode", len(missing) - 1, True)]
+                                records=[(c, lr, s, t, "test", 1.0)],
+                                runs=[("train" if start == 10 else "decode", 1, False),
+                                      ("decode", len(missing) - 1, True)]))
         return out
 
     def cell_results(self, t) -> Path:
@@ -676,9 +683,9 @@ class Sweep:
         label = f"{self.short(t)}.alpha{alphas[0]:g}" if len(alphas) == 1 else f"{self.short(t)}.alphas"
         cmd = " && ".join(run_command(self.args.run, self.cfg_path(c, s), t, stage=11, stop_stage=15, alpha=a,
                                       peft_args=self.peft_args(lr, s), results=self.cell_results(t)) for a in alphas)
-        return [dict(self.job(c, (self.major(j), priority_group(c, self.proto), 1, self.rank[c.name], 1, j, alphas[0]),
-                              label, cmd, records=[(c, lr, s, t, "test", a) for a in alphas]),
-                     runs=[("decode", len(alphas), True)])]
+        return [self.job(c, (self.major(j), priority_group(c, self.proto), 1, self.rank[c.name], 1, j, alphas[0]),
+                         label, cmd, records=[(c, lr, s, t, "test", a) for a in alphas],
+                         runs=[("decode", len(alphas), True)])]
 
     def plan(self) -> list:
         """The jobs ready now (rates to tune, seeds at a chosen rate); the rest wait in ``self.waiting``."""
@@ -731,7 +738,7 @@ class Sweep:
             phase = PHASES["alpha" if alpha else (major, group) if major == 0 else (1, 0)]
             left.setdefault(phase, Counter())[kind] += n
         for j in initial:
-            for kind, n, alpha in j.get("runs", [("dev", 1, False)]):  # a tuning run's key starts (0, group)
+            for kind, n, alpha in j["runs"]:  # a tuning run's key starts (0, group)
                 add(j["key"][0], j["key"][1], kind, n, alpha)
         for name in self.waiting:
             c = self.by_name[name]
@@ -746,13 +753,12 @@ class Sweep:
         """The median job time (s) of each kind of run, from this sweep's records (any identity:
         a timing stays a timing); a test record counts as ``decode`` when its dev run trained it."""
         times: Dict[str, List[float]] = {"dev": [], "train": [], "decode": []}
-        for rec in self.store.all("dev"):
-            if rec.get("job_seconds"):
-                times["dev"].append(rec["job_seconds"])
+        devs = self.store.all("dev")
+        trained = {rec["tag"] for rec in devs}
+        times["dev"] = [rec["job_seconds"] for rec in devs if rec.get("job_seconds")]
         for rec in self.store.all("test"):
             if rec.get("job_seconds") and float(rec.get("alpha", 1.0)) == 1.0:  # other alphas share a job
-                kind = "decode" if self.store.load(rec["tag"], "dev") is not None else "train"
-                times[kind].append(rec["job_seconds"])
+                times["decode" if rec["tag"] in trained else "train"].append(rec["job_seconds"])
         return {k: statistics.median(v) for k, v in times.items() if v}
 
     def estimate(self, initial) -> str:
@@ -761,7 +767,7 @@ class Sweep:
         left, med = self.runs_left(initial), self.run_times()
         words = {"dev": "dev", "train": "test (trains)", "decode": "test (trained)"}
         parts, total, known = [], 0.0, True
-        for phase in dict.fromkeys(PHASES.values()):
+        for phase in PHASES.values():
             n = left.get(phase)
             if not n or not sum(n.values()):
                 continue

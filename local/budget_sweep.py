@@ -71,10 +71,13 @@ from file_id import file_id, recorded_foundation_id, write_text_atomic
 from sweep_records import (DECODINGS, RecordStore, code_commit, config_hash, data_id, errors_block,
                            set_block, summaries_from_records)
 
-#: what a run is part of, by (later seed, other cell): the priority block (every method at the priority
-#: budgets, and full, at the priority seeds), the other cells at those seeds, the later seeds; and the
-#: interpolation curves (the alphas other than 1)
-PHASES = {(0, 0): "priority block", (0, 1): "other cells", (1, 0): "later seeds", "alpha": "interpolation curves"}
+#: the phases of a sweep, in the order it runs them (the grid's priority order): the priority block
+#: (every method at the priority budgets, and full, at the priority seeds), the later seeds of those
+#: cells, the other cells (variants, other budgets) at every seed, and the interpolation curves (the
+#: alphas other than 1); ``--last_phase`` stops after one of them
+PHASES = ("priority_block", "later_seeds", "other_cells", "curves")
+PHASE_WORDS = {"priority_block": "priority block", "later_seeds": "later seeds", "other_cells": "other cells",
+               "curves": "interpolation curves"}
 
 
 def merged_dir(expdir: Path, tag: str, alpha: float) -> Path:
@@ -262,10 +265,13 @@ def get_parser() -> argparse.ArgumentParser:
     ap.add_argument("--frozen", action="append", type=Path, default=[],
                     help="a file every run's config identity includes (training and decoding configs, the LM); "
                          "a record of other contents is stale")
-    ap.add_argument("--priority_only", action="store_true",
-                    help="run the priority block only: the cells of the priority budgets (and full) at the priority "
-                         "seeds, without interpolation alphas; the later seeds, the other cells and the curves wait "
-                         "for an invocation without it (so that another target's priority block can run first)")
+    ap.add_argument("--last_phase", choices=PHASES, default=PHASES[-1],
+                    help="the last phase this invocation runs, of (in order) the priority block (the cells of the "
+                         "priority budgets, and full, at the priority seeds), the later seeds of those cells, the "
+                         "other cells (variants, other budgets) and the interpolation curves; the rest waits for a "
+                         "later invocation (so that both targets' priority blocks, then their seeds, come first)")
+    ap.add_argument("--priority_only", dest="last_phase", action="store_const", const=PHASES[0],
+                    help="--last_phase priority_block")
     ap.add_argument("--data_sets", default="",
                     help="the sets (under --dumpdir) whose content is the data identity of every record")
     return ap
@@ -286,8 +292,9 @@ class Sweep:
         self.commit = code_commit(Path(__file__).resolve().parent)
         self.utts, self.notes, self.idents = {}, [], {}
         self.failed, self.ran_cells, self.pending, self.waiting = [], set(), {}, {}
-        self.out_of_scope = set()  # cells this invocation leaves for a later one (--priority_only)
-        self.deferred = {}  # per cell, the jobs ready now that --priority_only leaves for later
+        self.last = PHASES.index(args.last_phase)  # the last phase this invocation runs
+        self.out_of_scope = set()  # cells this invocation leaves for a later one (--last_phase)
+        self.deferred = {}  # per cell, the jobs ready now that --last_phase leaves for later
         self.attempted = set()  # dev runs started by this invocation: one that failed is not retried until the next
         self.current = None  # the foundation model's id (None without the model)
         self.sched = None
@@ -574,7 +581,12 @@ class Sweep:
         return lr is not None, lr
 
     # ------------------------------------------------------------------ jobs
-    def major(self, j) -> int:
+    def phase(self, c, j, alpha=False) -> int:
+        """The index in PHASES of a cell's run at its ``j``-th seed (another alpha: the curves)."""
+        if alpha:
+            return 3
+        if priority_group(c, self.proto):
+            return 2
         return 1 if self.proto.priority_seeds and j >= self.proto.priority_seeds else 0
 
     def job(self, c, key, label, cmd, then=None, run_tag=None, records=(), runs=None) -> dict:
@@ -597,9 +609,8 @@ class Sweep:
         return entry
 
     def in_scope(self, key) -> bool:
-        """Whether a job (by its key) runs in this invocation: with --priority_only, the tuning and the
-        alpha-1 test runs of the priority cells at the priority seeds only."""
-        return not self.args.priority_only or tuple(key[:3]) == (0, 0, 0)
+        """Whether a job (by its key, which starts with its phase) runs in this invocation."""
+        return key[0] <= self.last
 
     def scoped(self, jobs) -> list:
         """The jobs in scope; the others are counted per cell in ``self.deferred``."""
@@ -623,7 +634,7 @@ class Sweep:
                 self.attempted.add(t)
                 cmd = run_command(a.run, self.cfg_path(c, s), t, stage=10, stop_stage=13 if dev else 10,
                                   peft_args=self.peft_args(lr, s), test_sets=a.dev_set if dev else None)
-                out.append(self.job(c, (0, priority_group(c, proto), 0, self.rank[c.name], 0, i, j),
+                out.append(self.job(c, (self.phase(c, j), self.rank[c.name], 0, i, j),
                                     f"{self.short(t)}.tune", cmd, self.after_tune(c), run_tag=t,
                                     records=[(c, lr, s, t, "dev")]))
         return out
@@ -662,7 +673,7 @@ class Sweep:
             start = 10 if not self.trained(t) else 12 if merged else 11
             cmd = run_command(self.args.run, self.cfg_path(c, s), t, stage=start, stop_stage=15,
                               peft_args=self.peft_args(lr, s), results=self.cell_results(t))
-            out.append(self.job(c, (self.major(j), priority_group(c, self.proto), 0, self.rank[c.name], 1, j, 1.0),
+            out.append(self.job(c, (self.phase(c, j), self.rank[c.name], 1, j, 1.0),
                                 self.short(t), cmd,
                                 lambda rc, args=(c, lr, s, j, missing): self.alpha_jobs(*args) if rc == 0 else [],
                                 records=[(c, lr, s, t, "test", 1.0)],
@@ -683,7 +694,7 @@ class Sweep:
         label = f"{self.short(t)}.alpha{alphas[0]:g}" if len(alphas) == 1 else f"{self.short(t)}.alphas"
         cmd = " && ".join(run_command(self.args.run, self.cfg_path(c, s), t, stage=11, stop_stage=15, alpha=a,
                                       peft_args=self.peft_args(lr, s), results=self.cell_results(t)) for a in alphas)
-        return [self.job(c, (self.major(j), priority_group(c, self.proto), 1, self.rank[c.name], 1, j, alphas[0]),
+        return [self.job(c, (self.phase(c, j, alpha=True), self.rank[c.name], 1, j, alphas[0]),
                          label, cmd, records=[(c, lr, s, t, "test", a) for a in alphas],
                          runs=[("decode", len(alphas), True)])]
 
@@ -693,7 +704,7 @@ class Sweep:
         for c in self.cells:
             if c.name in self.infeasible:
                 continue
-            if self.args.priority_only and priority_group(c, self.proto):
+            if self.phase(c, 0) > self.last:
                 self.out_of_scope.add(c.name)
                 continue
             if c.lrs and not c.parent and c.name not in self.choices:
@@ -714,10 +725,12 @@ class Sweep:
         for c in self.cells:
             ok, lr = self.rate(c) if c.name not in self.infeasible else (False, None)
             n = sum(j["cell"] == c.name for j in initial)
-            state = (self.status[c.name] if c.name in self.infeasible else f"{n} run(s) to run" if n
-                     else "outside the priority block (--priority_only)" if c.name in self.out_of_scope
-                     else self.waiting.get(c.name, f"{self.deferred[c.name]} job(s) left after the priority block"
-                                           if c.name in self.deferred else "done"))
+            later = (f"{self.deferred[c.name]} job(s) left after the {PHASE_WORDS[PHASES[self.last]]}"
+                     if c.name in self.deferred else "")
+            state = (self.status[c.name] if c.name in self.infeasible
+                     else f"{n} run(s) to run" + (f", {later}" if later else "") if n
+                     else f"after the {PHASE_WORDS[PHASES[self.last]]} (--last_phase)" if c.name in self.out_of_scope
+                     else self.waiting.get(c.name, later or "done"))
             lrs = (f"lr={lr:g}" if ok and lr is not None else f"lr from {c.parent}" if c.parent
                    else f"lr in {','.join(f'{x:g}' for x in c.lrs)}" if c.lrs else "")
             print(f"  {c.name:<44} alphas={','.join(f'{a:g}' for a in c.alphas):<20} {lrs:<26} {state}")
@@ -732,21 +745,18 @@ class Sweep:
         ready now, and the test runs of the cells still waiting for a learning rate."""
         left: Dict[str, Counter] = {}
 
-        def add(major, group, kind, n=1, alpha=False):
-            if not self.in_scope((major, group, int(alpha))):
-                return
-            phase = PHASES["alpha" if alpha else (major, group) if major == 0 else (1, 0)]
-            left.setdefault(phase, Counter())[kind] += n
+        def add(phase, kind, n=1):
+            if phase <= self.last:
+                left.setdefault(PHASE_WORDS[PHASES[phase]], Counter())[kind] += n
         for j in initial:
-            for kind, n, alpha in j["runs"]:  # a tuning run's key starts (0, group)
-                add(j["key"][0], j["key"][1], kind, n, alpha)
+            for kind, n, alpha in j["runs"]:  # a test job's other alphas are the curves'
+                add(3 if alpha else j["key"][0], kind, n)
         for name in self.waiting:
             c = self.by_name[name]
             for j, s in enumerate(self.seeds):
                 # a tuned cell's selection seeds were trained by their dev runs
-                add(self.major(j), priority_group(c, self.proto),
-                    "decode" if c.lrs and not c.parent and s in self.sel_seeds else "train")
-                add(self.major(j), priority_group(c, self.proto), "decode", len(c.alphas) - 1, alpha=True)
+                add(self.phase(c, j), "decode" if c.lrs and not c.parent and s in self.sel_seeds else "train")
+                add(3, "decode", len(c.alphas) - 1)
         return left
 
     def run_times(self) -> Dict[str, float]:
@@ -767,7 +777,7 @@ class Sweep:
         left, med = self.runs_left(initial), self.run_times()
         words = {"dev": "dev", "train": "test (trains)", "decode": "test (trained)"}
         parts, total, known = [], 0.0, True
-        for phase in PHASES.values():
+        for phase in PHASE_WORDS.values():
             n = left.get(phase)
             if not n or not sum(n.values()):
                 continue

@@ -650,10 +650,13 @@ def test_driver_chooses_the_rate_on_dev_before_any_test_set_is_decoded(tmp_path)
             assert chosen["lr"] == lr and all(v is not None for vs in chosen["scores"].values() for v in vs)
     tested = {rx.match(c["opts"]["tag"])["cell"] for c in runs if test_decoding(c) and c["opts"].get("target_test_sets") != "child_dev"}
     assert tested == {"lora_b1pct", "full", "lora_b1pct_weightsattention"}  # ssvd's choice is incomplete
-    # order: the priority cells (full, then every method at 1%) come before the variant
-    order = [rx.match(c["opts"]["tag"])["cell"] for c in runs]
-    assert order.index("lora_b1pct_weightsattention") > max(i for i, x in enumerate(order) if x in ("full", "lora_b1pct"))
-    assert order[0] == "full"
+    # order: the priority cells (full, then every method at 1%) come before the variant, and the
+    # interpolation curves (alphas other than 1) after it
+    order = [(rx.match(c["opts"]["tag"])["cell"], float(c["opts"].get("alpha", 1))) for c in runs]
+    variant = order.index(("lora_b1pct_weightsattention", 1.0))
+    assert variant > max(i for i, (x, a) in enumerate(order) if x in ("full", "lora_b1pct") and a == 1)
+    assert [a for _, a in order[:variant]] == [1.0] * variant and any(a != 1 for _, a in order[variant:])
+    assert order[0][0] == "full"
     # every rate of a cell is decoded on dev, test only for the chosen one (lowest dev WER)
     choice = json.loads((rec / "exp" / "sweep" / "records" / "lr_choices.json").read_text())
     assert choice["lora_b1pct"]["lr"] == 3e-3 and choice["full"]["lr"] == 1e-3 and "ssvd_b1pct" not in choice
@@ -715,10 +718,11 @@ def test_driver_chooses_the_rate_on_dev_before_any_test_set_is_decoded(tmp_path)
     assert [(o["tag"], o["stage"]) for o in tagged] == [("t_lora_b1pct_lr0.003_s2", "11")]
 
 
-def test_priority_only_runs_the_priority_block_and_a_later_run_the_rest(tmp_path):
-    """--priority_only runs the priority cells (every method at the priority budgets, and full) at
-    the priority seeds, with no interpolation alpha, variant or later seed, so that another target's
-    block can come first; the next invocation without it runs exactly what was left."""
+def test_phases_run_in_the_grid_priority_order_and_each_invocation_stops_at_its_last(tmp_path):
+    """--priority_only (--last_phase priority_block) runs the priority cells (every method at the
+    priority budgets, and full) at the priority seeds, with no interpolation alpha, variant or later
+    seed, so that another target's block can come first; --last_phase later_seeds then adds only the
+    third seeds of those cells; a plain invocation runs exactly what was left: the variant, then the curve."""
     rec = fake_recipe(tmp_path)
     grid = grid_file(rec, {
         "configs": {m: f"conf/peft/{m}.yaml" for m in ("lora", "full")},
@@ -747,22 +751,30 @@ def test_priority_only_runs_the_priority_block_and_a_later_run_the_rest(tmp_path
     assert test == {"t_lora_b1pct_lr0.003_s1", "t_lora_b1pct_lr0.003_s2", "t_full_lr0.001_s1", "t_full_lr0.001_s2"}
     assert {a for _, a, _ in first} == {1.0}
     plan = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("  ")}
-    assert "outside the priority block (--priority_only)" in plan["lora_b1pct_weightsattention"]
+    assert "after the priority block (--last_phase)" in plan["lora_b1pct_weightsattention"]
     left = next(line for line in res.stdout.splitlines() if "runs left now:" in line)
     assert "priority block: 5 dev, 2 test (trains), 2 test (trained)" in left and "later seeds" not in left, left
 
-    # the rest: the third seeds, the curve's alpha at every seed, the variant; nothing run before
+    # what is left, in the order it runs: the third seeds, the variant at every seed, the curve's alpha
     res = subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True)
-    assert ("runs left now: other cells: 2 test (trains) ~0.0 h; later seeds: 3 test (trains) ~0.0 h; "
+    assert ("runs left now: later seeds: 2 test (trains) ~0.0 h; other cells: 3 test (trains) ~0.0 h; "
             "interpolation curves: 3 test (trained)") in res.stdout, res.stdout
+    res = subprocess.run(cmd + ["--last_phase", "later_seeds"], cwd=rec, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    second = runs()[len(first):]
+    assert sorted(second) == [("t_full_lr0.001_s3", 1.0, False), ("t_lora_b1pct_lr0.003_s3", 1.0, False)]
+    plan = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("  ")}
+    assert "after the later seeds (--last_phase)" in plan["lora_b1pct_weightsattention"]
+    assert "1 run(s) to run, 2 job(s) left after the later seeds" in plan["full"], plan["full"]
+
     res = subprocess.run(cmd, cwd=rec, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    rest = runs()[len(first):]
-    assert {(t, a) for t, a, _ in rest} == {
-        ("t_lora_b1pct_lr0.003_s3", 1.0), ("t_full_lr0.001_s3", 1.0),
-        ("t_full_lr0.001_s1", 0.5), ("t_full_lr0.001_s2", 0.5), ("t_full_lr0.001_s3", 0.5),
+    rest = runs()[len(first) + len(second):]
+    # one job at a time, so the order is the phases' order: every variant run before any alpha
+    assert [(t, a) for t, a, _ in rest] == [
         ("t_lora_b1pct_weightsattention_lr0.003_s1", 1.0), ("t_lora_b1pct_weightsattention_lr0.003_s2", 1.0),
-        ("t_lora_b1pct_weightsattention_lr0.003_s3", 1.0)}
+        ("t_lora_b1pct_weightsattention_lr0.003_s3", 1.0),
+        ("t_full_lr0.001_s1", 0.5), ("t_full_lr0.001_s2", 0.5), ("t_full_lr0.001_s3", 0.5)]
     assert not any(d for _, _, d in rest)
 
 

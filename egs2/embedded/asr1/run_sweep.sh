@@ -17,6 +17,9 @@
 #   ./run_sweep.sh --target child --priority_only true   # the priority block only (every method at the priority
 #   ./run_sweep.sh --target accent --priority_only true  # budgets, and full, at the priority seeds): both targets'
 #                                                        # comparisons before any third seed, variant or curve
+#   ./run_sweep.sh --target child --last_phase later_seeds   # then both targets' third seeds, before any
+#                                                        # variant or curve (the phases: priority_block,
+#                                                        # later_seeds, other_cells, curves)
 #
 # A finished run (a dev score, or a seed's test decoding) is a small record in sweep_records/<grid>_<target>/
 # (tracked: commit them as they finish): the sweep skips every run with a current record (same foundation
@@ -45,11 +48,13 @@ archive_stale=false  # true: cells trained on another foundation model move to e
 records=sweep_records  # the run records (tracked): ${records}/<grid name>_<target>/
 results_dir=.        # where RESULTS_sweep_<grid name>_<target>.{md,png,json} are written
 sweep_dir=""         # the sweep's working directory (configs, logs; default exp/sweep_<grid name>_<target>)
-priority_only=false  # true: the priority block only (the grid's priority_budgets and full at
-                     # selection.priority_seeds, no interpolation alphas); the rest waits for a run without it
+last_phase=""        # the last phase to run, of (in order) priority_block (the grid's priority_budgets and full
+                     # at selection.priority_seeds), later_seeds (those cells' other seeds), other_cells
+                     # (variants, other budgets), curves (interpolation alphas); default: all
+priority_only=false  # true: --last_phase priority_block
 pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,
                      # dump/, downloads/, exp/ and the records stay this checkout's)
-help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true] [--priority_only true] [--report_only true] [--metric wer|cer]"
+help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true] [--last_phase priority_block|later_seeds|other_cells|curves] [--priority_only true] [--report_only true] [--metric wer|cer]"
 cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 cmdline="${ESPNET_PEFT_SWEEP_CMDLINE:-${cmdline}}"  # (a pinned run cites the command that started it)
@@ -90,6 +95,7 @@ opts=()
 [ "${dry_run}" = true ] && opts+=(--dry_run)
 [ "${report_only}" = true ] && opts+=(--report_only)
 [ "${priority_only}" = true ] && opts+=(--priority_only)
+[ -z "${last_phase}" ] || opts+=(--last_phase "${last_phase}")
 [ -z "${metric}" ] || opts+=(--metric "${metric}")
 suffix=""; [ -z "${metric}" ] || [ "${metric}" = wer ] || suffix="_${metric}"
 [ "${archive_stale}" = true ] && opts+=(--archive_stale)

@@ -20,6 +20,8 @@
 #   ./run_sweep.sh --target child --last_phase later_seeds   # then both targets' third seeds, before any
 #                                                        # variant or curve (the phases: priority_block,
 #                                                        # later_seeds, other_cells, curves)
+#   ./run_sweep.sh --target all --pin true               # all of it in that order, both targets phase by
+#                                                        # phase, from one pinned commit
 #
 # A finished run (a dev score, or a seed's test decoding) is a small record in sweep_records/<grid>_<target>/
 # (tracked: commit them as they finish): the sweep skips every run with a current record (same foundation
@@ -33,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-target=child
+target=child     # child | accent | all (both targets, phase by phase: see --last_phase)
 grid=../../../conf/sweep/embedded.yaml
 max_parallel=1
 dry_run=false
@@ -47,14 +49,15 @@ bootstrap_unit=""    # utterance | speaker (default: the grid's bootstrap.unit)
 archive_stale=false  # true: cells trained on another foundation model move to exp/stale/ and run again
 records=sweep_records  # the run records (tracked): ${records}/<grid name>_<target>/
 results_dir=.        # where RESULTS_sweep_<grid name>_<target>.{md,png,json} are written
-sweep_dir=""         # the sweep's working directory (configs, logs; default exp/sweep_<grid name>_<target>)
+sweep_dir=""         # the sweep's working directory (configs, logs; default exp/sweep_<grid name>_<target>;
+                     # with --target all, <sweep_dir>/<target>)
 last_phase=""        # the last phase to run, of (in order) priority_block (the grid's priority_budgets and full
                      # at selection.priority_seeds), later_seeds (those cells' other seeds), other_cells
                      # (variants, other budgets), curves (interpolation alphas); default: all
 priority_only=false  # true: --last_phase priority_block
 pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,
                      # dump/, downloads/, exp/ and the records stay this checkout's)
-help_message="Usage: $0 [--target child|accent] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true] [--last_phase priority_block|later_seeds|other_cells|curves] [--priority_only true] [--report_only true] [--metric wer|cer]"
+help_message="Usage: $0 [--target child|accent|all] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true] [--last_phase priority_block|later_seeds|other_cells|curves] [--priority_only true] [--report_only true] [--metric wer|cer]"
 cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 cmdline="${ESPNET_PEFT_SWEEP_CMDLINE:-${cmdline}}"  # (a pinned run cites the command that started it)
@@ -62,7 +65,10 @@ orig_args=("$@")
 . ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
 . "${MAIN_ROOT}/local/parse_options.sh"
 . ./cmd.sh
-case "${target}" in child|accent) ;; *) echo "$0: --target must be child or accent" >&2; exit 1 ;; esac
+case "${target}" in child|accent|all) ;; *) echo "$0: --target must be child, accent or all" >&2; exit 1 ;; esac
+[ "${priority_only}" = true ] && last_phase=priority_block
+case "${last_phase}" in ""|priority_block|later_seeds|other_cells|curves) ;;
+    *) echo "$0: --last_phase must be priority_block, later_seeds, other_cells or curves" >&2; exit 1 ;; esac
 [ -f "${grid}" ] || { echo "$0: grid not found: ${grid}" >&2; exit 1; }
 
 # one directory and one RESULTS file per grid and target: exp/sweep_<grid name>_<target>
@@ -91,10 +97,24 @@ if [ "${pin}" = true ]; then
     ESPNET_PEFT_SWEEP_CMDLINE="${cmdline}" MAIN_ROOT="${wt}" exec "${wt}/${rel}/run_sweep.sh" "${orig_args[@]}" --pin false \
         --records "${here}/${records}" --results_dir "${here}/${results_dir}"
 fi
+if [ "${target}" = all ]; then
+    # both targets phase by phase, in the grid's priority order: every target's priority block, then
+    # every target's later seeds, ... up to --last_phase (pinned: the whole chain runs one commit)
+    phases="priority_block later_seeds other_cells curves"
+    if [ "${report_only}" = true ] || [ "${dry_run}" = true ]; then phases="${last_phase:-curves}"; fi
+    rc=0
+    for phase in ${phases}; do
+        for t in child accent; do
+            ESPNET_PEFT_SWEEP_CMDLINE="${cmdline}" bash "${BASH_SOURCE[0]}" "${orig_args[@]}" --pin false --priority_only false \
+                --target "${t}" --last_phase "${phase}" --sweep_dir "${sweep_dir:+${sweep_dir}/${t}}" || rc=$?
+        done
+        [ "${phase}" = "${last_phase:-curves}" ] && break
+    done
+    exit "${rc}"
+fi
 opts=()
 [ "${dry_run}" = true ] && opts+=(--dry_run)
 [ "${report_only}" = true ] && opts+=(--report_only)
-[ "${priority_only}" = true ] && opts+=(--priority_only)
 [ -z "${last_phase}" ] || opts+=(--last_phase "${last_phase}")
 [ -z "${metric}" ] || opts+=(--metric "${metric}")
 suffix=""; [ -z "${metric}" ] || [ "${metric}" = wer ] || suffix="_${metric}"

@@ -925,7 +925,7 @@ class Sweep:
                 f"Finished runs: {len(current_recs)} ({job_hours:.2f} h of job time, the sum over their records). "
                 f"Sweep wall time: {total / 3600:.2f} h over {len(self.runs)} recorded invocation(s); cells: "
                 f"{len(self.cells)} ({len({s['cell'] for s in summaries})} with results, {len(self.status)} "
-                f"infeasible, failed or waiting). {tuned_text}{seeds_text}Plot: [`{copies['png'].name}`]"
+                f"infeasible, failed, waiting or not run yet). {tuned_text}{seeds_text}Plot: [`{copies['png'].name}`]"
                 f"({copies['png'].name}); every number: `{copies['json'].name}`.\n")
 
     def report(self) -> None:
@@ -934,6 +934,10 @@ class Sweep:
         tuning, reported = self.reported_runs()
         summaries, rec_notes = summaries_from_records(self.store, reported, self.metric)
         self.notes += rec_notes
+        with_results = {x["cell"] for x in summaries}
+        for c in self.cells:  # a rate, but no test record yet: a row that says so, not a missing row
+            if c.name not in with_results and c.name not in self.status:
+                self.status[c.name] = f"not run yet ({PHASE_WORDS[PHASES[self.phase(c, 0)]]})"
         for n in self.notes:
             print(f"budget_sweep.py: {n}", file=sys.stderr)
         wall = time.time() - self.t0

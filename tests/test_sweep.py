@@ -754,6 +754,10 @@ def test_phases_run_in_the_grid_priority_order_and_each_invocation_stops_at_its_
     assert "after the priority block (--last_phase)" in plan["lora_b1pct_weightsattention"]
     left = next(line for line in res.stdout.splitlines() if "runs left now:" in line)
     assert "priority block: 5 dev, 2 test (trains), 2 test (trained)" in left and "later seeds" not in left, left
+    # the report has a row for every cell: the variant's rate is known, its runs are for later
+    row = next(line for line in (rec / "RESULTS_sweep.md").read_text().splitlines()
+               if line.startswith("| lora_b1pct_weightsattention |"))
+    assert row.endswith("not run yet (other cells) |"), row
 
     # what is left, in the order it runs: the third seeds, the variant at every seed, the curve's alpha
     res = subprocess.run(cmd + ["--dry_run"], cwd=rec, env=env, capture_output=True, text=True)

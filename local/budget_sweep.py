@@ -78,6 +78,7 @@ from sweep_records import (DECODINGS, RecordStore, code_commit, config_hash, dat
 PHASES = ("priority_block", "later_seeds", "other_cells", "curves")
 PHASE_WORDS = {"priority_block": "priority block", "later_seeds": "later seeds", "other_cells": "other cells",
                "curves": "interpolation curves"}
+CURVES = PHASES.index("curves")
 
 
 def merged_dir(expdir: Path, tag: str, alpha: float) -> Path:
@@ -584,7 +585,7 @@ class Sweep:
     def phase(self, c, j, alpha=False) -> int:
         """The index in PHASES of a cell's run at its ``j``-th seed (another alpha: the curves)."""
         if alpha:
-            return 3
+            return CURVES
         if priority_group(c, self.proto):
             return 2
         return 1 if self.proto.priority_seeds and j >= self.proto.priority_seeds else 0
@@ -722,14 +723,14 @@ class Sweep:
     def print_plan(self, initial) -> set:
         """One line per cell (its alphas, its rate, what is left); returns the cells with work."""
         work = {j["cell"] for j in initial} | set(self.waiting)
+        last = PHASE_WORDS[PHASES[self.last]]
         for c in self.cells:
             ok, lr = self.rate(c) if c.name not in self.infeasible else (False, None)
             n = sum(j["cell"] == c.name for j in initial)
-            later = (f"{self.deferred[c.name]} job(s) left after the {PHASE_WORDS[PHASES[self.last]]}"
-                     if c.name in self.deferred else "")
+            later = f"{self.deferred[c.name]} job(s) left after the {last}" if c.name in self.deferred else ""
             state = (self.status[c.name] if c.name in self.infeasible
                      else f"{n} run(s) to run" + (f", {later}" if later else "") if n
-                     else f"after the {PHASE_WORDS[PHASES[self.last]]} (--last_phase)" if c.name in self.out_of_scope
+                     else f"after the {last} (--last_phase)" if c.name in self.out_of_scope
                      else self.waiting.get(c.name, later or "done"))
             lrs = (f"lr={lr:g}" if ok and lr is not None else f"lr from {c.parent}" if c.parent
                    else f"lr in {','.join(f'{x:g}' for x in c.lrs)}" if c.lrs else "")
@@ -750,13 +751,13 @@ class Sweep:
                 left.setdefault(PHASE_WORDS[PHASES[phase]], Counter())[kind] += n
         for j in initial:
             for kind, n, alpha in j["runs"]:  # a test job's other alphas are the curves'
-                add(3 if alpha else j["key"][0], kind, n)
+                add(CURVES if alpha else j["key"][0], kind, n)
         for name in self.waiting:
             c = self.by_name[name]
             for j, s in enumerate(self.seeds):
                 # a tuned cell's selection seeds were trained by their dev runs
                 add(self.phase(c, j), "decode" if c.lrs and not c.parent and s in self.sel_seeds else "train")
-                add(3, "decode", len(c.alphas) - 1)
+                add(CURVES, "decode", len(c.alphas) - 1)
         return left
 
     def run_times(self) -> Dict[str, float]:

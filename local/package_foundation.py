@@ -76,6 +76,20 @@ def package_lm(lm_exp: Path, checkpoint: str, out: Path) -> list:
                f"{stats['ngram']}-word sequence with a dev/test sentence" if stats else "")]
 
 
+def keep_lm(src: Path, out: Path) -> list:
+    """Copy a packaged LM unchanged into ``out`` (its tokenizer path pointed at ``out``'s model's);
+    returns its RESULTS.md lines."""
+    if not (src / "model.pth").is_file() or not (src / "config.yaml").is_file():
+        sys.exit(f"package_foundation.py: --lm_from {src} has no config.yaml and model.pth")
+    if src.resolve() != out.resolve():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / "model.pth", out / "model.pth")
+        cfg = yaml.safe_load((src / "config.yaml").read_text())
+        cfg["bpemodel"] = str(out.parent / "bpe.model")
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    return [f"- language model: kept from `{src}` unchanged (the warm start's; the tokenizer is the same)"]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--exp", required=True, type=Path)
@@ -85,6 +99,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--lm_exp", type=Path, default=None, help="language model experiment (ESPnet lm_train)")
     ap.add_argument("--lm_checkpoint", default="valid.loss.ave.pth")
+    ap.add_argument("--lm_from", type=Path, default=None,
+                    help="a packaged LM directory (config.yaml, model.pth) kept as it is: the warm start's, whose "
+                         "tokenizer the new model keeps")
     ap.add_argument("--decode_config", type=Path, default=None, help="the decoding options of the WER table")
     ap.add_argument("--rounds", type=Path, default=None,
                     help="round.json of a training in rounds (local/foundation_round.py): its history is recorded")
@@ -119,6 +136,8 @@ def main(argv=None) -> int:
         lines += round_lines(args.rounds)
     if args.lm_exp:
         lines += package_lm(args.lm_exp, args.lm_checkpoint, args.out / "lm")
+    elif args.lm_from:
+        lines += keep_lm(args.lm_from, args.out / "lm")
     elif (args.out / "lm").exists():
         shutil.rmtree(args.out / "lm")  # an older model's LM does not belong to this one
     if args.decode_config and args.decode_config.is_file():

@@ -184,7 +184,8 @@ decode_lm_dir=""
 if [ "${stop_stage}" -ge 8 ] && [ -f "${decode_config}" ] && "${python}" -c "import sys, yaml; \
 sys.exit(0 if float((yaml.safe_load(open(sys.argv[1])) or {}).get('lm_weight') or 0) > 0 else 1)" "${decode_config}"; then
     decode_lm_dir="${foundation_dir}/lm"
-    if [ ! -f "${decode_lm_dir}/model.pth" ] && ! { [ "${pretrain}" = true ] && [ -n "${lm_config}" ]; }; then
+    if [ ! -f "${decode_lm_dir}/model.pth" ] && ! { [ "${pretrain}" = true ] && [ -n "${lm_config}" ]; } &&
+        ! { [ "${pretrain}" = true ] && [ -f "${foundation_init}/lm/model.pth" ]; }; then
         die "${decode_config} sets lm_weight > 0 but ${decode_lm_dir}/model.pth does not exist" \
             "(retrain with --pretrain true --lm_config FILE, or set lm_weight: 0)"
     fi
@@ -608,6 +609,10 @@ if [ "${pretrain}" = true ]; then
             mkdir -p "${pkg}/lm"
             cp "${lm_exp}/config.yaml" "${pkg}/lm/config.yaml"
             cp -L "${lm_exp}/valid.loss.ave.pth" "${pkg}/lm/model.pth"
+        elif [ -f "${foundation_init}/lm/model.pth" ]; then  # no LM trained: the warm start's is kept
+            mkdir -p "${pkg}/lm"
+            cp "${foundation_init}/lm/config.yaml" "${pkg}/lm/config.yaml"
+            cp -L "${foundation_init}/lm/model.pth" "${pkg}/lm/model.pth"
         fi
         # the new model decodes with the new LM (stages 12 and 14 use ${foundation_dir}/lm after stage 9)
         new_lm_dir=""
@@ -626,6 +631,7 @@ if [ "${pretrain}" = true ]; then
         run_job "${python}" "${MAIN_ROOT}/local/package_foundation.py" --exp "${foundation_exp}" --bpedir "${bpedir}" \
             --decode_dir "${foundation_exp}/decode" --out "${foundation_dir}" \
             ${lm_config:+--lm_exp "${lm_exp}"} --decode_config "${decode_config}" \
+            $([ -n "${lm_config}" ] || [ ! -f "${foundation_exp}/package/lm/model.pth" ] || echo --lm_from "${foundation_exp}/package/lm") \
             ${foundation_rounds:+--rounds "${foundation_rounds}"}
         rm -rf "${base_decode}" "${base_decode_nolm}"  # base results of an older foundation model are stale
     fi

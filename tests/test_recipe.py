@@ -25,7 +25,7 @@ from recipe_fixtures import copy_recipe as _copy_recipe
 from recipe_fixtures import flock_free, processes_mentioning, recipe_env
 
 RECIPE = ROOT / "egs2" / "embedded" / "asr1"
-RECIPES = ["cmu_kids", "cv_accents", "embedded", "myst", "ogi_kids"]
+RECIPES = ["cmu_kids", "cv_accents", "embedded", "myst", "ogi_kids", "speechocean762"]
 TOY = ["--size", "0.01", "--pretrain", "true", "--nbpe", "40", "--foundation_config", "conf/train_foundation_toy.yaml",
        "--foundation_dir", "exp/foundation_toy", "--peft_config", "conf/peft_toy.yaml",
        "--train_config", "conf/train_peft_toy.yaml", "--decode_config", "conf/decode_toy.yaml",

@@ -1,0 +1,1 @@
+../../../local/peft_asr.sh

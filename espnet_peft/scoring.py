@@ -20,7 +20,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -211,23 +211,61 @@ def stack_seeds(runs: Sequence[UtteranceErrors]) -> UtteranceErrors:
                            first.words, first.speakers)
 
 
+RESAMPLE_UNITS = ("utterance", "speaker", "speaker_utterance")  # what a bootstrap resample draws (see bootstrap_replicates)
+
+
 def _units(errors_list, words, speakers, unit: str):
-    """Per-unit error rows (one (seeds, units) array per system) and per-unit words."""
+    """Per-unit error rows (one (seeds, units) array per system), per-unit words, and for
+    ``speaker_utterance`` the speaker index of every utterance (else None)."""
     words = np.asarray(words, dtype=np.float64)
     mats = [np.atleast_2d(np.asarray(e, dtype=np.float64)) for e in errors_list]
     for m in mats:
         if m.shape[1] != words.shape[0]:
             raise ValueError(f"errors cover {m.shape[1]} utterances, words {words.shape[0]}")
+    if unit not in RESAMPLE_UNITS:
+        raise ValueError(f"unit must be one of {', '.join(RESAMPLE_UNITS)}, got {unit!r}")
     if unit == "utterance":
-        return mats, words
-    if unit != "speaker":
-        raise ValueError(f"unit must be 'utterance' or 'speaker', got {unit!r}")
+        return mats, words, None
     if speakers is None:
         raise ValueError("a speaker-level bootstrap needs the speaker of every utterance (utt2spk)")
     _, inv = np.unique(np.asarray(speakers, dtype=object).astype(str), return_inverse=True)
+    if unit == "speaker_utterance":
+        return mats, words, inv
     g = int(inv.max()) + 1
     agg = lambda row: np.bincount(inv, weights=row, minlength=g)  # noqa: E731
-    return [np.stack([agg(r) for r in m]) for m in mats], agg(words)
+    return [np.stack([agg(r) for r in m]) for m in mats], agg(words), None
+
+
+def count_units(groups: Optional[np.ndarray], b: int, n: int, rng) -> np.ndarray:
+    """How often each of ``n`` units is drawn in each of ``b`` resamples, (b, n). Without
+    ``groups``: n draws with replacement among the n units. With ``groups`` (the speaker index
+    of each utterance): two levels, as a hierarchical bootstrap draws them: the speakers with
+    replacement, then, for every draw of a speaker, as many of its utterances as it has, with
+    replacement among its own."""
+    if groups is None:
+        idx = rng.integers(0, n, size=(b, n))
+        return np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+    g = int(groups.max()) + 1
+    spk_counts = count_units(None, b, g, rng)  # (b, speakers)
+    out = np.zeros((b, n))
+    for k in range(g):
+        members = np.flatnonzero(groups == k)
+        draws = (spk_counts[:, k] * members.size).astype(np.int64)  # utterances drawn from speaker k
+        out[:, members] = rng.multinomial(draws, np.full(members.size, 1.0 / members.size))
+    return out
+
+
+def holm(p_values: Sequence[float]) -> List[float]:
+    """Holm's step-down adjusted p-values (family-wise error control without assuming
+    independence): the i-th smallest p times (m - i + 1), made monotone, capped at 1."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adj = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        adj[i] = running
+    return adj
 
 
 def bootstrap_replicates(systems: Sequence[Any], words, speakers=None, *, unit: str = "utterance",
@@ -236,12 +274,14 @@ def bootstrap_replicates(systems: Sequence[Any], words, speakers=None, *, unit: 
 
     ``systems``: per-utterance error counts of each system, 1-D (utterances) or 2-D (seeds x
     utterances, the system being the mean over its seeds); ``words``: reference words per
-    utterance; ``unit``: ``"utterance"`` or ``"speaker"`` (resample speakers with all their
-    utterances; needs ``speakers``). Returns ``(point, reps)``: the WER of every system on the
+    utterance; ``unit``: ``"utterance"``, ``"speaker"`` (resample speakers with all their
+    utterances; needs ``speakers``) or ``"speaker_utterance"`` (resample speakers, then the
+    utterances of each drawn speaker: both levels of a test set's sampling). Seeds are a level of
+    their own (``resample_seeds``: each system's seeds redrawn in every resample). Returns ``(point, reps)``: the WER of every system on the
     test set itself (K,) and on every resample (n_resamples, K). The utterance resamples depend
     only on ``seed`` and the test set (not on the systems), the seed draws of system k on
     ``(seed, k)``."""
-    mats, w = _units(systems, words, speakers, unit)
+    mats, w, groups = _units(systems, words, speakers, unit)
     n, k = w.shape[0], len(mats)
     if n == 0:
         raise ValueError("an empty test set")
@@ -253,9 +293,7 @@ def bootstrap_replicates(systems: Sequence[Any], words, speakers=None, *, unit: 
     chunk = max(1, min(int(n_resamples), (1 << 22) // n))  # at most ~4 M counts in memory at once
     for start in range(0, int(n_resamples), chunk):
         b = min(chunk, int(n_resamples) - start)
-        idx = rng.integers(0, n, size=(b, n))
-        counts = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
-        counts = counts.astype(np.float64)
+        counts = count_units(groups, b, n, rng)
         wb = counts @ w
         wb[wb <= 0] = np.nan
         for i, m in enumerate(mats):
@@ -301,7 +339,7 @@ def bootstrap_wer(errors, words, speakers=None, *, unit: str = "utterance", n_re
     point, reps = bootstrap_replicates([errors], words, speakers, unit=unit, n_resamples=n_resamples, seed=seed,
                                        resample_seeds=resample_seeds)
     lo, hi = interval(reps[:, 0], level)
-    n_units = len(set(speakers)) if unit == "speaker" else len(np.asarray(words))
+    n_units = len(set(speakers)) if unit != "utterance" else len(np.asarray(words))
     return {"wer": float(point[0]), "low": lo, "high": hi, "level": level, "unit": unit, "units": n_units,
             "resamples": int(n_resamples)}
 

@@ -63,7 +63,7 @@ import yaml
 
 from espnet_peft.markers import DIVERGED
 from espnet_peft.errors import PeftError
-from espnet_peft.scoring import utterance_errors_files
+from espnet_peft.scoring import RESAMPLE_UNITS, utterance_errors_files
 from espnet_peft.sweep import (METRICS, at_grid_edge, expand, experiment_tag, load_grid, lr_label,
                                order_cells, priority_group, protocol, reachable_rates, seed_mean, tuning_grid,
                                write_report)
@@ -256,8 +256,9 @@ def get_parser() -> argparse.ArgumentParser:
                     help="formatted data: references and utt2spk of the test sets, for the intervals")
     ap.add_argument("--train_args", default="",
                     help="extra ESPnet training options for every run (sent with the rate and seed in --peft_args)")
-    ap.add_argument("--bootstrap_unit", choices=("utterance", "speaker"), default=None,
-                    help="resample utterances or speakers for the intervals (default: the grid's bootstrap.unit)")
+    ap.add_argument("--bootstrap_unit", choices=RESAMPLE_UNITS, default=None,
+                    help="what the intervals resample: utterances, speakers, or speakers then utterances within "
+                         "(default: the grid's bootstrap.unit)")
     ap.add_argument("--metric", choices=("wer", "cer"), default=None,
                     help="the error rate the report compares (default: the grid's report.metric, else wer)")
     ap.add_argument("--records", type=Path, default=None,

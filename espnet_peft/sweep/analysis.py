@@ -1,6 +1,7 @@
 """The statistics of a sweep report: seed means and spreads, bootstrap intervals of every WER and
 of every difference against the base model, the share of full fine-tuning's gain recovered, the
-significance-aware Pareto front, and the findings that claim only significant differences."""
+significance-aware Pareto front, and the findings that claim only differences significant after
+Holm's correction within each family of comparisons (``families.py``)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -9,6 +10,7 @@ import numpy as np
 
 from ..methods import gain_references
 from ..scoring import UtteranceErrors, bootstrap_replicates, difference_stats, interval
+from .families import Families
 from .protocol import BOOTSTRAP_DEFAULTS
 
 def pareto_front(points: Sequence[Sequence[float]],
@@ -114,9 +116,11 @@ class _Axis:
             systems.append(np.stack([np.asarray(r.errors) for r in runs]))
         if len(self.cols) < 2:
             return  # no row has per-utterance errors on these sets
-        if self.unit == "speaker" and base.speakers is None:
+        if self.unit != "utterance" and base.speakers is None:
             self.unit, self.note = "utterance", "no speakers (utt2spk) for a speaker-level bootstrap: utterances resampled"
-        self.units = len(set(base.speakers)) if self.unit == "speaker" else len(base.ids)
+        self.units = len(set(base.speakers)) if self.unit != "utterance" else len(base.ids)
+        self.speakers = len(set(base.speakers)) if base.speakers is not None else None
+        self.utterances = len(base.ids)
         self.point, self.reps = bootstrap_replicates(
             systems, base.words, base.speakers, unit=self.unit, n_resamples=int(boot["resamples"]),
             seed=int(boot["seed"]), resample_seeds=bool(boot["resample_seeds"]))
@@ -147,15 +151,18 @@ class _Axis:
 
     def info(self) -> Dict[str, Any]:
         return {"sets": self.sets, "unit": self.unit, "units": getattr(self, "units", None),
+                "speakers": getattr(self, "speakers", None), "utterances": getattr(self, "utterances", None),
                 "rows_with_utterance_scores": len(self.cols) - 1 if self.ok else 0, "note": self.note}
 
 
-def _set_rows(groups, sets: Sequence[str], boot, side: str, decoding: str = "") -> Tuple[List[Dict[str, Any]], Dict]:
+def _set_rows(groups, sets: Sequence[str], boot, side: str, decoding: str = "", fam: Optional[Families] = None,
+              skip: Sequence[str] = ()) -> Tuple[List[Dict[str, Any]], Dict]:
     """Per row (group) and set: the seed mean of the adapted WER with its spread and interval, the
     base WER, and the paired difference against the base: the gain (``side`` "target") or the
     forgetting ("source"). ``decoding`` "" reads ``adapted`` / ``base``, "_nolm" reads
     ``adapted_nolm`` / ``base_nolm``. A set that some seed of a row lacks is left out of that row.
-    Returns (one {set: stats} per group, {set: _Axis})."""
+    The tests against the base go into ``fam`` (but those of the sets in ``skip``: the headline's,
+    already there). Returns (one {set: stats} per group, {set: _Axis})."""
     axes = {x: _Axis(x, [x], groups, boot, decoding) for x in sets}
     out = []
     for i, g in enumerate(groups):
@@ -172,9 +179,16 @@ def _set_rows(groups, sets: Sequence[str], boot, side: str, decoding: str = "") 
             else:
                 st.update(forgetting=m - b, forgetting_rel=100 * (m - b) / b if b else None,
                           forgetting_test=axes[x].diff(i, BASE, m - b))
+            if fam is not None and x not in skip:
+                fam.add(_base_family(side, x, decoding), st["gain_test" if side == "target" else "forgetting_test"])
             per[x] = st
         out.append(per)
     return out, axes
+
+
+def _base_family(side: str, x: str, decoding: str = "") -> str:
+    what = "gain over the base model" if side == "target" else "forgetting against the base model"
+    return f"{what} on {x}" + (" (no LM)" if decoding else "")
 
 
 METRICS_REPORTED = {"wer": "WER", "cer": "CER"}  # a summary's score keys the report can compare on
@@ -237,51 +251,72 @@ def _row(g: Sequence[Mapping[str, Any]], tgt: str, srcs: Sequence[str], tuning: 
 
 
 def _intervals(rows: List[Dict[str, Any]], axes: Mapping[str, _Axis], tgt: str, srcs: Sequence[str],
-               pooled: _Axis, ref_idx: Optional[int]) -> None:
-    """Every row's bootstrap intervals and tests against the base: the target's gain, the share of the
-    reference's gain recovered, the forgetting on each source set and pooled."""
+               pooled: _Axis, ref_idx: Optional[int], fam: Families) -> None:
+    """Every row's bootstrap intervals and tests against the base (each in its family): the target's
+    gain, the share of the reference's gain recovered, the forgetting on each source set and pooled."""
     T = axes[tgt]
     for i, r in enumerate(rows):
         r["target_ci"] = T.ci(i)
-        r["target_gain_test"] = T.diff(BASE, i, r["target_gain"])
+        r["target_gain_test"] = fam.add(_base_family("target", tgt), T.diff(BASE, i, r["target_gain"]))
         if ref_idx is not None:
             r["gain_recovered_ci"] = T.ratio_ci(i, ref_idx)
         for x in srcs:
             sx = r["sources"][x]
             sx["ci"] = axes[x].ci(i)
-            sx["forgetting_test"] = axes[x].diff(i, BASE, sx["forgetting"])
+            sx["forgetting_test"] = fam.add(_base_family("source", x), axes[x].diff(i, BASE, sx["forgetting"]))
         r["source_ci"] = pooled.ci(i)
-        r["forgetting_test"] = pooled.diff(i, BASE, r["forgetting"])
+        if len(srcs) > 1:
+            r["forgetting_test"] = fam.add(_base_family("source", "the source sets pooled"),
+                                           pooled.diff(i, BASE, r["forgetting"]))
+        else:
+            r["forgetting_test"] = r["sources"][srcs[0]]["forgetting_test"]
 
 
-def _fronts(rows: List[Dict[str, Any]], T: _Axis, axes: Mapping[str, _Axis], pooled: _Axis,
-            srcs: Sequence[str]) -> Dict[str, List[str]]:
-    """The Pareto fronts of target WER against source WER (pooled, and per source set when there are
-    several); a point is dominated only by a significant difference. Marks the rows on them."""
-    def significance(ax_y: _Axis, ys: Sequence[float]):
-        def sig(j: int, i: int) -> bool:
-            tests = []
-            if rows[j]["target_wer"] < rows[i]["target_wer"]:
-                tests.append(T.diff(i, j, rows[i]["target_wer"] - rows[j]["target_wer"]))
-            if ys[j] < ys[i]:
-                tests.append(ax_y.diff(i, j, ys[i] - ys[j]))
-            if any(t is None for t in tests):
+def _dominance_tests(rows: List[Dict[str, Any]], T: _Axis, axes: Mapping[str, _Axis], pooled: _Axis,
+                     srcs: Sequence[str], fam: Families) -> Dict[str, Any]:
+    """For each Pareto panel (the source sets pooled, and each source set when there are several):
+    the y values and, for every pair (j, i) where j is at least as good as i on both axes and
+    better on one, the tests of j's strict advantages, each in the panel's family."""
+    panels = {}
+    names = (["pooled"] if len(srcs) > 1 else []) + list(srcs)
+    for k in names:
+        ax_y = pooled if k == "pooled" else axes[k]
+        ys = [r["source_wer"] if k == "pooled" else r["sources"][k]["wer"] for r in rows]
+        tests: Dict[Tuple[int, int], List[Optional[Dict[str, Any]]]] = {}
+        for i, r in enumerate(rows):
+            for j, q in enumerate(rows):
+                if j == i or not (q["target_wer"] <= r["target_wer"] and ys[j] <= ys[i]) or \
+                        not (q["target_wer"] < r["target_wer"] or ys[j] < ys[i]):
+                    continue
+                ts = []
+                if q["target_wer"] < r["target_wer"]:
+                    ts.append(T.diff(i, j, r["target_wer"] - q["target_wer"]))
+                if ys[j] < ys[i]:
+                    ts.append(ax_y.diff(i, j, ys[i] - ys[j]))
+                family = "Pareto dominance, target against " + ("the source sets pooled" if k == "pooled" else k)
+                tests[(j, i)] = [fam.add(family, t) for t in ts]
+        panels[k] = {"ys": ys, "tests": tests}
+    return panels
+
+
+def _fronts(rows: List[Dict[str, Any]], panels: Mapping[str, Any]) -> Dict[str, List[str]]:
+    """The Pareto fronts of target WER against source WER (after :func:`_dominance_tests` and the
+    correction); a point is dominated only by a difference significant after it. Marks the rows."""
+    fronts = {}
+    for k, p in panels.items():
+        def sig(j: int, i: int, tests=p["tests"]) -> bool:
+            ts = tests.get((j, i), [])
+            if any(t is None for t in ts):
                 return True  # no per-utterance scores for this pair: the point estimates decide
-            return any(t["significant"] for t in tests)
-        return sig
+            return any(t["significant"] for t in ts)
 
-    ys = [r["source_wer"] for r in rows]
-    front = pareto_front([(r["target_wer"], y) for r, y in zip(rows, ys)], significance(pooled, ys))
-    for i in front:
-        rows[i]["pareto"] = True
-    fronts = {"pooled" if len(srcs) > 1 else srcs[0]: [_label(rows[i]) for i in front]}
-    if len(srcs) > 1:
-        for x in srcs:
-            ys = [r["sources"][x]["wer"] for r in rows]
-            f = pareto_front([(r["target_wer"], y) for r, y in zip(rows, ys)], significance(axes[x], ys))
-            fronts[x] = [_label(rows[i]) for i in f]
-            for i in f:
-                rows[i]["sources"][x]["pareto"] = True
+        front = pareto_front([(r["target_wer"], y) for r, y in zip(rows, p["ys"])], sig)
+        fronts[k] = [_label(rows[i]) for i in front]
+        for i in front:
+            if k == "pooled" or len(panels) == 1:
+                rows[i]["pareto"] = True
+            if k != "pooled" and len(panels) > 1:
+                rows[i]["sources"][k]["pareto"] = True
     return fronts
 
 
@@ -316,24 +351,34 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
     # bootstrap: the target, every source set, and the source sets pooled (the Pareto front's y)
     axes: Dict[str, _Axis] = {}
     fronts: Dict[str, List[str]] = {}
+    fam = Families(float(boot["level"]))
+    panels: Dict[str, Any] = {}
     if groups:
         axes = {x: _Axis(x, [x], groups, boot) for x in [tgt] + srcs}
         pooled = axes[srcs[0]] if len(srcs) == 1 else _Axis("+".join(srcs), srcs, groups, boot)
-        _intervals(rows, axes, tgt, srcs, pooled, ref_idx)
-        fronts = _fronts(rows, axes[tgt], axes, pooled, srcs)
+        _intervals(rows, axes, tgt, srcs, pooled, ref_idx, fam)
+        panels = _dominance_tests(rows, axes[tgt], axes, pooled, srcs, fam)
     T = axes.get(tgt)
     # every target set (the headline first), and both sides again without the LM when decoded so
-    targets, t_axes = _set_rows(groups, tgts, boot, "target")
-    nolm_t, nolm_t_axes = _set_rows(groups, tgts, boot, "target", "_nolm")
-    nolm_s, nolm_s_axes = _set_rows(groups, srcs, boot, "source", "_nolm")
+    targets, t_axes = _set_rows(groups, tgts, boot, "target", fam=fam, skip=[tgt])
+    nolm_t, nolm_t_axes = _set_rows(groups, tgts, boot, "target", "_nolm", fam=fam)
+    nolm_s, nolm_s_axes = _set_rows(groups, srcs, boot, "source", "_nolm", fam=fam)
     for r, t, nt, ns in zip(rows, targets, nolm_t, nolm_s):
         r["targets"] = t
+        if t.get(tgt) is not None:  # the headline's test is the row's own (one test, one family)
+            t[tgt]["gain_test"] = r["target_gain_test"]
         if nt or ns:
             r["nolm"] = {"targets": nt, "sources": ns}
     decodings = sorted({s.get("nolm_decoding") for s in summaries if s.get("nolm_decoding")})
-    findings = _findings(rows, T, axes, srcs, fronts, boot, label) if rows else []
-    if rows and any(r.get("nolm") for r in rows):
-        findings[-1:-1] = _nolm_findings(rows, nolm_s_axes, srcs, decodings)
+    between = _between_cells(rows, T, axes, srcs, fam, label) if rows and T and T.ok else []
+    nolm_between = (_between_cells(rows, None, nolm_s_axes, srcs, fam, label, nolm=True)
+                    if rows and any(r.get("nolm") for r in rows) else [])
+    fam.correct()  # every claim below reads the corrected significance
+    if panels:
+        fronts = _fronts(rows, panels)
+    findings = _findings(rows, T, srcs, between, fronts, boot, label, fam) if rows else []
+    if nolm_between:
+        findings[-1:-1] = _nolm_findings(nolm_between, decodings)
     for name, why in dict(statuses).items():
         rows.append({"cell": name, "status": why})
     every = {**axes, **{f"{k} (other target set)": a for k, a in t_axes.items() if k != tgt},
@@ -342,33 +387,59 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
             "metric": metric, "metric_label": label,
             "nolm_decoding": ", ".join(decodings) or None,
             "bootstrap": {**boot, "axes": {k: a.info() for k, a in every.items()},
-                          "significant_axes": bool(T and T.ok)},
+                          "significant_axes": bool(T and T.ok), "correction": "holm", "families": fam.sizes()},
             "tuning": tuning}
 
 
-def _nolm_findings(rows, axes: Mapping[str, _Axis], srcs: Sequence[str], decodings) -> List[str]:
-    """Forgetting without the LM (the acoustic model's own): per budget and source set, the cell
-    that forgets least and those that forget significantly more."""
+def _between_cells(rows, T: Optional[_Axis], axes: Mapping[str, _Axis], srcs: Sequence[str], fam: Families,
+                   label: str, nolm: bool = False) -> List[Dict[str, Any]]:
+    """The comparisons between the plain cells of each budget (alpha 1, no variant): on the
+    headline target, every cell against the one with the lowest WER (unless ``nolm``); on each source
+    set, every cell against the one that forgets least. Each test goes into its family (one per
+    question, every budget together); the claims are written after the correction."""
     out = []
     plain = [(i, r) for i, r in enumerate(rows) if not r["variant"] and r["alpha"] == 1.0 and r["budget"] is not None
-             and r.get("nolm")]
+             and (not nolm or r.get("nolm"))]
+    suffix = " (no LM)" if nolm else ""
     for bud in dict.fromkeys(r["budget"] for _, r in plain):
-        parts = []
+        rs = [(i, r) for i, r in plain if r["budget"] == bud]
+        entry: Dict[str, Any] = {"budget": bud, "learning": None, "forgetting": {}}
+        if not nolm and len(rs) >= 2:
+            ranked = sorted(rs, key=lambda t: t[1]["target_wer"])
+            (bi, best) = ranked[0]
+            entry["learning"] = {"best": best, "others": [
+                (r, fam.add(f"learning: each cell against the lowest {label} of its budget on {best['target_set']}",
+                            T.diff(i, bi, r["target_wer"] - best["target_wer"])))
+                for i, r in ranked[1:]]}
         for x in srcs:
-            fs = sorted([(i, r) for i, r in plain if r["budget"] == bud and x in r["nolm"]["sources"]],
-                        key=lambda t: t[1]["nolm"]["sources"][x]["wer"])
-            if len(fs) < 2:
+            wer = (lambda r: r["nolm"]["sources"][x]["wer"]) if nolm else (lambda r: r["sources"][x]["wer"])
+            have = [(i, r) for i, r in rs if not nolm or x in r["nolm"]["sources"]]
+            if len(have) < 2:
                 continue
-            (li, least) = fs[0]
-            more = []
-            for i, r in fs[1:]:
-                t = axes[x].diff(i, li, r["nolm"]["sources"][x]["wer"] - least["nolm"]["sources"][x]["wer"])
-                if t is not None and t["significant"]:
-                    more.append(f"{r['cell']} ({_diff_text(t)})")
+            ranked = sorted(have, key=lambda t: wer(t[1]))
+            (li, least) = ranked[0]
+            entry["forgetting"][x] = {"least": least, "others": [
+                (r, fam.add(f"forgetting: each cell against the least-forgetting cell of its budget on {x}{suffix}",
+                            axes[x].diff(i, li, wer(r) - wer(least))))
+                for i, r in ranked[1:]]}
+        out.append(entry)
+    return out
+
+
+def _nolm_findings(between: Sequence[Mapping[str, Any]], decodings) -> List[str]:
+    """Forgetting without the LM (the acoustic model's own): per budget and source set, the cell
+    that forgets least and those that forget significantly more (after the correction)."""
+    out = []
+    for e in between:
+        parts = []
+        for x, f in e["forgetting"].items():
+            least = f["least"]
+            more = [f"{r['cell']} ({_diff_text(t)})" for r, t in f["others"] if t is not None and t["significant"]]
             parts.append(f"on {x} least {least['cell']} ({least['nolm']['sources'][x]['forgetting']:+.2f})"
                          + (f", significantly more: {', '.join(more)}" if more else ", no other significantly more"))
         if parts:
-            out.append(f"**{bud}, without the LM** ({', '.join(decodings) or 'no LM'}): forgetting " + "; ".join(parts) + ".")
+            out.append(f"**{e['budget']}, without the LM** ({', '.join(decodings) or 'no LM'}): forgetting "
+                       + "; ".join(parts) + ".")
     return out
 
 
@@ -385,10 +456,10 @@ def _diff_text(t: Mapping[str, Any]) -> str:
     return f"{t['diff']:+.2f} [{t['low']:+.2f}, {t['high']:+.2f}]"
 
 
-def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fronts, boot,
-              label: str = "WER") -> List[str]:
-    """A short "what the numbers say" that claims only significant differences (paired
-    bootstrap, p < 1 - level; each comparison on its own, not corrected for multiplicity)."""
+def _findings(rows, T: _Axis, srcs: Sequence[str], between: Sequence[Mapping[str, Any]], fronts, boot,
+              label: str, fam: Families) -> List[str]:
+    """A short "what the numbers say" that claims only differences significant after Holm's
+    correction within each family of comparisons (the last line states the families)."""
     tgt = rows[0]["target_set"]
     level = int(round(100 * float(boot["level"])))
     out = []
@@ -396,52 +467,42 @@ def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fr
         return ["No per-utterance scores were found, so no difference is claimed as significant; the table "
                 "gives point estimates only."]
     b = rows[0]
-    out.append(f"Base model: {tgt} {label} {b['base_target_wer']:.2f}; "
+    spk = f" ({T.speakers} speakers)" if getattr(T, "speakers", None) else ""
+    out.append(f"Base model: {tgt}{spk} {label} {b['base_target_wer']:.2f}; "
                + "; ".join(f"{x} {label} {b['sources'][x]['base_wer']:.2f}" for x in srcs) + ".")
     ref = next((r for r in rows if r["cell"] == r.get("gain_reference") and r["alpha"] == 1.0), None)
     if ref is not None and ref["target_gain_test"]:
         t = ref["target_gain_test"]
         out.append(f"Full fine-tuning (`{ref['cell']}`) lowers {tgt} {label} to {ref['target_wer']:.2f}, a gain of "
                    f"{_diff_text(t)}" + ("" if t["significant"] else " (not significant)") + ".")
-    plain = [(i, r) for i, r in enumerate(rows) if not r["variant"] and r["alpha"] == 1.0 and r["budget"] is not None]
-    budgets = list(dict.fromkeys(r["budget"] for _, r in plain))
-    for bud in budgets:
-        rs = sorted([(i, r) for i, r in plain if r["budget"] == bud], key=lambda t: t[1]["target_wer"])
+    for e in between:
         parts = []
-        no_gain = [r["cell"] for _, r in rs if r["target_gain_test"] and not r["target_gain_test"]["significant"]]
-        if len(rs) >= 2:
-            (bi, best) = rs[0]
-            worse, same = [], []
-            for i, r in rs[1:]:
-                t = T.diff(i, bi, r["target_wer"] - best["target_wer"])
-                if t is None:
-                    continue
-                (worse if t["significant"] else same).append(f"{r['cell']} ({_diff_text(t)})" if t["significant"]
-                                                             else r["cell"])
+        rs = [r for r in rows if r["budget"] == e["budget"] and not r["variant"] and r["alpha"] == 1.0]
+        no_gain = [r["cell"] for r in sorted(rs, key=lambda r: r["target_wer"])
+                   if r["target_gain_test"] and not r["target_gain_test"]["significant"]]
+        if e["learning"]:
+            best = e["learning"]["best"]
+            worse = [f"{r['cell']} ({_diff_text(t)})" for r, t in e["learning"]["others"] if t and t["significant"]]
+            same = [r["cell"] for r, t in e["learning"]["others"] if t and not t["significant"]]
             parts.append(f"lowest {tgt} {label}: {best['cell']} ({best['target_wer']:.2f})"
                          + (f"; significantly higher: {', '.join(worse)}" if worse else "")
                          + (f"; not significantly different from it: {', '.join(same)}" if same else ""))
         if no_gain:
             parts.append(f"no significant gain over the base model: {', '.join(no_gain)}")
         for x in srcs:
-            A = axes[x]
-            fs = sorted(rs, key=lambda t: t[1]["sources"][x]["wer"])
-            none = [r["cell"] for _, r in fs if r["sources"][x]["forgetting_test"]
-                    and not r["sources"][x]["forgetting_test"]["significant"]]
-            if len(fs) >= 2:
-                (li, least) = fs[0]
-                more = []
-                for i, r in fs[1:]:
-                    t = A.diff(i, li, r["sources"][x]["wer"] - least["sources"][x]["wer"])
-                    if t is not None and t["significant"]:
-                        more.append(f"{r['cell']} ({_diff_text(t)})")
+            f = e["forgetting"].get(x)
+            if f:
+                least = f["least"]
+                more = [f"{r['cell']} ({_diff_text(t)})" for r, t in f["others"] if t is not None and t["significant"]]
                 parts.append(f"forgetting on {x}: least {least['cell']} ({least['sources'][x]['forgetting']:+.2f})"
                              + (f", significantly more: {', '.join(more)}" if more else
                                 ", no other cell forgets significantly more"))
+            none = [r["cell"] for r in sorted(rs, key=lambda r: r["sources"][x]["wer"])
+                    if r["sources"][x]["forgetting_test"] and not r["sources"][x]["forgetting_test"]["significant"]]
             if none:
                 parts.append(f"no significant forgetting on {x}: {', '.join(none)}")
         if parts:
-            out.append(f"**{bud}.** " + "; ".join(parts) + ".")
+            out.append(f"**{e['budget']}.** " + "; ".join(parts) + ".")
     for k, names in fronts.items():
         what = f"target {label} against the source sets pooled" if k == "pooled" else f"target {label} against {k} {label}"
         out.append(f"Pareto front ({what}; a point counts as dominated only by a significant difference): "
@@ -456,7 +517,15 @@ def _findings(rows, T: _Axis, axes: Mapping[str, _Axis], srcs: Sequence[str], fr
     checks = [f"{r['cell']}: {c}" for r in rows for c in r.get("checks", [])]
     if checks:
         out.append("Check: " + "; ".join(checks) + ".")
-    out.append(f"Intervals: {level}% bootstrap over {T.unit}s ({int(boot['resamples'])} resamples"
-               + (", seeds resampled too" if boot["resample_seeds"] else "") + "); differences by paired bootstrap, "
-               "uncorrected for the number of comparisons.")
+    unit = {"utterance": "utterances", "speaker": "speakers (each with all its utterances)",
+            "speaker_utterance": "speakers, then utterances within each drawn speaker"}.get(T.unit, T.unit + "s")
+    sizes = fam.sizes()
+    out.append(f"Statistics: {level}% percentile intervals from {int(boot['resamples'])} bootstrap resamples of "
+               f"{unit}" + (", each cell's seeds resampled as a level of their own" if boot["resample_seeds"] else "")
+               + f" ({tgt}: {T.speakers or '?'} speakers, {T.utterances} utterances). Differences are paired. "
+               f"\"Significant\" means significant after Holm's correction at the {100 - level}% level within each "
+               f"family of comparisons ({len(sizes)} families, {sum(sizes.values())} comparisons; e.g. "
+               + "; ".join(f"{n}: {k}" for k, n in list(sizes.items())[:3])
+               + "; every family with its size in the JSON's `bootstrap.families`); the intervals shown are "
+               f"the uncorrected {level}% ones.")
     return out

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import PeftError
+from ..scoring import RESAMPLE_UNITS
 
 SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds", "extend")
 BOOTSTRAP_KEYS = ("unit", "resamples", "seed", "level", "resample_seeds")
@@ -80,7 +81,7 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
     if p.select_seeds > len(p.seeds):
         raise PeftError(f"selection.seeds ({p.select_seeds}) is more than the sweep's seeds ({len(p.seeds)})")
     p.bootstrap = {**BOOTSTRAP_DEFAULTS, **_section(grid, "bootstrap", BOOTSTRAP_KEYS)}
-    _one_of(p.bootstrap["unit"], ("utterance", "speaker"), "bootstrap.unit")
+    _one_of(p.bootstrap["unit"], RESAMPLE_UNITS, "bootstrap.unit")
     if not 0 < float(p.bootstrap["level"]) < 1 or int(p.bootstrap["resamples"]) < 100:
         raise PeftError("bootstrap.level must be in (0, 1) and bootstrap.resamples at least 100")
     p.priority_budgets = [str(b) for b in (grid.get("priority_budgets") or [])]

@@ -213,6 +213,17 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source, tit
     plt.close(fig)
 
 
+def _sizes_note(boot: Mapping[str, Any]) -> str:
+    """What each interval rests on: the speakers and utterances of every test set (the recipe's decoding)."""
+    axes = {k.replace(" (other target set)", ""): v for k, v in (boot.get("axes") or {}).items()
+            if "(no LM)" not in k and "+" not in k and v.get("utterances")}
+    if not axes:
+        return ""
+    return ("; the intervals rest on " + ", ".join(
+        f"{k}: {v['speakers']} speakers / {v['utterances']} utterances" if v.get("speakers") else
+        f"{k}: {v['utterances']} utterances" for k, v in axes.items()))
+
+
 def _public(s: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in s.items() if not k.startswith("_")}
 
@@ -236,8 +247,10 @@ def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses
               + (f"Metric: {label} (%; the JSON's `*_wer` fields hold it). " if metric != "wer" else "")
               + "Each row is the mean over its seeds (`seeds`), ± the sample standard deviation over seeds"
               + (f"; [...]: {level}% bootstrap interval; gain and forgetting are paired differences against the base "
-                 f"model, (n.s.): not significant at the {100 - level}% level" if sig else
+                 f"model, (n.s.): not significant at the {100 - level}% level after Holm's correction within its family "
+                 f"(\"What the numbers say\", last line)" if sig else
                  "; no per-utterance scores were found, so there are no intervals")
+              + _sizes_note(a["bootstrap"])
               + "; `lr`: the learning rate of the cell (chosen on the target dev set when the grid tunes it); "
               f"`*`: on the Pareto front of (target {label}, source {label}"
               + (" pooled over the source sets" if len(sources) > 1 else "") + ")"

@@ -11,7 +11,8 @@
 #   ./run_sweep.sh --report_only true --metric cer       # the same comparison in CER (RESULTS_sweep_*_cer.md)
 #   ./run_sweep.sh --archive_stale true                  # after a new foundation model: move the old
 #                                                        # cells to exp/stale/ and run them again
-#   ./run_sweep.sh --bootstrap_unit speaker              # intervals over speakers instead of utterances
+#   ./run_sweep.sh --bootstrap_unit utterance            # intervals over utterances (the grid: speakers, then
+#                                                        # utterances within each drawn speaker)
 #   ./run_sweep.sh --target child --pin true             # run from a git worktree pinned at the current commit:
 #                                                        # edits of this checkout never change a running sweep
 #   ./run_sweep.sh --target child --priority_only true   # the priority block only (every method at the priority
@@ -45,7 +46,7 @@ metric=""          # wer | cer: the error rate the report compares (default: the
 run_args=""      # extra options for every cell's run.sh (e.g. "--train_config conf/x.yaml")
 train_args=""    # extra ESPnet training options for every run (e.g. "--max_epoch 8"); they travel in
                  # --peft_args with the learning rate and seed of the run (do not pass --peft_args in run_args)
-bootstrap_unit=""    # utterance | speaker (default: the grid's bootstrap.unit)
+bootstrap_unit=""    # utterance | speaker | speaker_utterance (default: the grid's bootstrap.unit)
 archive_stale=false  # true: cells trained on another foundation model move to exp/stale/ and run again
 records=sweep_records  # the run records (tracked): ${records}/<grid name>_<target>/
 results_dir=.        # where RESULTS_sweep_<grid name>_<target>.{md,png,json} are written
@@ -57,7 +58,7 @@ last_phase=""        # the last phase to run, of (in order) priority_block (the 
 priority_only=false  # true: --last_phase priority_block
 pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,
                      # dump/, downloads/, exp/ and the records stay this checkout's)
-help_message="Usage: $0 [--target child|accent|all] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker] [--archive_stale true] [--records DIR] [--pin true] [--last_phase priority_block|later_seeds|other_cells|curves] [--priority_only true] [--report_only true] [--metric wer|cer]"
+help_message="Usage: $0 [--target child|accent|all] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--bootstrap_unit utterance|speaker|speaker_utterance] [--archive_stale true] [--records DIR] [--pin true] [--last_phase priority_block|later_seeds|other_cells|curves] [--priority_only true] [--report_only true] [--metric wer|cer]"
 cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 cmdline="${ESPNET_PEFT_SWEEP_CMDLINE:-${cmdline}}"  # (a pinned run cites the command that started it)

@@ -17,9 +17,10 @@ dev_share=0.15            # share of train/'s speakers (per age group) held out 
 speed_perturb="0.9 1.1"   # extra speed factors of so762_train_adult_sp ('' for none)
 foundation_data=false     # also the foundation model's training / validation sets
 source_share=0.34         # share of the synthetic source_train in so762_foundation_train
+source_recipe=""          # the recipe whose local/data.sh synthesises the source sets (default: the embedded one)
 force=false               # redo the preparation even if data/ is up to date
 help_message="Usage: local/data.sh [--dev_share 0.15] [--speed_perturb '0.9 1.1'] [--foundation_data false]
-                     [--source_share 0.34] [--force false]"
+                     [--source_share 0.34] [--source_recipe DIR] [--force false]"
 
 . ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
 . "${MAIN_ROOT}/local/parse_options.sh"
@@ -34,12 +35,12 @@ python="${python:-python3}"
 require_db_var SPEECHOCEAN762 "/path/to/speechocean762, OpenSLR 101 or github.com/jimbozhang/speechocean762"
 
 # the synthetic source sets: the embedded recipe synthesises them (deterministic, seed 1, size 1.0)
-embedded="${MAIN_ROOT}/egs2/embedded/asr1"
+embedded="$(cd "${source_recipe:-${MAIN_ROOT}/egs2/embedded/asr1}" && pwd)"
 synth_sets="source_test source_unseen_test source_style_test"
 if [ "${foundation_data}" = true ]; then
     synth_sets+=" source_train source_dev"
 fi
-(cd "${embedded}" && local/data.sh --source_train "${foundation_data}")
+(cd "${embedded}" && bash local/data.sh --source_train "${foundation_data}")
 
 skip_if_prepared speechocean762 \
     "SPEECHOCEAN762=${SPEECHOCEAN762} dev_share=${dev_share} speed_perturb=${speed_perturb} foundation_data=${foundation_data} source_share=${source_share} embedded=$(ls "${embedded}"/data/.corpus_* 2>/dev/null | head -1)"

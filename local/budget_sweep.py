@@ -256,6 +256,9 @@ def get_parser() -> argparse.ArgumentParser:
                     help="formatted data: references and utt2spk of the test sets, for the intervals")
     ap.add_argument("--train_args", default="",
                     help="extra ESPnet training options for every run (sent with the rate and seed in --peft_args)")
+    ap.add_argument("--dev_args", default="",
+                    help="extra options for the recipe in the rate-choice (dev) runs only, e.g. a cheaper decoding "
+                         "(--decode_config conf/decode_nolm.yaml); the report states them")
     ap.add_argument("--bootstrap_unit", choices=RESAMPLE_UNITS, default=None,
                     help="what the intervals resample: utterances, speakers, or speakers then utterances within "
                          "(default: the grid's bootstrap.unit)")
@@ -636,6 +639,8 @@ class Sweep:
                 self.attempted.add(t)
                 cmd = run_command(a.run, self.cfg_path(c, s), t, stage=10, stop_stage=13 if dev else 10,
                                   peft_args=self.peft_args(lr, s), test_sets=a.dev_set if dev else None)
+                if a.dev_args:
+                    cmd += f" {a.dev_args}"
                 out.append(self.job(c, (self.phase(c, j), self.rank[c.name], 0, i, j),
                                     f"{self.short(t)}.tune", cmd, self.after_tune(c), run_tag=t,
                                     records=[(c, lr, s, t, "dev")]))
@@ -917,6 +922,8 @@ class Sweep:
         tuned_text = ""
         if any(c.lrs for c in self.cells):
             what = f"WER on `{a.dev_set}`" if proto.metric == "dev_wer" else "ESPnet's best validation accuracy"
+            if a.dev_args:
+                what += f" (dev runs with `{a.dev_args}`)"
             tuned_text = (f"Learning rate: chosen per cell by {what} among its grid (table below), with seed(s) "
                           f"{', '.join(map(str, self.sel_seeds))}; test sets decoded for the chosen rate only. ")
         seeds_text = (f"Seeds: {', '.join(map(str, self.seeds))}. " if proto.seeds_declared else "")

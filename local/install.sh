@@ -7,6 +7,23 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${root}"
 
+# with_progress WHAT CMD...: run CMD, saying every 20 s that WHAT is still going (pip is silent for minutes)
+with_progress() {
+    local what="$1" start="${SECONDS}" next=20 pid
+    shift
+    echo "install.sh: ${what}" >&2
+    "$@" &
+    pid=$!
+    while kill -0 "${pid}" 2>/dev/null; do
+        sleep 1
+        if [ $((SECONDS - start)) -ge "${next}" ]; then
+            echo "install.sh: ${what}: still working ($((SECONDS - start)) s)" >&2
+            next=$((next + 20))
+        fi
+    done
+    wait "${pid}"
+}
+
 apt_packages=(flite espeak-ng sox wordnet-base festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)
 apt_packages+=(${ESPNET_PEFT_EXTRA_APT:-})
 missing=()
@@ -17,8 +34,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "install.sh: apt-get install ${missing[*]}"
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    ${sudo} apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    with_progress "apt-get update" ${sudo} apt-get update -qq
+    with_progress "apt-get install (${#missing[@]} packages)" env DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install \
+        -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 python="${PYTHON:-python3}"
@@ -32,8 +50,9 @@ fi
 pip=("${venv}/bin/python" -m pip --disable-pip-version-check)
 # pip >= 26 rejects a dependency of espnet (ci_sdr); keep the venv's own bundled pip 23.x.
 # torch and torchaudio must be a matching pair: 2.11.0 is the newest torchaudio release.
-"${pip[@]}" install -q "torch==2.11.0" "torchaudio==2.11.0"
-"${pip[@]}" install -q -e "${root}"
+with_progress "pip install torch 2.11.0 and torchaudio (about 5 GB, the longest step)" \
+    "${pip[@]}" install -q "torch==2.11.0" "torchaudio==2.11.0"
+with_progress "pip install espnet-peft and ESPnet 202511 (setup.cfg)" "${pip[@]}" install -q -e "${root}"
 # g2p_en (imported with espnet2's tokenizers) looks for two NLTK resources at every import and, when they
 # are missing, tries to download them and prints 8 lines of failure without a network. They are fetched
 # once here when online; offline, empty placeholders (valid empty zips, in the venv's nltk_data) stop the

@@ -167,6 +167,16 @@ if [ -n "${budget}" ] && [ "${stop_stage}" -ge 10 ]; then  # a copy with this bu
     peft_config="${expdir}/peft_configs/${name}.yaml"
 fi
 [ -n "${tag}" ] || tag="${tag_prefix}$(basename "${peft_config}" .yaml)"
+# names that become paths (exp/<tag>, dump/raw/<route_name>, exp/routed_<route_name>) are plain names:
+# nothing is written outside exp/ or dump/ whatever is given
+plain_name() { [[ "$2" =~ ^[A-Za-z0-9_][A-Za-z0-9_.,+=%-]*$ ]] && [[ "$2" != *..* ]] ||
+    die "$1 must be a plain name (letters, digits and _ . , + = % -, no '/' or '..'), got '$2'"; }
+plain_name --tag "${tag}"
+plain_name --route_name "${route_name}"
+for _x in ${route_adapters}; do
+    [[ "${_x}" == *=* ]] || die "--route_adapters takes NAME=TAG pairs, got '${_x}'"
+    plain_name "--route_adapters name" "${_x%%=*}"; plain_name "--route_adapters tag" "${_x#*=}"
+done
 exp="${expdir}/${tag}"
 if [ "${stop_stage}" -ge 10 ] && [ "${stage}" -le 11 ]; then
     "${python}" -m espnet_peft.bin.peft_config "${peft_config}" || die "invalid --peft_config ${peft_config}"

@@ -484,3 +484,19 @@ def test_scores_and_reports_are_never_made_of_another_models_hypotheses(toy):
         assert res.returncode != 0 and "run stage 12" in res.stderr, res.stderr[-2000:]
     res = run(recipe, *with_option(TOY, "--checkpoint", "perturbed.pth"), "--stage", "12", "--stop_stage", "15")
     assert "report.py:" in res.stdout and (exp / "merged" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--tag", "../../x"), ("--tag", "/tmp/elsewhere"), ("--tag", "a/b"), ("--route_name", "../x"),
+    ("--route_adapters", "../a=child_lora"), ("--route_adapters", "child=../../exp2/t"),
+])
+def test_names_that_become_paths_are_plain_names(tmp_path, option, value):
+    """Issue 40 item 5: a tag, route name or adapter name with a path in it is refused before anything
+    is written (it would write outside exp/ or dump/raw/)."""
+    recipe = copy_recipe(tmp_path / "embedded" / "asr1")
+    before = {p for p in tmp_path.rglob("*")}
+    res = run(recipe, "--stage", "16", "--stop_stage", "16", option, value, check=False)
+    bad = next(part for part in value.split("=") if "/" in part)
+    assert res.returncode != 0 and "must be a plain name" in res.stderr and f"'{bad}'" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert {p for p in tmp_path.rglob("*")} == before

@@ -60,7 +60,7 @@ def table(path: Path) -> dict:
 
 
 def test_sets_by_age_group_and_speaker(corpus, tmp_path):
-    counts = so.prepare(corpus, tmp_path, dev_share=0.25, speed_perturb=(0.9, 1.1))
+    counts = so.prepare(corpus, tmp_path, dev_share=0.25, speed_perturb=(0.9, 1.1), test_subset=(2, 1))
     spk = {name: set(table(tmp_path / name / "utt2spk").values()) for name in counts}
     assert spk["so762_test_child"] == {"so0005", "so0006"}
     assert spk["so762_test_adult"] == {"so1005", "so1006"}  # a 15-year-old is not a child
@@ -77,6 +77,11 @@ def test_sets_by_age_group_and_speaker(corpus, tmp_path):
     for name in counts:
         for utt, s in table(tmp_path / name / "utt2spk").items():
             assert utt.startswith(s)
+    # the sweep's decoding subsets: every test speaker, a fixed number of utterances each
+    sub = table(tmp_path / "so762_test_child_sub" / "utt2spk")
+    assert set(sub.values()) == spk["so762_test_child"] and len(sub) == 2 * 2  # 2 children x 2 utterances
+    assert set(sub) <= set(table(tmp_path / "so762_test_child" / "utt2spk"))
+    assert len(table(tmp_path / "so762_test_adult_sub" / "utt2spk")) == 2 * 1
     # the same speakers on every run (hash split, not order or chance)
     again = tmp_path / "again"
     so.prepare(corpus, again, dev_share=0.25)

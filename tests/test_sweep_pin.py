@@ -39,7 +39,8 @@ def pinned_repo(tmp_path) -> tuple:
     for name in ("path.sh", "cmd.sh"):
         (recipe / name).symlink_to(f"../../TEMPLATE/asr1/{name}")
     (repo / "local").mkdir()
-    shutil.copy(ROOT / "local" / "parse_options.sh", repo / "local" / "parse_options.sh")
+    for name in ("parse_options.sh", "run_sweep.sh"):
+        shutil.copy(ROOT / "local" / name, repo / "local" / name)
     (repo / "local" / "budget_sweep.py").write_text(FAKE_DRIVER)
     (repo / "espnet_peft").mkdir()
     (repo / "espnet_peft" / "__init__.py").write_text("")

@@ -61,7 +61,9 @@ def run_inference(name: str, cmd=None) -> None:
         router = Router(specs, utt2adapter) if specs or utt2adapter else None
     except PeftError as e:
         raise SystemExit(f"{prog}: error: {e}") from None
-    args = stock.get_parser().parse_args(argv)
+    parser = stock.get_parser()
+    add_routing_options(parser)  # parsed above (split_routing_args); here for --help
+    args = parser.parse_args(argv)
     check_inference_data(args.data_path_and_name_and_type, getattr(args, f"{name}_train_config"))
     if router is not None:
         check_routed_data(prog, router, args)
@@ -77,6 +79,16 @@ def run_inference(name: str, cmd=None) -> None:
             stock.main(argv)
     finally:  # (in one process, a later stock decoding is stock again)
         setattr(stock, stock_name, original)
+
+
+def add_routing_options(parser) -> None:
+    """The routing options in ``--help``, with ESPnet's own (they are taken out of the command line
+    before ESPnet's parser sees it)."""
+    group = parser.add_argument_group("espnet-peft routing (one model load, an adapter per utterance)")
+    group.add_argument("--adapter", action="append", metavar="NAME=CHECKPOINT",
+                       help="an adapter to route to: a .pth adapter state or .safetensors adapter file (repeatable)")
+    group.add_argument("--utt2adapter", metavar="FILE",
+                       help="utterance id -> adapter NAME (or base: the frozen model) for every utterance decoded")
 
 
 def check_routed_data(prog: str, router, args) -> None:

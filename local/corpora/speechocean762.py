@@ -23,7 +23,10 @@ starts with its speaker id as Kaldi's sorting requires):
 - ``so762_train_{child,adult}``: the remaining ``train/`` speakers;
 - ``so762_train_adult_sp``: ``so762_train_adult`` plus speed-perturbed copies (``--speed_perturb``,
   sox ``speed``; ids prefixed ``sp<factor>-``, speakers too, as Kaldi's ``perturb_data_dir_speed.sh``),
-  the real-speech part of the foundation model's training data.
+  the real-speech part of the foundation model's training data;
+- ``so762_test_{child,adult}_sub``: every test speaker with ``--test_subset`` of its utterances
+  (children, adults; the lowest SHA-1 of ``speechocean762/<utt>``): the decoding subsets of the
+  budget sweep, chosen once, balanced per speaker.
 
 Age groups: ``child`` = 12 or younger (``--child_max_age``), ``adult`` = the rest (the corpus's 13-15
 year-olds included). Text: the project normaliser (``common.normalize_text``: lower case, punctuation
@@ -138,9 +141,20 @@ def speed_copies(utts: Sequence[common.Utterance], factors: Sequence[float]) -> 
     return out
 
 
+def per_speaker(utts: Sequence[common.Utterance], k: int) -> List[common.Utterance]:
+    """The ``k`` utterances of every speaker with the lowest hash (all of a speaker with fewer)."""
+    by_spk: Dict[str, List[common.Utterance]] = {}
+    for u in utts:
+        by_spk.setdefault(u.spk, []).append(u)
+    out = []
+    for members in by_spk.values():
+        out += sorted(members, key=lambda u: (common.hash_fraction(u.utt, SALT), u.utt))[:k]
+    return out
+
+
 def prepare(corpus_root: Path, out_dir: Path, dev_share: float = 0.15, child_max_age: int = 12,
             speed_perturb: Sequence[float] = (0.9, 1.1), min_dur: float = 0.0,
-            max_dur: Optional[float] = 30.0) -> Dict[str, int]:
+            max_dur: Optional[float] = 30.0, test_subset: Sequence[int] = (6, 3)) -> Dict[str, int]:
     """Write the ``so762_*`` sets (see the module docstring); returns ``{set name: utterances}``."""
     if not 0 < dev_share < 1:
         raise ValueError(f"dev_share must be in (0, 1), got {dev_share}")
@@ -167,6 +181,8 @@ def prepare(corpus_root: Path, out_dir: Path, dev_share: float = 0.15, child_max
             sets[name].append(u)
     if speed_perturb:
         sets["so762_train_adult_sp"] = speed_copies(sets["so762_train_adult"], speed_perturb)
+    for group, k in zip(GROUPS, test_subset):
+        sets[f"so762_test_{group}_sub"] = per_speaker(sets[f"so762_test_{group}"], int(k))
     log.notes.append(f"dev speakers: {sorted(s for s, v in split_of.items() if v == 'dev')}")
     return common.write_sets(out_dir, sets, log)
 
@@ -175,12 +191,15 @@ def main(argv=None) -> int:
     ap = common.base_parser(__doc__)
     ap.add_argument("--dev_share", type=float, default=0.15, help="share of train/ speakers per age group held out as dev")
     ap.add_argument("--child_max_age", type=int, default=12, help="oldest age counted as a child")
+    ap.add_argument("--test_subset", default="6 3",
+                    help="utterances per test speaker (children, adults) in so762_test_{child,adult}_sub")
     ap.add_argument("--speed_perturb", default="0.9 1.1",
                     help="speed factors of so762_train_adult_sp's extra copies ('' for none)")
     args = ap.parse_args(argv)
     factors = [float(f) for f in args.speed_perturb.split()]
     counts = prepare(args.corpus, args.out, dev_share=args.dev_share, child_max_age=args.child_max_age,
-                     speed_perturb=factors, min_dur=args.min_dur, max_dur=args.max_dur or None)
+                     speed_perturb=factors, min_dur=args.min_dur, max_dur=args.max_dur or None,
+                     test_subset=[int(k) for k in args.test_subset.split()])
     common.print_counts("speechocean762", counts, args.out)
     return 0
 

@@ -85,8 +85,37 @@ def score(refs: Mapping[str, str], hyps: Mapping[str, str]) -> Dict[str, float]:
             "ser": 100.0 * sent_err / max(1, len(pairs))}
 
 
+def text_digest(path) -> str:
+    """The identity of a hypotheses (or any) file: SHA-256 of its bytes (16 hex digits)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def check_hypotheses(hyp_path) -> str:
+    """The digest of ``hyp_path``, after checking it against the ``decode_info.json`` beside it (written
+    by the decoding that produced it): a hypotheses file edited or replaced after its decoding is an
+    error. A file without ``decode_info.json`` (hypotheses from elsewhere) is taken as it is."""
+    hyp = Path(hyp_path)
+    digest = text_digest(hyp)
+    info = hyp.with_name("decode_info.json")
+    if info.is_file():
+        signed = json.loads(info.read_text()).get("hypotheses")
+        if signed is None:
+            raise ValueError(f"{info} does not sign its hypotheses (written by an older decoding): decode again "
+                             f"(delete {hyp.parent})")
+        if signed != digest:
+            raise ValueError(f"{hyp} is not the file its decoding wrote ({info} signs {signed}, the file is "
+                             f"{digest}): edited or replaced after decoding; decode again (delete {hyp.parent})")
+    return digest
+
+
 def score_files(ref_path, hyp_path, out_json: Optional[Path] = None) -> Dict[str, float]:
+    """WER / CER of a hypotheses file (checked against its decoding's signature, ``check_hypotheses``);
+    the result records the hypotheses' digest, so that a later edit of the file is seen."""
+    digest = check_hypotheses(hyp_path)
     result = score(read_trn(ref_path), read_trn(hyp_path))
+    result["hypotheses"] = digest
     if out_json:  # atomically: parallel sweep runs re-score the same base decoding
         out = Path(out_json)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

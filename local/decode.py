@@ -6,9 +6,11 @@ its config names an ``espnet_peft_*`` component).
 One job decodes its share (``--job J --nj N``) of every ``--data_dir`` with every model
 (``--model_dir M --output_dir O`` pairs) in a single process, since the espnet2 import costs
 ~20 s per process. ``--merge`` then joins the shares into ``<output_dir>/<set>/text`` and
-``decode_info.json`` (real-time factor, and a signature of what produced it: the model file, the
-decoding options and the language model). A set is skipped when its ``text`` exists and that
-signature still matches, so a retrained model, a changed beam or a new LM re-decodes.
+``decode_info.json`` (real-time factor, a signature of what produced it: the model file, the
+decoding options and the language model, and the digest of the hypotheses it wrote). A set is
+skipped when its ``text`` exists and both still match, so a retrained model, a changed beam, a new
+LM or an edited hypotheses file re-decodes (and scoring refuses hypotheses their decoding did not
+write: ``espnet_peft.scoring.check_hypotheses``).
 
 Model and LM files are loaded with ``torch.load(weights_only=True)`` (ESPnet's loader asks for
 pickle, which runs any code in a crafted file), and audio at another sample rate than the model's
@@ -50,6 +52,7 @@ from typing import Optional
 
 import yaml
 
+from espnet_peft.scoring import text_digest
 from file_id import file_id, write_text_atomic
 from progress import Progress
 
@@ -282,7 +285,8 @@ def finished(out: Path, sig: str, data_dir: Optional[Path] = None) -> bool:
     if not ((out / "text").is_file() and info.is_file()):
         return False
     rec = json.loads(info.read_text())
-    return rec.get("signature") == sig and (data_dir is None or rec.get("data") == data_signature(data_dir))
+    return (rec.get("signature") == sig and rec.get("hypotheses") == text_digest(out / "text")
+            and (data_dir is None or rec.get("data") == data_signature(data_dir)))
 
 
 def todo(out_dir: str, data_dirs, sig: str):
@@ -368,7 +372,8 @@ def merge(args) -> None:
             write_text_atomic(out / "text", "".join(f"{k} {hyps[k]}\n" for k in sorted(hyps)))
             write_text_atomic(out / "decode_info.json", json.dumps(
                 {"utterances": len(hyps), "audio_seconds": round(audio, 2), "decode_cpu_seconds": round(secs, 2),
-                 "rtf": round(secs / audio, 4) if audio else None, "signature": sig, "data": data_signature(d)},
+                 "rtf": round(secs / audio, 4) if audio else None, "signature": sig, "data": data_signature(d),
+                 "hypotheses": text_digest(out / "text")},
                 indent=1) + "\n")
 
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
-from espnet_peft.scoring import learning_forgetting
+from espnet_peft.scoring import learning_forgetting, text_digest
 from espnet_peft.sweep import modules_note
 
 from file_id import recorded_foundation_id, write_text_atomic
@@ -56,6 +56,13 @@ def read_scores(dirs, sets, hint: str) -> dict:
             if not all(math.isfinite(r[k]) for k in ("wer", "cer")):
                 raise SystemExit(f"report.py: {d / s / 'result.json'} holds a non-finite score")
             info = read_json(d / s / "decode_info.json") or {}
+            hyp = d / s / "text"
+            if hyp.is_file() and r.get("hypotheses") != text_digest(hyp):
+                raise SystemExit(f"report.py: error: {d / s / 'result.json'} scored other hypotheses than {hyp} holds "
+                                 f"(edited or decoded again after scoring): score again ({hint})")
+            if info and info.get("hypotheses") not in (None, text_digest(hyp) if hyp.is_file() else None):
+                raise SystemExit(f"report.py: error: {hyp} is not what its decoding wrote ({d / s / 'decode_info.json'}): "
+                                 f"decode again")
             scores[name][s] = {"wer": round(r["wer"], 3), "cer": round(r["cer"], 3), "utterances": r["utterances"],
                                "words": r["words"], "rtf": info.get("rtf")}
     return scores

@@ -17,7 +17,10 @@ def main(argv=None) -> int:
     ap.add_argument("--hyp", required=True, type=Path)
     ap.add_argument("--out", type=Path, default=None, help="write the result as JSON")
     args = ap.parse_args(argv)
-    res = score_files(args.ref, args.hyp, args.out)
+    try:
+        res = score_files(args.ref, args.hyp, args.out)
+    except (ValueError, OSError) as e:
+        sys.exit(f"score.py: error: {e}")
     print(f"{args.hyp}: WER {res['wer']:.2f}% CER {res['cer']:.2f}% "
           f"({res['utterances']} utterances, {res['words']} words)")
     return 0

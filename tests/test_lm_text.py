@@ -122,6 +122,12 @@ def test_pending_counts_stale_results(decode, tmp_path, capsys):
     (out / "set" / "decode_info.json").write_text(json.dumps({"signature": sig}))
     assert pending() == 1  # ... and one that does not name the data it decoded
     (out / "set" / "decode_info.json").write_text(json.dumps({"signature": sig, "data": decode.data_signature(data)}))
+    assert pending() == 1  # ... and one that does not sign the hypotheses it wrote
+    (out / "set" / "decode_info.json").write_text(json.dumps({"signature": sig, "data": decode.data_signature(data),
+                                                              "hypotheses": decode.text_digest(out / "set" / "text")}))
     assert pending() == 0
+    (out / "set" / "text").write_text("u1 b\n")
+    assert pending() == 1  # hypotheses edited after their decoding
+    (out / "set" / "text").write_text("u1 a\n")
     conf.write_text(yaml.safe_dump({"beam_size": 4}))
     assert pending() == 1

@@ -358,7 +358,8 @@ def test_a_decoding_belongs_to_its_data(tmp_path):
     wav.write_bytes(b"RIFF" + b"\0" * 100)
     (data / "wav.scp").write_text(f"u1 {wav}\n")
     (out / "text").write_text("u1 hello\n")
-    (out / "decode_info.json").write_text(json.dumps({"signature": "s", "data": decode.data_signature(data)}))
+    (out / "decode_info.json").write_text(json.dumps({"signature": "s", "data": decode.data_signature(data),
+                                                      "hypotheses": decode.text_digest(out / "text")}))
     assert decode.finished(out, "s", data) and decode.todo(str(out.parent), [str(data)], "s") == []
     assert not decode.finished(out, "other model", data)
     wav.write_bytes(b"RIFF" + b"\1" * 120)  # new audio under the same name

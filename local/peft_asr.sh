@@ -691,9 +691,8 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
     fi
     need_file "${exp}/${checkpoint}" "adapter checkpoint (run stage 10)"
     log "stage 11: merging ${exp}/${checkpoint} into ${merged} (alpha=${alpha})"
-    # what was made from the model being replaced goes first (a failed merge then leaves nothing stale;
-    # merge.py writes the model under a temporary name and renames it into place)
-    rm -rf "${merged}/decode" "${merged}/decode_nolm" "${merged}/summary.json"
+    # merge.py builds the whole directory beside ${merged} and swaps it in: the old model and what was
+    # made from it (decodings, summary) stay until the swap and go with it
     merge_log="${exp}/merge$( [ "${alpha}" = "1.0" ] || echo "_alpha${alpha}").log"
     if ! run_job "${python}" -m espnet_peft.bin.merge --train_config "${exp}/config.yaml" \
             --model_file "${exp}/${checkpoint}" --output_dir "${merged}" --alpha "${alpha}" > "${merge_log}" 2>&1; then

@@ -529,3 +529,35 @@ def test_text_the_tokenizer_cannot_spell_is_a_warning(world, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="espnet_peft"):
         PeftASRTask.check_peft_args(ns, parser)
     assert any("tokenizer does not know (é)" in r.getMessage() and key in r.getMessage() for r in caplog.records)
+
+
+def test_a_merge_swaps_in_a_whole_directory_or_leaves_the_old_one(world, tmp_path, monkeypatch):
+    """Issue 40 item 1: the merged directory is built beside the old one and swapped in by renames.
+    A merge that fails at any point (here: in verification, the last step before the swap) leaves
+    the old directory exactly as it was, decodings included; a finished one replaces it, and
+    nothing made from the old model survives; leftovers of a killed merge are cleared."""
+    import espnet_peft.bin.merge as merge_cli
+
+    exp = _trained(world, "swap")
+    ckpt = exp / "valid.loss.best.pth"
+    merged = tmp_path / "merged"
+    merge_experiment(exp / "config.yaml", ckpt, merged)
+    (merged / "decode" / "child_test").mkdir(parents=True)
+    (merged / "decode" / "child_test" / "text").write_text("u1 from the old model\n")
+    before = {p.relative_to(merged): p.read_bytes() for p in merged.rglob("*") if p.is_file()}
+
+    def broken(*a, **k):
+        raise merge_cli.PeftError("verification failed (injected)")
+
+    monkeypatch.setattr(merge_cli, "_verify", broken)
+    with pytest.raises(merge_cli.PeftError, match="injected"):
+        merge_experiment(exp / "config.yaml", ckpt, merged, alpha=0.5)
+    assert {p.relative_to(merged): p.read_bytes() for p in merged.rglob("*") if p.is_file()} == before
+    assert not list(tmp_path.glob(".merged.*"))
+    monkeypatch.undo()
+    (tmp_path / ".merged.new.99999").mkdir()  # a merge killed mid-way, earlier
+    info = merge_experiment(exp / "config.yaml", ckpt, merged, alpha=0.5)
+    assert not (merged / "decode").exists()  # what was made from the old model went with it
+    assert json.loads((merged / "merge_info.json").read_text())["alpha"] == info["alpha"] == 0.5
+    assert sorted(p.name for p in merged.iterdir()) == ["config.yaml", "merge_info.json", "model.pth"]
+    assert not list(tmp_path.glob(".merged.*"))

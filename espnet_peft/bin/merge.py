@@ -12,14 +12,19 @@ The model is rebuilt with the PEFT config frozen in the experiment directory (``
 beside ``config.yaml``), not the user's file that ``config.yaml`` once named: editing that file
 after training changes nothing here. A run that stopped on non-finite values (``diverged.json``),
 a non-finite merged weight and a verification that is not a finite number below the tolerance are
-errors; ``merge_info.json`` is strict JSON.
+errors; ``merge_info.json`` is strict JSON. The output directory is built whole beside the old one
+(model, config, verification, merge record) and swapped in by renames: an interrupted or failed
+merge leaves the old directory as it was, a finished one replaces it with everything made from it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -113,29 +118,58 @@ def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alp
     if bad:
         raise PeftError(f"the merged model has non-finite values in {len(bad)} tensor(s), e.g. {bad[:3]}: "
                         f"{model_file} holds a diverged adapter; nothing was written")
-    output_dir.mkdir(parents=True, exist_ok=True)
     stock_cfg = {k: v for k, v in cfg.items() if k not in PEFT_ARGS}
     for row in plan.rows:  # methods whose merged form is not the original architecture (HFF)
         stock_cfg = get_method(row.method).export_config(stock_cfg, row, plan.config.options)
-    # the model first, atomically: a failed write (disk full) names the path and leaves the
-    # directory as it was (no truncated model.pth, an earlier merge's files intact)
-    save_atomic(state, output_dir / "model.pth", "merged model")
-    with open(output_dir / "config.yaml", "w", encoding="utf-8") as fh:
-        yaml.safe_dump(stock_cfg, fh, sort_keys=False, allow_unicode=True)
     info = {"train_config": str(train_config), "model_file": str(model_file), "alpha": alpha,
             "method": plan.method, "trainable_params": plan.total, "fraction": plan.fraction,
-            "pretrained_model": cfg["pretrained_model"], "seconds": round(time.time() - t0, 2)}
-    if verify:
-        try:
-            info["verify_max_abs_diff"] = _verify(task_cls, output_dir, reference)
-        except PeftError:
-            for name in ("model.pth", "config.yaml", "merge_info.json"):  # nothing unverified stays
-                (output_dir / name).unlink(missing_ok=True)
-            raise
-        if info["verify_max_abs_diff"] is None:
-            del info["verify_max_abs_diff"]
-    (output_dir / "merge_info.json").write_text(json.dumps(info, indent=1, allow_nan=False) + "\n")
+            "pretrained_model": cfg["pretrained_model"]}
+    # the whole directory is built beside the old one and swapped in with renames: until the swap the
+    # old directory (its model, and what was made from it: decodings, summary) is untouched; after it,
+    # the old directory and everything in it are gone together (nothing derived from it survives)
+    with staged_directory(output_dir) as new:
+        save_atomic(state, new / "model.pth", "merged model")
+        write_text(new / "config.yaml", yaml.safe_dump(stock_cfg, sort_keys=False, allow_unicode=True))
+        if verify:
+            err = _verify(task_cls, new, reference)
+            if err is not None:
+                info["verify_max_abs_diff"] = err
+        info["seconds"] = round(time.time() - t0, 2)
+        write_text(new / "merge_info.json", json.dumps(info, indent=1, allow_nan=False) + "\n")
     return info
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write and flush to disk (a directory swapped in must hold complete files)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def staged_directory(output_dir: Path):
+    """A new, empty directory beside ``output_dir`` (``.<name>.new.<pid>``) to build into; on success it
+    replaces ``output_dir`` by two renames (the old one, if any, is renamed aside, then deleted); on
+    any failure it is deleted and ``output_dir`` stays as it was. Leftovers of a process killed in
+    the middle (``.<name>.new.*``, ``.<name>.old.*``) are removed first."""
+    output_dir = Path(output_dir)
+    parent = output_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    for left in list(parent.glob(f".{output_dir.name}.new.*")) + list(parent.glob(f".{output_dir.name}.old.*")):
+        shutil.rmtree(left, ignore_errors=True)
+    new = parent / f".{output_dir.name}.new.{os.getpid()}"
+    new.mkdir()
+    try:
+        yield new
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    old = parent / f".{output_dir.name}.old.{os.getpid()}"
+    if output_dir.exists():
+        os.replace(output_dir, old)
+    os.replace(new, output_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def main(cmd=None) -> int:

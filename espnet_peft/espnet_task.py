@@ -257,62 +257,108 @@ def untokenizable_text(text_files: Iterable[str], args: argparse.Namespace, max_
 
 
 #: a run whose mean training or validation loss of an epoch exceeds this many times the base
-#: model's loss diverged, even if every number stays finite (see ``_FiniteGuard``)
+#: model's validation loss, or whose validation accuracy falls below this share of the base model's,
+#: diverged, even if every number stays finite (see ``_FiniteGuard``)
 DIVERGENCE_FACTOR = 5.0
-BASE_LOSS_BATCHES = 4
+ACCURACY_FLOOR = 0.5
 
 
 class _FiniteGuard:
     """Counts training forwards and optimizer steps, and raises on a non-finite loss, and on a
-    finite divergence: PEFT starts from the identity, so the first training batches' loss is the
-    base model's own loss on the target data (``base_loss``, the mean of the first
-    ``BASE_LOSS_BATCHES``; kept in ``<output_dir>/base_loss.json`` for resumed runs); an epoch whose
-    mean training or validation loss is more than ``DIVERGENCE_FACTOR`` times that has made the
-    model far worse than the one it adapts (e.g. a learning rate 1e6 times too high that stays
-    finite), and the run stops as diverged instead of being merged and reported."""
+    finite divergence. The reference is the model before any update: PEFT starts from the
+    identity (and full fine-tuning from the pretrained weights), so a validation pass at step 0
+    (:meth:`measure_base`, before the first update) gives the base model's own loss and accuracy on
+    the target data (kept in ``<output_dir>/base_loss.json`` for resumed runs). An epoch whose mean
+    training or validation loss is more than ``DIVERGENCE_FACTOR`` times that loss, or whose
+    validation accuracy is below ``ACCURACY_FLOOR`` times the base model's, has made the model far
+    worse than the one it adapts (e.g. a learning rate far too high that stays finite), and the run
+    stops as diverged instead of being merged and reported."""
 
     def __init__(self, model: torch.nn.Module, epoch: Optional[int] = None, base_loss_file: Optional[Path] = None):
         self.forwards = 0
         self.epoch = epoch
         self.base_file = base_loss_file
         self.base_loss: Optional[float] = None
+        self.base_acc: Optional[float] = None
         if base_loss_file is not None and base_loss_file.is_file():
-            self.base_loss = float(json.loads(base_loss_file.read_text())["base_loss"])
-        self.first: List[float] = []
+            rec = json.loads(base_loss_file.read_text())
+            if "base_valid_loss" in rec:  # (an older record measured after updates: measured again)
+                self.base_loss, self.base_acc = float(rec["base_valid_loss"]), rec.get("base_valid_acc")
         self.sums = {"train": [0.0, 0], "valid": [0.0, 0]}
+        self.acc = [0.0, 0.0]  # validation accuracy: weighted sum, weight
         self.handle = model.register_forward_hook(self._hook)
 
-    def _track(self, loss: torch.Tensor, training: bool) -> None:
+    @torch.no_grad()
+    def measure_base(self, model: torch.nn.Module, batches, device: str = "cpu") -> None:
+        """The step-0 validation pass: the model's mean loss and accuracy on ``batches`` (ESPnet's
+        ``(utt_ids, batch)`` pairs) before any update, the reference of every later check."""
+        from espnet2.torch_utils.device_funcs import to_device
+
+        was_training = model.training
+        model.eval()
+        self.sums["valid"], self.acc = [0.0, 0], [0.0, 0.0]
+        for utt_id, batch in batches:
+            model(**to_device(dict(batch, utt_id=utt_id), device))
+        total, n = self.sums["valid"]
+        self.sums["valid"] = [0.0, 0]
+        model.train(was_training)
+        if not n:
+            return
+        self.base_loss = total / n
+        self.base_acc = self.acc[0] / self.acc[1] if self.acc[1] else None
+        self.acc = [0.0, 0.0]
+        if self.base_file is not None:
+            self.base_file.parent.mkdir(parents=True, exist_ok=True)
+            self.base_file.write_text(json.dumps({"base_valid_loss": self.base_loss, "base_valid_acc": self.base_acc,
+                                                  "batches": n, "measured": "validation pass before the first update"})
+                                      + "\n")
+
+    def _track(self, loss: torch.Tensor, training: bool, stats=None, weight=None) -> None:
         value = float(loss.detach().float().mean())
         acc = self.sums["train" if training else "valid"]
         acc[0] += value
         acc[1] += 1
-        if training and self.base_loss is None:
-            self.first.append(value)
-            if len(self.first) >= BASE_LOSS_BATCHES:
-                self.base_loss = sum(self.first) / len(self.first)
-                if self.base_file is not None:
-                    self.base_file.parent.mkdir(parents=True, exist_ok=True)
-                    self.base_file.write_text(json.dumps({"base_loss": self.base_loss,
-                                                          "batches": len(self.first)}) + "\n")
+        a = stats.get("acc") if isinstance(stats, dict) else None
+        if not training and a is not None:
+            w = float(weight) if weight is not None else 1.0
+            self.acc[0] += float(a) * w
+            self.acc[1] += w
 
     def check(self, part: str) -> None:
-        """Raise when the mean ``part`` (train / valid) loss since the last check is a finite divergence."""
+        """Raise when the mean ``part`` (train / valid) loss since the last check is a finite divergence,
+        or (valid) the accuracy has fallen far below the base model's."""
         total, n = self.sums[part]
         self.sums[part] = [0.0, 0]
+        acc_sum, acc_w = self.acc if part == "valid" else (0.0, 0.0)
+        if part == "valid":
+            self.acc = [0.0, 0.0]
         if not n or self.base_loss is None or self.base_loss <= 0:
             return
         mean = total / n
+        where = f" of epoch {self.epoch}" if self.epoch else ""
         if mean > DIVERGENCE_FACTOR * self.base_loss:
-            where = f" of epoch {self.epoch}" if self.epoch else ""
             raise TrainingDiverged(
                 f"the mean {'training' if part == 'train' else 'validation'} loss{where} is {mean:.4g}, "
-                f"{mean / self.base_loss:.1f} times the base model's {self.base_loss:.4g} (its loss at the first "
-                f"batches; limit {DIVERGENCE_FACTOR:g}x): the run diverged though every number stayed finite "
-                f"(lower the learning rate)")
+                f"{mean / self.base_loss:.1f} times the base model's {self.base_loss:.4g} (its validation loss "
+                f"before the first update; limit {DIVERGENCE_FACTOR:g}x): the run diverged though every number "
+                f"stayed finite (lower the learning rate)")
+        if acc_w and self.base_acc:
+            acc = acc_sum / acc_w
+            if acc < ACCURACY_FLOOR * self.base_acc:
+                raise TrainingDiverged(
+                    f"the validation accuracy{where} is {acc:.4g}, below {ACCURACY_FLOOR:g} times the base model's "
+                    f"{self.base_acc:.4g} (before the first update): the run diverged though every number stayed "
+                    f"finite (lower the learning rate)")
 
     def _hook(self, module, inputs, output):
-        loss = output.get("loss") if isinstance(output, dict) else (output[0] if isinstance(output, (tuple, list)) else None)
+        if isinstance(output, dict):
+            loss, stats, weight = output.get("loss"), output.get("stats"), output.get("weight")
+        elif isinstance(output, (tuple, list)):
+            loss = output[0]
+            stats = output[1] if len(output) > 1 else None
+            weight = output[2] if len(output) > 2 else None
+        else:
+            loss = stats = weight = None
         if module.training:
             self.forwards += 1
         if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
@@ -322,7 +368,7 @@ class _FiniteGuard:
                 f"the validation loss is {value}"
             raise TrainingDiverged(f"{what}{where}: the run diverged (lower the learning rate, or check the data)")
         if isinstance(loss, torch.Tensor) and loss.numel():
-            self._track(loss, module.training)
+            self._track(loss, module.training, stats, weight)
 
     def remove(self):
         self.handle.remove()
@@ -342,6 +388,12 @@ class PeftTrainer(Trainer):
         (out / DIVERGED).unlink(missing_ok=True)
         cls._guard = _FiniteGuard(model, base_loss_file=out / "base_loss.json")
         try:
+            resuming = trainer_options.resume and (out / "checkpoint.pth").is_file()
+            if cls._guard.base_loss is None and not trainer_options.no_forward_run and not resuming:
+                # the reference of the divergence checks: the model before its first update (a resumed
+                # run reads it back from base_loss.json; one that has no record is not measured again)
+                cls._guard.measure_base(model, valid_iter_factory.build_iter(0),
+                                        "cuda" if trainer_options.ngpu > 0 else "cpu")
             with atomic_saves():  # epoch checkpoints, checkpoint.pth, averaged models: never half-written
                 super().run(model=model, optimizers=optimizers, schedulers=schedulers,
                             train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,

@@ -452,37 +452,50 @@ def test_atomic_saves_leaves_file_objects_alone(tmp_path):
     assert buf.getvalue()[:2] == b"PK" and sorted(p.name for p in tmp_path.iterdir()) == ["a.pth"]
 
 
-def test_a_finite_divergence_is_caught_against_the_base_models_loss(tmp_path):
-    """PEFT starts from the identity: the first batches' loss is the base model's. An epoch whose
-    mean loss is far above it diverged even when every number stays finite (issue 28 item 4)."""
+def test_a_finite_divergence_is_caught_against_the_model_before_its_first_update(tmp_path):
+    """PEFT starts from the identity: a validation pass before the first update measures the base
+    model's own loss and accuracy on the target data. An epoch whose mean loss is far above that
+    loss, or whose validation accuracy falls far below that accuracy, diverged even when every
+    number stays finite (issue 28 item 4; issue 40 item 3: the reference used to be the mean of the
+    first 4 training batches, 3 of them after updates, so a run that exploded in 3 steps passed)."""
     import torch
 
-    from espnet_peft.espnet_task import DIVERGENCE_FACTOR, TrainingDiverged, _FiniteGuard
+    from espnet_peft.espnet_task import ACCURACY_FLOOR, DIVERGENCE_FACTOR, TrainingDiverged, _FiniteGuard
 
     class Toy(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.value = 2.0
+            self.value, self.acc = 2.0, 0.7
 
-        def forward(self):
-            return {"loss": torch.tensor(self.value)}
+        def forward(self, **batch):
+            return torch.tensor(self.value), {"acc": torch.tensor(self.acc)}, torch.tensor(4.0)
 
     m = Toy()
     guard = _FiniteGuard(m, epoch=1, base_loss_file=tmp_path / "base_loss.json")
-    for v in (2.0, 2.2, 1.8, 2.0, 1.5, 1.2):  # a healthy epoch: the loss falls
+    guard.measure_base(m, [(["u1"], {}), (["u2"], {})])  # step 0: the base model on the dev set
+    assert guard.base_loss == pytest.approx(2.0) and guard.base_acc == pytest.approx(0.7)
+    assert m.training  # the pass leaves the model as it found it
+    for v in (60.0, 80.0, 3.0):  # the first training batches explode after updates: no longer the reference
         m.value = v
         m()
-    guard.check("train")
-    assert guard.base_loss == pytest.approx(2.0)
+    with pytest.raises(TrainingDiverged, match="training loss of epoch 1 is 47.*times the base model's 2"):
+        guard.check("train")
     m.eval()
     m.value = 2.0 * DIVERGENCE_FACTOR * 1.5  # validation far above the base model's loss, but finite
     m()
     with pytest.raises(TrainingDiverged, match="validation loss of epoch 1 is 15.*7.5 times the base model's 2"):
         guard.check("valid")
-    # a resumed run reads the base model's loss back instead of measuring an adapted model's
+    m.value, m.acc = 2.5, 0.036  # a loss still under the limit, but the accuracy is gone
+    m()
+    with pytest.raises(TrainingDiverged, match="validation accuracy of epoch 1 is 0.036"):
+        guard.check("valid")
+    m.acc = 0.7 * ACCURACY_FLOOR * 1.2
+    m()
+    guard.check("valid")  # a dip above the floor is not a divergence
+    # a resumed run reads the base model's numbers back instead of measuring an adapted model's
     guard.remove()
     again = _FiniteGuard(m, epoch=3, base_loss_file=tmp_path / "base_loss.json")
-    assert again.base_loss == pytest.approx(2.0)
+    assert again.base_loss == pytest.approx(2.0) and again.base_acc == pytest.approx(0.7)
     m.train()
     m.value = 9.0  # 4.5x: still under the limit
     m()

@@ -86,6 +86,10 @@ class AdapterBank:
             raise PeftError(f"adapter name {name!r} is empty, reserved or already in the bank")
         if self.merged is not None:
             raise PeftError(f"unmerge {self.merged!r} before adding adapters")
+        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise PeftError(f"adapter {name!r}: non-finite values in {len(bad)} tensor(s), e.g. {bad[:3]}: a diverged "
+                            f"or damaged adapter is not loaded")
         theirs, rest = fingerprint.take(state)
         problem = fingerprint.mismatch(self.fingerprints, theirs)
         if problem:

@@ -48,12 +48,15 @@ def parse_adapter_specs(specs: Iterable[str]) -> Dict[str, str]:
     return paths
 
 
+TRUST_FLAG = "--trust_unverified"
+
+
 def split_routing_args(argv: Sequence[str]) -> Tuple[List[str], Optional[str], List[str]]:
     """``(adapter specs, utt2adapter, the other arguments)`` of a command line (``--adapter X``,
     ``--adapter=X``, ``--utt2adapter F``, ``--utt2adapter=F``), so that a stock ESPnet parser
-    reads the rest."""
+    reads the rest (``--trust_unverified``, :class:`Router`'s ``trust_unverified``, is taken out too)."""
     specs, utt2adapter, rest = [], None, []
-    it = iter(argv)
+    it = iter(a for a in argv if a != TRUST_FLAG)
     for arg in it:
         opt, eq, value = arg.partition("=")
         if opt in ("--adapter", "--utt2adapter"):
@@ -75,13 +78,13 @@ def data_keys(path: os.PathLike) -> List[str]:
     return list(read_table(path))
 
 
-def add_adapter_file(bank, name: str, path: os.PathLike) -> None:
+def add_adapter_file(bank, name: str, path: os.PathLike, trust_unverified: bool = False) -> None:
     """Adds the adapter file ``path`` (a ``.safetensors`` adapter file or a ``.pth`` state) to ``bank``
     as ``name``. A state written before adapter states recorded their config takes its header's, or
     its experiment's frozen ``peft_config.yaml``; a refusal names the file."""
     from .adapter_file import load_adapter
 
-    state, header = load_adapter(path)
+    state, header = load_adapter(path, trust_unverified=trust_unverified)
     frozen = Path(path).parent / "peft_config.yaml"
     config = header.get("config") if "config_sha256" not in header else None
     try:
@@ -94,7 +97,8 @@ class Router:
     """Adapters by name (any method, any mix), the utterance -> adapter table, and once attached an
     :class:`~espnet_peft.bank.AdapterBank` on the model that ``select`` switches per utterance."""
 
-    def __init__(self, adapters: Iterable[str], utt2adapter: Optional[os.PathLike]):
+    def __init__(self, adapters: Iterable[str], utt2adapter: Optional[os.PathLike], trust_unverified: bool = False):
+        self.trust_unverified = trust_unverified  # adapters without digest, record or fingerprints load (warned)
         self.paths = parse_adapter_specs(adapters)
         if not self.paths:
             raise PeftError("routing needs at least one --adapter NAME=CHECKPOINT")
@@ -125,7 +129,7 @@ class Router:
 
         self.bank = AdapterBank(model)
         for name, path in self.paths.items():
-            add_adapter_file(self.bank, name, path)
+            add_adapter_file(self.bank, name, path, trust_unverified=self.trust_unverified)
 
     def select(self, key: str) -> str:
         """Makes utterance ``key``'s adapter the active one (``base``: none); returns its name."""

@@ -152,7 +152,9 @@ def test_adapter_files_are_safetensors_with_a_header_and_pth_still_loads(tmp_pat
     old = {k: v for k, v in state.items() if k != "peft_adapter_config"}
     torch.save(old, exp / "valid.acc.ave.pth")
     (exp / "peft_config.yaml").write_text(yaml.safe_dump(CONFIGS["ssvd_o"]))
-    h4 = export(exp, tmp_path / "old.safetensors")
+    with pytest.raises(espnet_peft.PeftError, match="no PEFT config record"):
+        export(exp, tmp_path / "old.safetensors")  # cannot be verified: refused unless trusted explicitly
+    h4 = export(exp, tmp_path / "old.safetensors", trust_unverified=True)
     assert h4["config"] == CONFIGS["ssvd_o"] and "config_sha256" not in h4
     # not an adapter file: named
     (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")

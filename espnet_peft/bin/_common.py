@@ -51,14 +51,15 @@ def run_inference(name: str, cmd=None) -> None:
     from ..errors import PeftError
     from ..espnet_task import check_inference_data, weights_only_loads
     from ..methods import register_with_espnet
-    from ..routing import Router, split_routing_args
+    from ..routing import TRUST_FLAG, Router, split_routing_args
 
     prog = f"espnet_peft.bin.{name}_inference"
     argv = list(sys.argv[1:] if cmd is None else cmd)
     stock = importlib.import_module(f"espnet2.bin.{name}_inference")
     try:
+        trust = TRUST_FLAG in argv
         specs, utt2adapter, argv = split_routing_args(argv)
-        router = Router(specs, utt2adapter) if specs or utt2adapter else None
+        router = Router(specs, utt2adapter, trust_unverified=trust) if specs or utt2adapter else None
     except PeftError as e:
         raise SystemExit(f"{prog}: error: {e}") from None
     parser = stock.get_parser()
@@ -89,6 +90,8 @@ def add_routing_options(parser) -> None:
                        help="an adapter to route to: a .pth adapter state or .safetensors adapter file (repeatable)")
     group.add_argument("--utt2adapter", metavar="FILE",
                        help="utterance id -> adapter NAME (or base: the frozen model) for every utterance decoded")
+    group.add_argument("--trust_unverified", action="store_true",
+                       help="load adapters without a tensor digest, config record or fingerprint table (warned)")
 
 
 def check_routed_data(prog: str, router, args) -> None:

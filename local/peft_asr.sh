@@ -278,6 +278,14 @@ lock_exp() {
             "or stop it, or choose another --tag"
     fi
     echo "pid $$ on $(hostname): ${run_cmd}" > "${exp}/run.lock"
+    trap unlock_exp EXIT
+}
+# unlock_exp: at exit, the lock file goes, and an experiment directory the run left empty (a run
+# refused before it wrote anything) with it
+unlock_exp() {
+    [ -n "${exp_lock_fd}" ] || return 0
+    rm -f "${exp}/run.lock"
+    rmdir "${exp}" 2>/dev/null || true
 }
 
 # wall_add EXP SECONDS: add a training run's wall time to EXP/train_wall.json

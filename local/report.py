@@ -134,6 +134,8 @@ def collect(args) -> dict:
         # the same without the LM (--nolm_decode_config): nolm_decoding, base_nolm, adapted_nolm,
         # forgetting_nolm, learning_nolm
         **nolm,
+        # the adapter checkpoint merged into the model these decodings are of (merge_info.json)
+        "checkpoint": Path((read_json(merged / "merge_info.json") or {}).get("model_file") or "").name or None,
         "command": training_command(exp), "date": time.strftime("%Y-%m-%d %H:%M"),
         # the foundation model the adapter was trained on (stage 10 records it)
         "foundation_id": recorded_foundation_id(exp),

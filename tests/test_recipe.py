@@ -82,6 +82,8 @@ def test_stages_1_to_15_at_toy_size(toy):
     summary = json.loads((exp / "merged" / "summary.json").read_text())
     assert summary["method"] == "ssvd_o" and summary["target_test_sets"] == TARGET_SETS
     assert summary["source_test_sets"] == SOURCE_SETS
+    assert summary["checkpoint"] == json.loads((exp / "merged" / "merge_info.json").read_text())["model_file"].split("/")[-1]
+    assert summary["checkpoint"].endswith(".pth")  # the report names the checkpoint it merged
     for who in ("base", "adapted"):
         for s in TARGET_SETS + SOURCE_SETS:
             assert 0 <= summary[who][s]["wer"] and summary[who][s]["utterances"] > 0
@@ -500,3 +502,13 @@ def test_names_that_become_paths_are_plain_names(tmp_path, option, value):
     assert res.returncode != 0 and "must be a plain name" in res.stderr and f"'{bad}'" in res.stderr
     assert "Traceback" not in res.stderr
     assert {p for p in tmp_path.rglob("*")} == before
+
+
+def test_a_refused_run_leaves_no_lock_and_no_empty_experiment(tmp_path):
+    """Issue 40 item 6: a run refused after taking the experiment's lock (here stage 11 without a
+    trained checkpoint) leaves neither run.lock nor an empty exp/<tag>."""
+    recipe = copy_recipe(tmp_path / "embedded" / "asr1")
+    res = run(recipe, "--stage", "11", "--stop_stage", "11", "--tag", "never_trained", "--decode_config",
+              "conf/decode_nolm.yaml", check=False)
+    assert res.returncode != 0 and "adapter checkpoint" in res.stderr
+    assert not (recipe / "exp" / "never_trained").exists()

@@ -957,6 +957,7 @@ class Sweep:
         copies = {k: (a.results.with_suffix(f".{k}") if a.results else a.out / f"sweep.{k}") for k in ("png", "json")}
         paths = write_report(summaries, a.out, self.status, header=self.header(summaries, copies), tuning=tuning,
                              bootstrap=proto.bootstrap, metric=self.metric, reference=proto.report_reference,
+                             matched_share=proto.matched_share,
                              protocol_info={**proto.as_dict(), "dev_set": a.dev_set, "tag_prefix": a.tag_prefix,
                                             "order": [c.name for c in self.cells]})
         if a.results:

@@ -109,3 +109,35 @@ def test_every_claim_of_a_report_reads_the_corrected_test(tmp_path):
         assert t["p_holm"] >= t["p_value"]
     assert "Holm's correction" in a["findings"][-1] and "speakers" in a["findings"][-1]
     assert a["bootstrap"]["axes"][a["target"]]["speakers"] >= 2
+
+
+def test_a_curve_is_crossed_where_it_first_reaches_the_level():
+    from espnet_peft.sweep.curves import crossing
+
+    # base 40 -> alpha 0.5: 30 -> alpha 1: 20 (target WER); source 10 -> 11 -> 16
+    assert crossing([40, 30, 20], [10, 11, 16], 26) == pytest.approx(11 + 0.4 * 5)
+    assert crossing([40, 30, 20], [10, 11, 16], 30) == pytest.approx(11)
+    assert crossing([40, 30, 20], [10, 11, 16], 15) is None  # never that good
+    assert crossing([40, 35], [10, 12], 40) == pytest.approx(10)  # the base itself is at the level
+
+
+def test_forgetting_at_matched_learning_compares_cells_at_the_same_gain(tmp_path):
+    """Two cells with the same forgetting per point of gain but different learning rates: at 70% of
+    full fine-tuning's gain they forget the same, though their alpha-1 points differ; a curve that
+    never reaches the level says so."""
+    from test_sweep import utt_summary
+
+    rng = np.random.default_rng(1)
+    n = 300
+    ids, words, spk = tuple(f"u{i:03d}" for i in range(n)), np.full(n, 10), tuple(f"s{i % 30}" for i in range(n))
+    base = tuple(S.UtteranceErrors(ids, rng.binomial(words, p), words, spk) for p in (0.5, 0.1, 0.1))
+    sums = (utt_summary("full", "full", 0.2, [0.25, 0.25], rng, n=n, base=base, budget=None)
+            + utt_summary("weak", "lora", 0.45, [0.12, 0.12], rng, n=n, base=base))
+    a = analysis.analyse(sums, bootstrap={"resamples": 300, "unit": "speaker_utterance"}, matched_share=0.5)
+    m = a["matched_learning"]
+    assert m["share"] == 0.5 and m["level_wer"] == pytest.approx(
+        a["rows"][0]["base_target_wer"] - 0.5 * (a["rows"][0]["base_target_wer"] - a["rows"][0]["target_wer"]))
+    full = m["cells"]["full"]["forgetting"]["pooled"]
+    assert full["value"] == pytest.approx(0.5 * a["rows"][0]["forgetting"], rel=1e-6)  # halfway along a straight curve
+    assert full["ci"][0] < full["value"] < full["ci"][1] and full["reached"] == 1.0
+    assert m["cells"]["weak"]["forgetting"]["pooled"]["value"] is None  # 0.45 never reaches the level

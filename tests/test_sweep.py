@@ -245,7 +245,7 @@ def test_report_intervals_seeds_two_sources_and_significant_pareto(tmp_path):
     md = paths["md"].read_text()
     head = next(l for l in md.splitlines() if l.startswith("| cell |"))
     assert "forgetting source_test" in head and "forgetting source_unseen_test" in head
-    line = next(l for l in md.splitlines() if l.startswith("| lora_b1 |"))
+    line = next(l for l in md.splitlines() if l.startswith("| lora_b1 | lora |"))  # (the main table)
     assert " ± 0.00 [" in line and "| 0.003 |" in line
     assert "**0.003: 25.00**" in md and "at the grid's edge" in md and "### What the numbers say" in md
     data = json.loads(paths["json"].read_text())

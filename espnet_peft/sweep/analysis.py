@@ -10,6 +10,7 @@ import numpy as np
 
 from ..methods import gain_references
 from ..scoring import UtteranceErrors, bootstrap_replicates, difference_stats, interval
+from .curves import BASE, matched_learning
 from .families import Families
 from .protocol import BOOTSTRAP_DEFAULTS
 
@@ -78,7 +79,6 @@ def _concat(utts: Sequence[UtteranceErrors], sets: Sequence[str]) -> UtteranceEr
                            np.concatenate([u.errors for u in utts]), np.concatenate([u.words for u in utts]), spk)
 
 
-BASE = -1  # the base (not adapted) model's column in an axis
 
 
 class _Axis:
@@ -323,7 +323,7 @@ def _fronts(rows: List[Dict[str, Any]], panels: Mapping[str, Any]) -> Dict[str, 
 def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] = (),
             tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
             bootstrap: Optional[Mapping[str, Any]] = None, metric: str = "wer",
-            reference: Optional[str] = None) -> Dict[str, Any]:
+            reference: Optional[str] = None, matched_share: float = 0.7) -> Dict[str, Any]:
     """Everything the report shows: one row per (cell, alpha) as the mean over its seeds (with
     the spread), bootstrap intervals of every WER and of every difference against the base model
     (gain on the target, forgetting on each source test set), the interval of the share of full
@@ -374,6 +374,14 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
     nolm_between = (_between_cells(rows, None, nolm_s_axes, srcs, fam, label, nolm=True)
                     if rows and any(r.get("nolm") for r in rows) else [])
     fam.correct()  # every claim below reads the corrected significance
+    matched = {}
+    if groups:
+        src_axes = {("pooled" if len(srcs) > 1 else srcs[0]): (pooled, rows[0]["base_source_wer"],
+                                                                lambda r: r["source_wer"])}
+        if len(srcs) > 1:
+            src_axes.update({x: (axes[x], rows[0]["sources"][x]["base_wer"], lambda r, x=x: r["sources"][x]["wer"])
+                             for x in srcs})
+        matched = matched_learning(rows, axes[tgt], src_axes, ref_idx, matched_share, float(boot["level"]))
     if panels:
         fronts = _fronts(rows, panels)
     findings = _findings(rows, T, srcs, between, fronts, boot, label, fam) if rows else []
@@ -384,6 +392,7 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
     every = {**axes, **{f"{k} (other target set)": a for k, a in t_axes.items() if k != tgt},
              **{f"{k} (no LM)": a for k, a in {**nolm_t_axes, **nolm_s_axes}.items()}}
     return {"rows": rows, "target": tgt, "targets": tgts, "sources": srcs, "fronts": fronts, "findings": findings,
+            "matched_learning": matched,
             "metric": metric, "metric_label": label,
             "nolm_decoding": ", ".join(decodings) or None,
             "bootstrap": {**boot, "axes": {k: a.info() for k, a in every.items()},

@@ -12,7 +12,7 @@ from ..scoring import RESAMPLE_UNITS
 SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds", "extend")
 BOOTSTRAP_KEYS = ("unit", "resamples", "seed", "level", "resample_seeds")
 METRICS = {"dev_wer": "min", "valid_acc": "max"}
-REPORT_KEYS = ("metric", "reference")
+REPORT_KEYS = ("metric", "reference", "matched_share")
 REPORT_METRICS = ("wer", "cer")
 
 
@@ -31,13 +31,14 @@ class Protocol:
     priority_budgets: List[str] = field(default_factory=list)
     report_metric: str = "wer"     # the error rate the report compares (grid key report.metric)
     report_reference: Optional[str] = None  # the cell whose gain is 100% in "gain recovered" (report.reference)
+    matched_share: float = 0.7  # forgetting at matched learning: where a curve reaches this share of it (report.matched_share)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"seeds": self.seeds, "select_seeds": self.select_seeds, "priority_seeds": self.priority_seeds,
                 "extend": self.extend,
                 "metric": self.metric, "variants": self.variants, "bootstrap": self.bootstrap,
                 "priority_budgets": self.priority_budgets, "report_metric": self.report_metric,
-                "report_reference": self.report_reference}
+                "report_reference": self.report_reference, "matched_share": self.matched_share}
 
 
 BOOTSTRAP_DEFAULTS = {"unit": "utterance", "resamples": 2000, "seed": 0, "level": 0.95, "resample_seeds": True}
@@ -88,6 +89,9 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
     rep = _section(grid, "report", REPORT_KEYS)
     p.report_metric = _one_of(rep.get("metric", p.report_metric), REPORT_METRICS, "report.metric")
     p.report_reference = rep.get("reference")
+    p.matched_share = float(rep.get("matched_share", p.matched_share))
+    if not 0 < p.matched_share < 1:
+        raise PeftError(f"report.matched_share must be in (0, 1), got {p.matched_share}")
     if p.report_reference is not None and not isinstance(p.report_reference, str):
         raise PeftError(f"report.reference must be a cell name, got {p.report_reference!r}")
     return p

@@ -121,6 +121,36 @@ def nolm_table(rows: Sequence[Mapping[str, Any]], targets: Sequence[str], source
     return "\n".join(lines) + "\n"
 
 
+def matched_table(m: Mapping[str, Any], label: str = "WER") -> str:
+    """Forgetting at matched learning: each cell's forgetting where its curve reaches the same share of
+    the reference's gain (``curves.matched_learning``)."""
+    if not m or not m.get("cells"):
+        return ""
+    axes = list(next(iter(m["cells"].values()))["forgetting"])
+    lines = [f"**Forgetting at matched learning**: each cell's forgetting ({label} points) where its learning-"
+             f"forgetting curve reaches {100 * m['share']:.0f}% of full fine-tuning's gain on `{m['target_set']}` "
+             f"({label} {m['level_wer']:.2f}). A curve runs from the base model (alpha 0) through the "
+             f"interpolation weights decoded to the adapted model (alpha 1), straight between measured points; "
+             f"[...]: 95% bootstrap interval, with the share of resamples in which the curve reaches the level.", "",
+             "| cell | alphas measured | " + " | ".join(f"forgetting {a}" for a in axes) + " |",
+             "|---|---|" + "---:|" * len(axes)]
+    def cell_text(f):
+        if f["value"] is None:
+            return "not reached" + (f" ({100 * f['reached']:.0f}%)" if f.get("reached") else "")
+        s = f"{f['value']:+.2f}"
+        if f.get("ci"):
+            s += f" [{f['ci'][0]:+.2f}, {f['ci'][1]:+.2f}]"
+        if f.get("reached") is not None and f["reached"] < 0.995:
+            s += f" ({100 * f['reached']:.0f}% reach)"
+        return s
+    order = sorted(m["cells"].items(), key=lambda kv: (kv[1]["forgetting"][axes[0]]["value"] is None,
+                                                       kv[1]["forgetting"][axes[0]]["value"] or 0.0))
+    for cell, e in order:
+        alphas = ", ".join(f"{a:g}" for a in [0.0] + e["alphas"])
+        lines.append(f"| {cell} | {alphas} | " + " | ".join(cell_text(e["forgetting"][a]) for a in axes) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def tuning_table(tuning: Mapping[str, Mapping[str, Any]]) -> str:
     """The learning-rate choice of every tuned cell: the selection score of each rate."""
     if not tuning:
@@ -231,11 +261,12 @@ def _public(s: Mapping[str, Any]) -> Dict[str, Any]:
 def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses: Mapping[str, str] = (),
                  title: str = "", header: str = "", tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  bootstrap: Optional[Mapping[str, Any]] = None, protocol_info: Optional[Mapping[str, Any]] = None,
-                 metric: str = "wer", reference: Optional[str] = None) -> Dict[str, Path]:
+                 metric: str = "wer", reference: Optional[str] = None, matched_share: float = 0.7) -> Dict[str, Path]:
     """``sweep.md`` (table, learning-rate choices, findings), ``sweep.png`` (plot) and
     ``sweep.json`` (every number) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    a = analyse(summaries, statuses, tuning=tuning, bootstrap=bootstrap, metric=metric, reference=reference)
+    a = analyse(summaries, statuses, tuning=tuning, bootstrap=bootstrap, metric=metric, reference=reference,
+                matched_share=matched_share)
     label = a["metric_label"]
     rows, target, sources = a["rows"], a["target"], a["sources"]
     level = int(round(100 * float(a["bootstrap"]["level"])))
@@ -255,7 +286,9 @@ def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses
               f"`*`: on the Pareto front of (target {label}, source {label}"
               + (" pooled over the source sets" if len(sources) > 1 else "") + ")"
               + (", where a point is dominated only by a significant difference" if sig else "") + ".\n")
-    md = (header + "\n" if header else "") + legend + "\n" + sweep_table(rows, target, sources, a["targets"], label)
+    matched = matched_table(a["matched_learning"], label)
+    md = ((header + "\n" if header else "") + (matched + "\n" if matched else "") + legend + "\n"
+          + sweep_table(rows, target, sources, a["targets"], label))
     nolm = nolm_table(rows, a["targets"], sources, a["nolm_decoding"], label)
     if nolm:
         md += "\n" + nolm
@@ -268,6 +301,7 @@ def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses
     plot(rows, paths["png"], target, sources, title, label)
     data = {"metric": metric, "rows": rows, "target": target, "targets": a["targets"], "sources": sources,
             "nolm_decoding": a["nolm_decoding"], "fronts": a["fronts"], "findings": a["findings"], "tuning": a["tuning"],
+            "matched_learning": a["matched_learning"],
             "bootstrap": a["bootstrap"], "protocol": dict(protocol_info or {}),
             "summaries": [_public(s) for s in summaries]}
     paths["json"].write_text(json.dumps(data, indent=1, default=_json_default) + "\n")

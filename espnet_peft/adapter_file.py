@@ -112,10 +112,14 @@ def save_adapter(path: os.PathLike, state: Mapping[str, torch.Tensor],
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    from safetensors import SafetensorError
+
     try:
         save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(header, sort_keys=True)})
         os.chmod(tmp, 0o644)  # a file to share
         os.replace(tmp, p)
+    except (SafetensorError, OSError) as e:  # e.g. a full disk: named, and nothing half-written is left
+        raise PeftError(f"cannot write the adapter file {p}: {e}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return header

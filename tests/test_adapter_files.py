@@ -116,3 +116,20 @@ def test_export_refuses_diverged_runs_and_foreign_checkpoints(adapter, tmp_path)
     with pytest.raises(espnet_peft.PeftError, match="diverged"):
         export(exp, tmp_path / "y.safetensors")
     assert not (tmp_path / "y.safetensors").exists()
+
+
+def test_a_failed_write_is_one_error_and_leaves_nothing(adapter, tmp_path, monkeypatch):
+    """Export on a full disk used to end in a raw SafetensorError; now one PeftError naming the file,
+    and neither the file nor a temporary one is left."""
+    import safetensors.torch
+
+    _, state = adapter
+
+    def full_disk(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"\0" * 10)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(espnet_peft.PeftError, match="cannot write the adapter file .*No space left"):
+        save_adapter(tmp_path / "x.safetensors", state)
+    assert list(tmp_path.iterdir()) == []

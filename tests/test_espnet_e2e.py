@@ -347,6 +347,14 @@ def test_a_config_without_its_frozen_copy_is_refused(world, tmp_path):
     shutil.copytree(exp, copy, ignore=shutil.ignore_patterns("peft_config.yaml"))
     with pytest.raises(PeftError, match="PEFT config it was trained with .*missing"):
         merge_experiment(copy / "config.yaml", copy / "valid.loss.best.pth", tmp_path / "m")
+    # decoding it unmerged is refused the same way, as one error line instead of a traceback (issue 40)
+    from espnet_peft.bin import asr_inference
+
+    wav = world["data"] / "source_test" / "wav.scp"
+    with pytest.raises(SystemExit, match="espnet_peft.bin.asr_inference: error: .*PEFT config it was trained with"):
+        asr_inference.main(["--asr_train_config", str(copy / "config.yaml"), "--asr_model_file",
+                            str(copy / "valid.loss.best.pth"), "--output_dir", str(tmp_path / "dec"),
+                            "--data_path_and_name_and_type", f"{wav},speech,sound"])
 
 
 def test_crafted_pickle_in_a_model_file_does_not_run(world, tmp_path):

@@ -65,7 +65,10 @@ def run_inference(name: str, cmd=None) -> None:
     parser = stock.get_parser()
     add_routing_options(parser)  # parsed above (split_routing_args); here for --help
     args = parser.parse_args(argv)
-    check_inference_data(args.data_path_and_name_and_type, getattr(args, f"{name}_train_config"))
+    try:
+        check_inference_data(args.data_path_and_name_and_type, getattr(args, f"{name}_train_config"))
+    except PeftError as e:
+        raise SystemExit(f"{prog}: error: {e}") from None
     if router is not None:
         check_routed_data(prog, router, args)
     register_with_espnet()
@@ -78,6 +81,8 @@ def run_inference(name: str, cmd=None) -> None:
     try:
         with weights_only_loads():
             stock.main(argv)
+    except PeftError as e:  # a refusal while the model loads (another base model, a frozen config...)
+        raise SystemExit(f"{prog}: error: {e}") from None
     finally:  # (in one process, a later stock decoding is stock again)
         setattr(stock, stock_name, original)
 

@@ -480,12 +480,16 @@ peft_statistics() {
     log "collecting the statistics of ${target_train_set} / ${target_valid_set} into ${peft_stats}"
     mkdir -p "${peft_stats}"
     # shellcheck disable=SC2086  # ${train_cmd} is a command line
-    run_job ${train_cmd} "${peft_stats}/stats.log" "${python}" -m "espnet_peft.bin.${task}_train" --collect_stats true \
+    if ! run_job ${train_cmd} "${peft_stats}/stats.log" "${python}" -m "espnet_peft.bin.${task}_train" --collect_stats true \
         --pretrained_model "${foundation_dir}/model.pth" --bpemodel "${foundation_dir}/bpe.model" \
         --normalize none "${peft_data_args[@]}" \
         --train_shape_file "${dumpdir}/raw/${target_train_set}/wav.scp" \
         --valid_shape_file "${dumpdir}/raw/${target_valid_set}/wav.scp" \
-        --output_dir "${peft_stats}" --batch_type unsorted --batch_size 16 --ngpu 0
+        --output_dir "${peft_stats}" --batch_type unsorted --batch_size 16 --ngpu 0; then
+        grep -h -i "error" "${peft_stats}/stats.log" | tail -n 3 >&2 || tail -n 3 "${peft_stats}/stats.log" >&2
+        die "collecting the statistics of ${target_train_set} / ${target_valid_set} failed (the reason above; the" \
+            "whole log: ${peft_stats}/stats.log)"
+    fi
     echo "${key}" > "${peft_stats}/data_id"
     log "statistics collected into ${peft_stats}"
     exec {lock_fd}>&-
@@ -671,6 +675,12 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     log "stage 10: PEFT adaptation ${exp} (${peft_config}); log: ${exp}/train.log"
     need_file "${foundation_dir}/model.pth" "the foundation model"
     check_foundation_id  # the model may have changed since the up-front check (stage 6 fetches it)
+    # a resumed experiment keeps the training config it started with (optimiser, schedule, epochs)
+    if [ -f "${exp}/checkpoint.pth" ] && [ -f "${exp}/train_config.yaml" ]; then
+        cmp -s "${exp}/train_config.yaml" "${train_config}" ||
+            die "${exp} was trained with another --train_config (${exp}/train_config.yaml; now ${train_config}):" \
+                "resume with that one, or choose another --tag"
+    fi
     peft_statistics
     # an experiment also belongs to the data it was trained on (the statistics' key)
     if [ -f "${exp}/checkpoint.pth" ] && [ -f "${exp}/data_id" ] && [ "$(cat "${exp}/data_id")" != "${peft_data_id}" ]; then
@@ -680,6 +690,7 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     echo "${foundation_fid}" > "${exp}/foundation_id"
     echo "${peft_data_id}" > "${exp}/data_id"
     [ -f "${exp}/checkpoint.pth" ] || cp "${peft_config}" "${exp}/peft_config.source.yaml"
+    [ -f "${exp}/checkpoint.pth" ] || cp "${train_config}" "${exp}/train_config.yaml"
     # shellcheck disable=SC2086  # ${peft_args}: extra options
     train_exp "${exp}" "espnet_peft.bin.${task}_train" \
         --config "${train_config}" --peft_config "${peft_config}" \

@@ -512,3 +512,15 @@ def test_a_refused_run_leaves_no_lock_and_no_empty_experiment(tmp_path):
               "conf/decode_nolm.yaml", check=False)
     assert res.returncode != 0 and "adapter checkpoint" in res.stderr
     assert not (recipe / "exp" / "never_trained").exists()
+
+
+def test_resuming_with_another_train_config_is_refused(toy):
+    """Issue 40 item 6: an experiment resumed with another --train_config (optimiser, schedule, epochs)
+    would mix two trainings in one result; refused before anything runs, naming both."""
+    recipe, _ = toy
+    exp = recipe / "exp" / "child_peft_toy"
+    assert (exp / "checkpoint.pth").is_file() and (exp / "train_config.yaml").is_file()
+    conf = toy_config(recipe, "train_other.yaml", max_epoch=7)
+    res = run(recipe, *with_option(TOY, "--train_config", conf), "--stage", "10", "--stop_stage", "10", check=False)
+    assert res.returncode != 0 and "was trained with another --train_config" in res.stderr
+    assert (exp / "train_config.yaml").read_text() == (recipe / "conf" / "train_peft_toy.yaml").read_text()

@@ -388,12 +388,13 @@ class PeftTrainer(Trainer):
         (out / DIVERGED).unlink(missing_ok=True)
         cls._guard = _FiniteGuard(model, base_loss_file=out / "base_loss.json")
         try:
-            resuming = trainer_options.resume and (out / "checkpoint.pth").is_file()
-            if cls._guard.base_loss is None and not trainer_options.no_forward_run and not resuming:
+            resuming = getattr(trainer_options, "resume", False) and (out / "checkpoint.pth").is_file()
+            if cls._guard.base_loss is None and valid_iter_factory is not None and not resuming and \
+                    not getattr(trainer_options, "no_forward_run", False):
                 # the reference of the divergence checks: the model before its first update (a resumed
                 # run reads it back from base_loss.json; one that has no record is not measured again)
                 cls._guard.measure_base(model, valid_iter_factory.build_iter(0),
-                                        "cuda" if trainer_options.ngpu > 0 else "cpu")
+                                        "cuda" if getattr(trainer_options, "ngpu", 0) > 0 else "cpu")
             with atomic_saves():  # epoch checkpoints, checkpoint.pth, averaged models: never half-written
                 super().run(model=model, optimizers=optimizers, schedulers=schedulers,
                             train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,

@@ -33,8 +33,8 @@ records=sweep_records  # the run records (tracked): ${records}/<grid name>_<targ
 results_dir=.        # where RESULTS_sweep_<grid name>_<target>.{md,png,json} are written
 sweep_dir=""         # the sweep's working directory (configs, logs; default exp/sweep_<grid name>_<target>;
                      # with --target all, <sweep_dir>/<target>)
-last_phase=""        # the last phase to run, of (in order) priority_block (the grid's priority_budgets and full
-                     # at selection.priority_seeds), later_seeds (those cells' other seeds), other_cells
+last_phase=""        # the last phase to run, of (in order) priority_block (the grid's priority_budgets and its
+                     # reference cells at selection.priority_seeds), later_seeds (those cells' other seeds), other_cells
                      # (variants, other budgets), curves (interpolation alphas); default: all
 priority_only=false  # true: --last_phase priority_block
 pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,

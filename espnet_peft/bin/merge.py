@@ -128,7 +128,10 @@ def merge_experiment(train_config: Path, model_file: Path, output_dir: Path, alp
     # old directory (its model, and what was made from it: decodings, summary) is untouched; after it,
     # the old directory and everything in it are gone together (nothing derived from it survives)
     with staged_directory(output_dir) as new:
-        save_atomic(state, new / "model.pth", "merged model")
+        try:
+            save_atomic(state, new / "model.pth", "merged model")
+        except PeftError as e:  # named as the user knows it: the earlier merge there is kept
+            raise PeftError(str(e).replace(str(new), str(output_dir))) from None
         write_text(new / "config.yaml", yaml.safe_dump(stock_cfg, sort_keys=False, allow_unicode=True))
         if verify:
             err = _verify(task_cls, new, reference)

@@ -477,6 +477,11 @@ peft_statistics() {
              echo unknown), now ${key}): collecting them again"
         rm -rf "${peft_stats}"
     fi
+    # the plan must fit the model before the statistics are collected (a budget that rounds to nothing,
+    # a target module the model lacks): refused here, before that compute (with the statistics cached,
+    # the training refuses it at once)
+    "${python}" -m espnet_peft.bin.plan --peft_config "${peft_config}" --model_config "${foundation_dir}/config.yaml" \
+        > /dev/null || die "the PEFT config ${peft_config} does not fit ${foundation_dir} (the reason above)"
     log "collecting the statistics of ${target_train_set} / ${target_valid_set} into ${peft_stats}"
     mkdir -p "${peft_stats}"
     # shellcheck disable=SC2086  # ${train_cmd} is a command line

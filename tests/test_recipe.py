@@ -524,3 +524,13 @@ def test_resuming_with_another_train_config_is_refused(toy):
     res = run(recipe, *with_option(TOY, "--train_config", conf), "--stage", "10", "--stop_stage", "10", check=False)
     assert res.returncode != 0 and "was trained with another --train_config" in res.stderr
     assert (exp / "train_config.yaml").read_text() == (recipe / "conf" / "train_peft_toy.yaml").read_text()
+
+
+def test_a_budget_that_rounds_to_nothing_is_refused_before_the_statistics(toy):
+    """Issue 40 item 6: a budget too small for one unit on any module used to be refused only after the
+    statistics were collected; now before (here on a set whose statistics are not collected yet)."""
+    recipe, _ = toy
+    res = run(recipe, *TOY, "--stage", "10", "--stop_stage", "10", "--tag", "child_tiny", "--budget", "3",
+              "--target_train_set", "child_dev", check=False)
+    assert res.returncode != 0 and "is too small for" in res.stderr and "does not fit" in res.stderr
+    assert not (recipe / "exp" / "stats_child_dev").exists()

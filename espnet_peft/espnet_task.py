@@ -292,13 +292,27 @@ class _FiniteGuard:
     def measure_base(self, model: torch.nn.Module, batches, device: str = "cpu") -> None:
         """The step-0 validation pass: the model's mean loss and accuracy on ``batches`` (ESPnet's
         ``(utt_ids, batch)`` pairs) before any update, the reference of every later check."""
+        import random
+
+        import numpy as np
         from espnet2.torch_utils.device_funcs import to_device
 
+        # the pass must change nothing of the training: every random state is put back afterwards
+        # (a data loader draws its seed from torch's generator)
+        states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                  torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
         was_training = model.training
         model.eval()
         self.sums["valid"], self.acc = [0.0, 0], [0.0, 0.0]
-        for utt_id, batch in batches:
-            model(**to_device(dict(batch, utt_id=utt_id), device))
+        try:
+            for utt_id, batch in batches:
+                model(**to_device(dict(batch, utt_id=utt_id), device))
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.set_rng_state(states[2])
+            if states[3] is not None:
+                torch.cuda.set_rng_state_all(states[3])
         total, n = self.sums["valid"]
         self.sums["valid"] = [0.0, 0]
         model.train(was_training)

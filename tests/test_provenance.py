@@ -504,3 +504,29 @@ def test_a_finite_divergence_is_caught_against_the_model_before_its_first_update
     m()
     with pytest.raises(TrainingDiverged, match="training loss of epoch 3"):
         again.check("train")
+
+
+def test_the_reference_validation_pass_leaves_every_random_state_as_it_was():
+    """The validation pass before the first update must change nothing of the training that follows:
+    whatever it draws (dropout in a model, a data loader's seed), the random states are put back."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from espnet_peft.espnet_task import _FiniteGuard
+
+    class Noisy(torch.nn.Module):
+        def forward(self, **batch):
+            random.random(), np.random.rand(), torch.rand(3)  # what dropout and data loaders draw
+            return torch.tensor(1.0), {"acc": torch.tensor(0.5)}, torch.tensor(1.0)
+
+    m = Noisy()
+    guard = _FiniteGuard(m)
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    expected = (torch.rand(2), np.random.rand(), random.random())
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    guard.measure_base(m, [(["u1"], {}), (["u2"], {})])
+    got = (torch.rand(2), np.random.rand(), random.random())
+    assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
+    assert guard.base_loss == 1.0

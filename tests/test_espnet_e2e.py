@@ -569,4 +569,3 @@ def test_a_merge_swaps_in_a_whole_directory_or_leaves_the_old_one(world, tmp_pat
     assert json.loads((merged / "merge_info.json").read_text())["alpha"] == info["alpha"] == 0.5
     assert sorted(p.name for p in merged.iterdir()) == ["config.yaml", "merge_info.json", "model.pth"]
     assert not list(tmp_path.glob(".merged.*"))
-

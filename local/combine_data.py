@@ -19,19 +19,11 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from corpora.common import hash_fraction
+from espnet_peft.data import read_table
 from file_id import write_text_atomic
 
 REQUIRED = ("wav.scp", "text", "utt2spk")
 OPTIONAL = ("utt2dur", "spk2gender")
-
-
-def read_lines(path: Path) -> Dict[str, str]:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, rest = line.partition(" ")
-        if key:
-            out[key] = rest
-    return out
 
 
 def absolute(entry: str, base: Path) -> str:
@@ -61,14 +53,14 @@ def combine(sets: List[Tuple[Path, float]], out: Path) -> Dict[str, int]:
         missing = [f for f in REQUIRED if not (d / f).is_file()]
         if missing:
             raise SystemExit(f"combine_data.py: {d} has no {', '.join(missing)}")
-        wav = read_lines(d / "wav.scp")
+        wav = read_table(d / "wav.scp")
         keep = sorted(u for u in wav if share >= 1 or hash_fraction(f"{d.name}/{u}") < share)
         for u in keep:
             if u in owner:
                 raise SystemExit(f"combine_data.py: utterance {u} is in both {owner[u]} and {d}")
             owner[u] = d
         kept[str(d)] = len(keep)
-        text, utt2spk = read_lines(d / "text"), read_lines(d / "utt2spk")
+        text, utt2spk = read_table(d / "text"), read_table(d / "utt2spk")
         for u in keep:
             tables["wav.scp"][u] = absolute(wav[u], d.resolve().parent.parent)
             tables["text"][u], tables["utt2spk"][u] = text[u], utt2spk[u]
@@ -76,7 +68,7 @@ def combine(sets: List[Tuple[Path, float]], out: Path) -> Dict[str, int]:
             if not (d / name).is_file():
                 has[name] = False
                 continue
-            rows = read_lines(d / name)
+            rows = read_table(d / name)
             keys = keep if name == "utt2dur" else sorted({utt2spk[u] for u in keep})
             tables[name].update({k: rows[k] for k in keys if k in rows})
     out.mkdir(parents=True, exist_ok=True)

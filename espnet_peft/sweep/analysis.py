@@ -156,14 +156,16 @@ class _Axis:
 
 
 def _set_rows(groups, sets: Sequence[str], boot, side: str, decoding: str = "", fam: Optional[Families] = None,
-              skip: Sequence[str] = ()) -> Tuple[List[Dict[str, Any]], Dict]:
+              skip: Sequence[str] = (), given: Optional[Mapping[str, "_Axis"]] = None) -> Tuple[List[Dict[str, Any]], Dict]:
     """Per row (group) and set: the seed mean of the adapted WER with its spread and interval, the
     base WER, and the paired difference against the base: the gain (``side`` "target") or the
     forgetting ("source"). ``decoding`` "" reads ``adapted`` / ``base``, "_nolm" reads
     ``adapted_nolm`` / ``base_nolm``. A set that some seed of a row lacks is left out of that row.
     The tests against the base go into ``fam`` (but those of the sets in ``skip``: the headline's,
-    already there). Returns (one {set: stats} per group, {set: _Axis})."""
-    axes = {x: _Axis(x, [x], groups, boot, decoding) for x in sets}
+    already there). ``given``: axes already built for some of the sets (of this decoding): reused, not
+    resampled again. Returns (one {set: stats} per group, {set: _Axis})."""
+    given = given or {}
+    axes = {x: given[x] if x in given else _Axis(x, [x], groups, boot, decoding) for x in sets}
     out = []
     for i, g in enumerate(groups):
         per = {}
@@ -360,7 +362,7 @@ def analyse(summaries: Sequence[Mapping[str, Any]], statuses: Mapping[str, str] 
         panels = _dominance_tests(rows, axes[tgt], axes, pooled, srcs, fam)
     T = axes.get(tgt)
     # every target set (the headline first), and both sides again without the LM when decoded so
-    targets, t_axes = _set_rows(groups, tgts, boot, "target", fam=fam, skip=[tgt])
+    targets, t_axes = _set_rows(groups, tgts, boot, "target", fam=fam, skip=[tgt], given=axes)
     nolm_t, nolm_t_axes = _set_rows(groups, tgts, boot, "target", "_nolm", fam=fam)
     nolm_s, nolm_s_axes = _set_rows(groups, srcs, boot, "source", "_nolm", fam=fam)
     for r, t, nt, ns in zip(rows, targets, nolm_t, nolm_s):

@@ -6,7 +6,7 @@
 #   target_opts()    a function of the target that sets the array target_args: the options of
 #                    local/budget_sweep.py that depend on it (--run, --dev_set, --data_sets, --tag_prefix)
 #   cmdline          the recipe's name for itself in the report (egs2/<corpus>/asr1/run_sweep.sh)
-# and keeps its own usage text (help_message). Every option below can be given to it.
+# Every option below can be given to it.
 #
 # A finished run (a dev score, or a seed's test decoding) is a small record in
 # sweep_records/<grid>_<target>/ (tracked: commit them as they finish): the sweep skips every run with
@@ -39,6 +39,7 @@ last_phase=""        # the last phase to run, of (in order) priority_block (the 
 priority_only=false  # true: --last_phase priority_block
 pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,
                      # dump/, downloads/, exp/ and the records stay this checkout's)
+help_message="Usage: $0 [--target $(echo ${sweep_targets} all | tr ' ' '|')] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--dev_args '...'] [--bootstrap_unit utterance|speaker|speaker_utterance] [--archive_stale true] [--records DIR] [--pin true] [--last_phase priority_block|later_seeds|other_cells|curves] [--priority_only true] [--report_only true] [--metric wer|cer]"
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 cmdline="${ESPNET_PEFT_SWEEP_CMDLINE:-${cmdline}}"  # (a pinned run cites the command that started it)
 orig_args=("$@")

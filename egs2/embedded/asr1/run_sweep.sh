@@ -33,7 +33,6 @@ cd "$(dirname "$0")"
 sweep_targets="child accent"
 grid=../../../conf/sweep/embedded.yaml
 cmdline="egs2/embedded/asr1/run_sweep.sh"  # cited by the report
-help_message="Usage: $0 [--target child|accent|all] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--dev_args '...'] [--bootstrap_unit utterance|speaker|speaker_utterance] [--archive_stale true] [--records DIR] [--pin true] [--last_phase priority_block|later_seeds|other_cells|curves] [--priority_only true] [--report_only true] [--metric wer|cer]"
 # what depends on the target: its run.sh, its dev set (the rate choice), the sets whose content is the data identity
 target_opts() {
     target_args=(--run "./run.sh --target $1 ${run_args}" --tag_prefix "$1_" --dev_set "$1_dev"

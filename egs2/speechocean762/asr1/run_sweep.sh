@@ -19,7 +19,6 @@ sweep_targets="child"
 grid=../../../conf/sweep/speechocean762.yaml
 cmdline="egs2/speechocean762/asr1/run_sweep.sh"  # cited by the report
 dev_args="--decode_config conf/decode_nolm.yaml --nolm_decode_config ''"
-help_message="Usage: $0 [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--dev_args '...'] [--bootstrap_unit utterance|speaker|speaker_utterance] [--archive_stale true] [--records DIR] [--pin true] [--last_phase priority_block|later_seeds|other_cells|curves] [--priority_only true] [--report_only true] [--metric wer|cer]"
 sets="--target_test_sets so762_test_child_sub --source_test_sets 'so762_test_adult_sub source_test'"
 target_opts() {
     target_args=(--run "./run.sh ${sets} ${run_args}" --tag_prefix "sweep_$1_" --dev_set "so762_dev_$1"

@@ -366,12 +366,25 @@ decode_sets() {
         [ "${pairs[i + 1]}" = "${base_decode}" ] || [ "${pairs[i + 1]}" = "${base_decode_nolm}" ] || continue
         exec {lock_fd}>>"${pairs[i + 1]}.lock"
         flock "${lock_fd}"
+        share_base "${config}" "${lm_dir}" "${sets}" "${pairs[i]}" "${pairs[i + 1]}"
         decode_now "${config}" "${lm_dir}" "${sets}" "${pairs[i]}" "${pairs[i + 1]}"
         exec {lock_fd}>&-
         pairs=("${pairs[@]:0:i}" "${pairs[@]:i+2}")
         break
     done
     [ "${#pairs[@]}" -eq 0 ] || decode_now "${config}" "${lm_dir}" "${sets}" "${pairs[@]}"
+}
+
+# share_base CONFIG LM_DIR "SETS" MODEL_DIR OUT_DIR: the base model's decodings shipped beside it
+# (MODEL_DIR/decodings: local/shared_decodings.py) are installed for the sets whose whole key matches
+# (model, options, audio, software); the others are decoded
+share_base() {
+    [ -d "$4/decodings" ] || return 0
+    local dargs=() s
+    for s in $3; do dargs+=(--data_dir "${dumpdir}/raw/${s}"); done
+    [ -z "$2" ] || dargs+=(--lm_dir "$2")
+    "${python}" "${MAIN_ROOT}/local/shared_decodings.py" --reuse --model_dir "$4" --output_dir "$5" \
+        "${dargs[@]}" --decode_config "$1" > /dev/null || die "cannot check the shared decodings in $4/decodings"
 }
 
 # decode_now CONFIG LM_DIR "SETS" MODEL_DIR OUT_DIR [...]: decode_sets' work, without the lock

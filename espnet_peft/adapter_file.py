@@ -28,6 +28,7 @@ import torch
 
 from . import fingerprint, provenance
 from .errors import PeftError
+from .loading import load_state_file
 
 SUFFIX = ".safetensors"
 HEADER_KEY = "espnet_peft"
@@ -131,8 +132,6 @@ def load_adapter(path: os.PathLike, trust_unverified: bool = False) -> Tuple[Dic
     (:func:`check_header`, :func:`check_state`) before it is returned."""
     p = Path(path)
     if p.suffix != SUFFIX:
-        from .espnet_task import load_state_file
-
         state = load_state_file(p, "adapter file")
         check_state(state, str(p), trust_unverified)
         return state, header_of(state)

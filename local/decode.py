@@ -168,21 +168,6 @@ def signature(model_dir: Path, opts: dict) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def weights_only_torch_load() -> None:
-    """Make every ``torch.load`` of this (short-lived) process read with ``weights_only=True``:
-    ESPnet's ``build_model_from_file`` passes ``weights_only=False``, and the base model of a recipe
-    may come from anywhere (``--foundation_source``)."""
-    import torch
-
-    original = torch.load
-
-    def load(*args, **kwargs):
-        kwargs["weights_only"] = True
-        return original(*args, **kwargs)
-
-    torch.load = load
-
-
 def model_sample_rate(model_dir: Path) -> int:
     """The sample rate the model's frontend assumes (ESPnet's default frontend: 16 kHz)."""
     cfg = yaml.safe_load((model_dir / "config.yaml").read_text()) or {}
@@ -302,11 +287,20 @@ def decoding_options(args) -> dict:
 
 
 def decode(args) -> None:
+    """This job's share of every (model, set) pair still to decode. Every ``torch.load`` meanwhile is
+    weights-only: ESPnet's ``build_model_from_file`` passes ``weights_only=False``, and the base model
+    of a recipe may come from anywhere (``--foundation_source``)."""
+    from espnet_peft.loading import weights_only_loads
+
+    with weights_only_loads():
+        decode_share(args)
+
+
+def decode_share(args) -> None:
     import soundfile
     import torch
 
     torch.set_num_threads(max(1, args.threads))
-    weights_only_torch_load()
     opts = decoding_options(args)
     routing = Routing(args.adapter, args.utt2adapter) if args.adapter else None
     if routing is not None:

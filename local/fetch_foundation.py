@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         shutil.copy(model_path, args.out / "model.pth")
         (args.out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     if args.verify:
-        from espnet_peft.bin._common import stock_task, task_of
+        from espnet_peft.tasks import stock_task, task_of
         from espnet_peft.espnet_task import load_pretrained_weights
 
         import argparse as _a

@@ -361,7 +361,7 @@ def test_crafted_pickle_in_a_model_file_does_not_run(world, tmp_path):
     """Item 4: --model_file (merge), --pretrained_model (training) and --asr_model_file (inference)
     load with weights_only=True: the payload is refused, never executed."""
     from espnet_peft.bin import asr_inference
-    from espnet_peft.espnet_task import load_state_file
+    from espnet_peft.loading import load_state_file
     from espnet_peft.tasks.asr import PeftASRTask
 
     marker = tmp_path / "pwned"

@@ -1,6 +1,7 @@
 """The library's structure: no import circle inside ``espnet_peft`` (module-level and function-local
 imports alike), and no upward import: ``methods/`` (the leaf layer every planner serves) imports only
-itself and the leaf utilities (``errors``, ``names``, ``svd``), and errors come from ``errors.py``."""
+itself and the leaf utilities (``errors``, ``names``, ``svd``), the library imports neither its CLIs
+(``bin/``) nor the recipe scripts (``local/``), and errors come from ``errors.py``."""
 from __future__ import annotations
 
 import ast
@@ -86,6 +87,26 @@ def test_methods_import_nothing_above_them():
     up = {m: sorted(t for t in ts if not t.startswith("espnet_peft.methods") and t not in LEAVES)
           for m, ts in edges.items() if m.startswith("espnet_peft.methods")}
     assert {m: t for m, t in up.items() if t} == {}
+
+
+def test_the_library_imports_no_cli_and_no_recipe_script():
+    """``bin/`` holds the command-line entry points only: what a CLI, a recipe script or a benchmark
+    shares lives in the library, which imports nothing of ``bin/`` and nothing of ``local/`` (whose
+    scripts import the library, and each other by putting ``local/`` on the path)."""
+    edges = graph(modules())
+    up = {m: sorted(t for t in ts if t.startswith("espnet_peft.bin")) for m, ts in edges.items()
+          if not m.startswith("espnet_peft.bin")}
+    assert {m: t for m, t in up.items() if t} == {}
+    scripts = {f.stem for f in (ROOT / "local").rglob("*.py")} | {"local"}
+    bad = []
+    for m, f in modules().items():
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            bad += [f"{m}: import {n}" for n in names if n.split(".")[0] in scripts]
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.rstrip("/") == "local":
+                bad.append(f"{m}: line {node.lineno}: {node.value!r} (local/ put on the path?)")
+    assert bad == []
 
 
 def test_errors_come_from_errors_py():

@@ -35,7 +35,8 @@ def report():
 
 @pytest.fixture
 def keep_torch_load(monkeypatch):
-    """decode.py makes every torch.load of its process weights-only: undone after the test."""
+    """torch.load as it was before the test (decode.py and the inference CLIs make every torch.load
+    weights-only while they decode, and put it back)."""
     monkeypatch.setattr(torch, "load", torch.load)
 
 
@@ -94,6 +95,26 @@ def test_a_duplicate_utterance_id_ends_the_job(decode, tmp_path):
         decode.read_scp(tmp_path / "wav.scp")
     (tmp_path / "wav.scp").write_text("u1 a.wav\nu2 b.wav\n")
     assert decode.read_scp(tmp_path / "wav.scp") == {"u1": "a.wav", "u2": "b.wav"}
+
+
+def test_decoding_loads_weights_only_and_puts_torch_load_back(decode, tmp_path, monkeypatch):
+    """Every torch.load of a decoding job reads weights only, whatever ESPnet's loader asks (a crafted
+    model file is refused, not run); torch.load is the stock one again after the job."""
+    import pickle
+
+    torch.save({"w": torch.zeros(2), "x": argparse.Namespace(a=1)}, tmp_path / "crafted.pth")
+    stock = torch.load
+    seen = []
+
+    def share(args):
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(tmp_path / "crafted.pth", weights_only=False)
+        seen.append(args)
+
+    monkeypatch.setattr(decode, "decode_share", share)
+    decode.decode("args")
+    assert seen == ["args"] and torch.load is stock
+    assert torch.load(tmp_path / "crafted.pth", weights_only=False)["x"].a == 1  # (the stock loader, as asked)
 
 
 def test_greedy_options_are_checked(decode):

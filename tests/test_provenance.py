@@ -22,7 +22,7 @@ from espnet_peft import PeftError
 from espnet_peft import checkpoint as ckpt
 from espnet_peft.checkpoint import install_adapter_only_checkpointing
 from espnet_peft.config import PeftConfig
-from espnet_peft.espnet_task import load_state_file
+from espnet_peft.loading import load_state_file
 
 from conftest import TINY_ASR_CONFIG, make_asr_model, randomize_trainables
 
@@ -209,7 +209,7 @@ def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, text, key, line
 
 
 def test_a_key_given_twice_in_a_json_config_or_a_frozen_config_is_refused(tmp_path):
-    from espnet_peft.espnet_task import check_resume_config
+    from espnet_peft.preflight import check_resume_config
 
     path = tmp_path / "p.json"
     path.write_text('{"method": "lora", "target_modules": ["attn.linear_q"], "rank": 2, "rank": 4}')
@@ -416,7 +416,7 @@ def test_training_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     writes are atomic, and a full disk stops the run naming the file, the last good one intact."""
     from espnet2.train.trainer import Trainer
 
-    from espnet_peft.espnet_task import PeftTrainer
+    from espnet_peft.trainer import PeftTrainer
 
     good = tmp_path / "checkpoint.pth"
     torch.save({"w": torch.ones(3)}, good)
@@ -460,7 +460,7 @@ def test_a_finite_divergence_is_caught_against_the_model_before_its_first_update
     first 4 training batches, 3 of them after updates, so a run that exploded in 3 steps passed)."""
     import torch
 
-    from espnet_peft.espnet_task import ACCURACY_FLOOR, DIVERGENCE_FACTOR, TrainingDiverged, _FiniteGuard
+    from espnet_peft.divergence import ACCURACY_FLOOR, DIVERGENCE_FACTOR, FiniteGuard, TrainingDiverged
 
     class Toy(torch.nn.Module):
         def __init__(self):
@@ -471,7 +471,7 @@ def test_a_finite_divergence_is_caught_against_the_model_before_its_first_update
             return torch.tensor(self.value), {"acc": torch.tensor(self.acc)}, torch.tensor(4.0)
 
     m = Toy()
-    guard = _FiniteGuard(m, epoch=1, base_loss_file=tmp_path / "base_loss.json")
+    guard = FiniteGuard(m, epoch=1, base_loss_file=tmp_path / "base_loss.json")
     guard.measure_base(m, [(["u1"], {}), (["u2"], {})])  # step 0: the base model on the dev set
     assert guard.base_loss == pytest.approx(2.0) and guard.base_acc == pytest.approx(0.7)
     assert m.training  # the pass leaves the model as it found it
@@ -494,7 +494,7 @@ def test_a_finite_divergence_is_caught_against_the_model_before_its_first_update
     guard.check("valid")  # a dip above the floor is not a divergence
     # a resumed run reads the base model's numbers back instead of measuring an adapted model's
     guard.remove()
-    again = _FiniteGuard(m, epoch=3, base_loss_file=tmp_path / "base_loss.json")
+    again = FiniteGuard(m, epoch=3, base_loss_file=tmp_path / "base_loss.json")
     assert again.base_loss == pytest.approx(2.0) and again.base_acc == pytest.approx(0.7)
     m.train()
     m.value = 9.0  # 4.5x: still under the limit
@@ -514,7 +514,7 @@ def test_the_reference_validation_pass_leaves_every_random_state_as_it_was():
     import numpy as np
     import torch
 
-    from espnet_peft.espnet_task import _FiniteGuard
+    from espnet_peft.divergence import FiniteGuard
 
     class Noisy(torch.nn.Module):
         def forward(self, **batch):
@@ -522,7 +522,7 @@ def test_the_reference_validation_pass_leaves_every_random_state_as_it_was():
             return torch.tensor(1.0), {"acc": torch.tensor(0.5)}, torch.tensor(1.0)
 
     m = Noisy()
-    guard = _FiniteGuard(m)
+    guard = FiniteGuard(m)
     torch.manual_seed(7), np.random.seed(7), random.seed(7)
     expected = (torch.rand(2), np.random.rand(), random.random())
     torch.manual_seed(7), np.random.seed(7), random.seed(7)

@@ -1,161 +1,26 @@
-"""Helpers shared by the command-line tools."""
+"""Helpers shared by the command-line tools: the training and decoding entry points, logging."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
 
 PEFT_ARGS = ("peft_config", "pretrained_model", "pretrained_config")
-
-
-def task_of(config: Dict[str, Any], name: Optional[str] = None):
-    """The PEFT task class for a config: ``asr`` or ``s2t`` (OWSM configs use the s2t preprocessor)."""
-    name = name or ("s2t" if config.get("preprocessor") == "s2t" else "asr")
-    if name == "s2t":
-        from ..tasks.s2t import PeftS2TTask
-
-        return PeftS2TTask
-    if name == "asr":
-        from ..tasks.asr import PeftASRTask
-
-        return PeftASRTask
-    raise SystemExit(f"unknown task {name!r} (asr or s2t)")
 
 
 def train_entry(name: str):
     """``(get_parser, main)`` of a PEFT training CLI: every option of ESPnet's own
     ``espnet2.bin.<name>_train`` plus ``--peft_config``, ``--pretrained_model`` and
     ``--pretrained_config`` (see ``espnet_peft.espnet_task``)."""
+    from ..tasks import task_of
+
     task = task_of({}, name)
     return task.get_parser, lambda cmd=None: task.main(cmd=cmd)
 
 
 def inference_entry(name: str):
-    """The ``main(cmd=None)`` of a PEFT decoding CLI (``run_inference`` for one task)."""
+    """The ``main(cmd=None)`` of a PEFT decoding CLI (``espnet_peft.inference.run_inference`` for one task)."""
+    from ..inference import run_inference
+
     return lambda cmd=None: run_inference(name, cmd)
-
-
-def run_inference(name: str, cmd=None) -> None:
-    """ESPnet's own ``espnet2.bin.<name>_inference`` on a PEFT experiment: the experiment's frozen
-    PEFT config is used (``peft_config.yaml`` beside the config), model and LM files load with
-    ``weights_only=True``, and audio at another sample rate than the model's frontend, or with
-    more than one channel, is refused before the model is loaded.
-
-    Routing: ``--adapter NAME=CHECKPOINT`` (repeatable; any method, ``.pth`` states or
-    ``.safetensors`` adapter files) with ``--utt2adapter FILE`` decodes each utterance with its
-    adapter (``base``: the frozen model) on one load of the pretrained model that
-    ``--{name}_train_config`` / ``--{name}_model_file`` name; every utterance's adapter and every
-    adapter's pretrained model are checked before any decoding (``espnet_peft.routing``)."""
-    import importlib
-    import sys
-
-    from ..errors import PeftError
-    from ..espnet_task import check_inference_data, weights_only_loads
-    from ..methods import register_with_espnet
-    from ..routing import TRUST_FLAG, Router, split_routing_args
-
-    prog = f"espnet_peft.bin.{name}_inference"
-    argv = list(sys.argv[1:] if cmd is None else cmd)
-    stock = importlib.import_module(f"espnet2.bin.{name}_inference")
-    try:
-        trust = TRUST_FLAG in argv
-        specs, utt2adapter, argv = split_routing_args(argv)
-        router = Router(specs, utt2adapter, trust_unverified=trust) if specs or utt2adapter else None
-    except PeftError as e:
-        raise SystemExit(f"{prog}: error: {e}") from None
-    parser = stock.get_parser()
-    add_routing_options(parser)  # parsed above (split_routing_args); here for --help
-    args = parser.parse_args(argv)
-    try:
-        check_inference_data(args.data_path_and_name_and_type, getattr(args, f"{name}_train_config"))
-    except PeftError as e:
-        raise SystemExit(f"{prog}: error: {e}") from None
-    if router is not None:
-        check_routed_data(prog, router, args)
-    register_with_espnet()
-    task = task_of({}, name)
-    stock_name = stock_task(task.__name__).__name__
-    if router is not None:
-        task = routed_task(task, router, prog)
-    original = getattr(stock, stock_name)
-    setattr(stock, stock_name, task)  # build_model_from_file rebuilds the wrapped model
-    try:
-        with weights_only_loads():
-            stock.main(argv)
-    except PeftError as e:  # a refusal while the model loads (another base model, a frozen config...)
-        raise SystemExit(f"{prog}: error: {e}") from None
-    finally:  # (in one process, a later stock decoding is stock again)
-        setattr(stock, stock_name, original)
-
-
-def add_routing_options(parser) -> None:
-    """The routing options in ``--help``, with ESPnet's own (they are taken out of the command line
-    before ESPnet's parser sees it)."""
-    group = parser.add_argument_group("espnet-peft routing (one model load, an adapter per utterance)")
-    group.add_argument("--adapter", action="append", metavar="NAME=CHECKPOINT",
-                       help="an adapter to route to: a .pth adapter state or .safetensors adapter file (repeatable)")
-    group.add_argument("--utt2adapter", metavar="FILE",
-                       help="utterance id -> adapter NAME (or base: the frozen model) for every utterance decoded")
-    group.add_argument("--trust_unverified", action="store_true",
-                       help="load adapters without a tensor digest, config record or fingerprint table (warned)")
-
-
-def check_routed_data(prog: str, router, args) -> None:
-    """Before any model is loaded: one utterance per batch (the adapter is chosen per utterance), and
-    every utterance of the data (or of ``--key_file``) routed to a known adapter."""
-    from ..errors import PeftError
-    from ..routing import data_keys
-
-    if args.batch_size != 1:
-        raise SystemExit(f"{prog}: error: routing decodes one utterance at a time: --batch_size 1, "
-                         f"not {args.batch_size}")
-    first = args.data_path_and_name_and_type[0]
-    table = getattr(args, "key_file", None) or (first[0] if isinstance(first, (tuple, list)) else str(first).split(",")[0])
-    try:
-        router.check_keys(data_keys(table), where=str(table))
-    except (PeftError, OSError) as e:
-        raise SystemExit(f"{prog}: error: {e}") from None
-
-
-def routed_task(task, router, prog: str):
-    """``task`` with an adapter bank on the model it builds for decoding, switched to each utterance's
-    adapter as the data iterator hands the utterance over (ESPnet decodes a batch before it asks for
-    the next one)."""
-    from ..errors import PeftError
-
-    class Routed(task):
-        @classmethod
-        def build_model_from_file(cls, config_file=None, model_file=None, device: str = "cpu"):
-            model, train_args = super().build_model_from_file(config_file, model_file, device)
-            try:
-                router.attach(model)
-            except PeftError as e:
-                raise SystemExit(f"{prog}: error: {e}") from None
-            if device != "mps":
-                model.to(device)
-            return model, train_args
-
-        @classmethod
-        def build_streaming_iterator(cls, *args, **kwargs):
-            loader = super().build_streaming_iterator(*args, **kwargs)
-
-            def routed():
-                for keys, batch in loader:
-                    router.select(keys[0])
-                    yield keys, batch
-            return routed()
-
-    Routed.__name__ = Routed.__qualname__ = f"Routed{task.__name__}"
-    return Routed
-
-
-def stock_task(name: str):
-    if name == "PeftS2TTask":
-        from espnet2.tasks.s2t import S2TTask
-
-        return S2TTask
-    from espnet2.tasks.asr import ASRTask
-
-    return ASRTask
 
 
 def setup_logging(verbose: bool = False) -> None:

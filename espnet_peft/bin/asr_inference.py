@@ -1,4 +1,5 @@
-"""ESPnet's ``espnet2.bin.asr_inference`` on a PEFT ASR experiment, unmerged: see ``_common.run_inference``."""
+"""ESPnet's ``espnet2.bin.asr_inference`` on a PEFT ASR experiment, unmerged: see
+``espnet_peft.inference.run_inference``."""
 from espnet_peft.bin._common import inference_entry
 
 main = inference_entry("asr")

@@ -34,13 +34,16 @@ import yaml
 
 from ..checkpoint import complete_state_dict, remove_adapter_only_checkpointing, save_atomic
 from ..errors import PeftError
-from ..espnet_task import DIVERGED, experiment_config, load_state_file, resolve_pretrained
+from ..espnet_task import experiment_config, resolve_pretrained
 from ..inject import get_plan
+from ..loading import load_state_file
+from ..markers import DIVERGED
 from ..merge import interpolate_state, merge_peft
 from ..methods import get_method
 from ..methods.base import AdaptedLinear
 from ..state import load_peft_state_dict
-from ._common import PEFT_ARGS, setup_logging, stock_task, task_of
+from ..tasks import stock_task, task_of
+from ._common import PEFT_ARGS, setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ..config import PeftConfig, with_settings
 from ..errors import PeftError
-from ..espnet_task import load_yaml
 from ..inject import plan_peft
-from ._common import stock_task, task_of
+from ..loading import load_yaml
+from ..tasks import stock_task, task_of
 
 
 def get_parser() -> argparse.ArgumentParser:

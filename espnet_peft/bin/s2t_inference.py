@@ -1,4 +1,5 @@
-"""ESPnet's ``espnet2.bin.s2t_inference`` on a PEFT S2T (OWSM) experiment, unmerged: see ``_common.run_inference``."""
+"""ESPnet's ``espnet2.bin.s2t_inference`` on a PEFT S2T (OWSM) experiment, unmerged: see
+``espnet_peft.inference.run_inference``."""
 from espnet_peft.bin._common import inference_entry
 
 main = inference_entry("s2t")

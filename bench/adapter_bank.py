@@ -52,7 +52,7 @@ def model_and_adapters(args):
         model, _ = ASRTask.build_model_from_file(args.model / "config.yaml", args.model / "model.pth", "cpu")
         cfg = yaml.safe_load((args.model / "config.yaml").read_text()) or {}
         return model, parse_adapter_specs(args.adapter), int((cfg.get("frontend_conf") or {}).get("fs", 16000))
-    from espnet_peft.bin.bench import build_model
+    from espnet_peft.bench import build_model
 
     shapes = yaml.safe_load((ROOT / "conf" / "bench" / "shapes.yaml").read_text())
     model = build_model(shapes[args.shape])

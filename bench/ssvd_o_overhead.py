@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import espnet_peft  # noqa: E402
-from espnet_peft.bin.bench import TARGETS, build_model, machine_line, machine_speed  # noqa: E402
+from espnet_peft.bench import TARGETS, build_model, machine_line, machine_speed  # noqa: E402
 from espnet_peft.methods.ssvd_o import SubspaceRotationLinear, _SubspaceLinear, core_flops, path_costs  # noqa: E402
 
 

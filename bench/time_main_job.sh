@@ -21,6 +21,6 @@ echo "main job: rc=${rc}, wall ${end}-${start} = $((end - start)) s; log ${log}"
 awk '$1 ~ /^[0-9]+$/ { if (p && $1 - p > m) { m = $1 - p; at = $0 } p = $1 }
      END { printf "longest silence: %d s, before: %s\n", m, substr(at, 12, 140) }' "${log}"
 echo "nltk lines: $(grep -ci nltk "${log}")"
-(cd "${root}" && .venv/bin/python -c "from espnet_peft.bin.bench import machine_line, machine_speed
+(cd "${root}" && .venv/bin/python -c "from espnet_peft.bench import machine_line, machine_speed
 print('machine:', machine_line(machine_speed()))")
 exit "${rc}"

@@ -1,5 +1,6 @@
-"""The performance benchmark (espnet_peft.bin.bench): the FLOP bounds it divides by, and a smoke
+"""The performance benchmark (espnet_peft.bench, CLI espnet_peft.bin.bench): the FLOP bounds it divides by, and a smoke
 run at the tiny shape (the real measurements are a benchmark with committed results, not a test)."""
+import argparse
 import json
 import os
 import re
@@ -10,21 +11,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from espnet_peft.bin import bench
+from espnet_peft import bench
+from espnet_peft.bin import bench as bench_cli
 
 
-def test_extra_flops_follow_the_contract():
+def test_flop_bounds_follow_the_contract():
     t, d, r = 2000, 1024, 32
     shapes = {"l": [d, d]}
     tokens = {"l": t}
     floor = 4 * t * d * d  # forward plus the activation gradient (methods.md rule 6)
-    lora = bench.extra_flops("lora", [{"name": "l", "shape": [d, d], "hyper": {"r": r}}], tokens, shapes)
+    lora = bench.flop_bound("lora", [{"name": "l", "shape": [d, d], "hyper": {"r": r}}], tokens, shapes)
     assert lora == 6 * t * r * 2 * d
     assert 1.08 < (floor + lora) / floor < 1.11  # "LoRA about 1.1x the floor at r=32, d=1024"
-    dora = bench.extra_flops("dora", [{"name": "l", "shape": [d, d], "hyper": {"r": r}}], tokens, shapes)
+    dora = bench.flop_bound("dora", [{"name": "l", "shape": [d, d], "hyper": {"r": r}}], tokens, shapes)
     assert dora == lora + 2 * d * d * r + 4 * t * d
     k = int(0.4 * d)
-    ssvd = bench.extra_flops("ssvd", [{"name": "l", "shape": [d, d], "hyper": {"k": k}}], tokens, shapes)
+    ssvd = bench.flop_bound("ssvd", [{"name": "l", "shape": [d, d], "hyper": {"k": k}}], tokens, shapes)
     # the cheaper of: the low-rank branch forward and backward; or the two projections and dM
     # with the forward and input gradient through W + U M V^T formed once. Plus the Cayley
     # rotation (per step, not per token)
@@ -35,18 +37,18 @@ def test_extra_flops_follow_the_contract():
     assert ssvd == pytest.approx(projections + 6 * k ** 3)
     assert 1.55 < (floor + projections) / floor < 1.65  # "SSVD/SSVD-O at k = 0.4 min(d) about 1.5x"
     few = {"l": 50}  # a handful of tokens: the low-rank way is the cheaper
-    assert bench.extra_flops("ssvd", [{"name": "l", "shape": [d, d], "hyper": {"k": 8}}], few, shapes) == \
+    assert bench.flop_bound("ssvd", [{"name": "l", "shape": [d, d], "hyper": {"k": 8}}], few, shapes) == \
         pytest.approx(4 * 50 * 8 * 2 * d + 6 * 50 * 64 + 6 * 8 ** 3)
     # SSVD-O: the larger of the two rotations sets the projection width; both rotations and the
     # product R_out diag R_in are paid once per step
-    ssvd_o = bench.extra_flops("ssvd_o", [{"name": "l", "shape": [d, d], "hyper": {"k_in": k, "k_out": 8}}],
+    ssvd_o = bench.flop_bound("ssvd_o", [{"name": "l", "shape": [d, d], "hyper": {"k_in": k, "k_out": 8}}],
                                tokens, shapes)
     assert ssvd_o == pytest.approx(projections + 6 * (k ** 3 + 8 ** 3) + 6 * k ** 3)
-    assert bench.extra_flops("ssvd_rebuild", [{"name": "l", "shape": [d, d], "hyper": {"k": k}}],
+    assert bench.flop_bound("ssvd_rebuild", [{"name": "l", "shape": [d, d], "hyper": {"k": k}}],
                              tokens, shapes) == ssvd  # same arithmetic bound, different implementation
-    assert bench.extra_flops("full", None, tokens, shapes) == 2 * t * d * d
-    assert bench.extra_flops("floor", None, tokens, shapes) == 0
-    assert bench.extra_flops("hff", None, tokens, shapes) == 0
+    assert bench.flop_bound("full", None, tokens, shapes) == 2 * t * d * d
+    assert bench.flop_bound("floor", None, tokens, shapes) == 0
+    assert bench.flop_bound("hff", None, tokens, shapes) is None  # no bound: it runs below the floor
 
 
 @pytest.mark.parametrize("k_in,k_out", [(16, 0), (16, 16), (16, 8), (5, 12)])
@@ -104,7 +106,7 @@ def test_bench_smoke_run(tmp_path):
     assert f"GEMM {data['machine']['gemm_gflops']:.1f} GFLOP/s" in md
     # the table is written again from the JSON alone, with the run's own options and machine
     (tmp_path / "bench.md").unlink()
-    assert bench.main(["--report_from", str(tmp_path / "bench.json")]) == 0
+    assert bench_cli.main(["--report_from", str(tmp_path / "bench.json")]) == 0
     assert (tmp_path / "bench.md").read_text() == md
 
 
@@ -130,7 +132,7 @@ def test_timed_steps_run_without_the_memory_sampler(monkeypatch, memory):
     monkeypatch.setattr(bench, "keep_freed_memory", lambda device: (allocator_set_while_reading.append(active[0]),
                                                                      "fake")[1])
     monkeypatch.setattr(bench.time, "perf_counter", lambda: (timed_while_active.append(active[0]), clock())[1])
-    args = bench.argparse.Namespace(
+    args = argparse.Namespace(
         threads=1, shapes_file=str(bench.ROOT / "conf" / "bench" / "shapes.yaml"), shape="tiny", method="lora",
         device="cpu", budget="10%", init_only=False, batch=1, seconds=1.0, warmup=0, repeats=2, memory=memory,
         pissa_svd="full", ssvd_svd="gram", paired=True)
@@ -196,13 +198,13 @@ def test_report_divides_by_the_floor_beside_the_method():
                            "infer_ratio": 1.01}}
 
     results = [floor, row("lora", 3.0, 1.2), row("dora", 3.3, 1.5)]
-    args = bench.argparse.Namespace(argv=[], device="cpu", repeats=2, warmup=1, batch=1, seconds=1.0,
+    args = argparse.Namespace(argv=[], device="cpu", repeats=2, warmup=1, batch=1, seconds=1.0,
                                     budget="1%", init_only=False, paired=True, pissa_svd="randomized", ssvd_svd="gram")
     md = bench.report(results, args)
     lora_line = next(l for l in md.splitlines() if l.startswith("| lora |"))
     cells = [c.strip() for c in lora_line.strip("|").split("|")]
     assert cells[3] == "2.000" and cells[4] == "1.20"  # floor beside it; / floor from the pair, not 3.0
-    own = (1e9 + bench.extra_flops("lora", plan, floor["tokens"], floor["linear_shapes"])) / 1e9
+    own = (1e9 + bench.flop_bound("lora", plan, floor["tokens"], floor["linear_shapes"])) / 1e9
     assert cells[5] == f"{1.2 / own:.2f}" and cells[-1] == "1.01"
     dora_cells = [c.strip() for c in next(l for l in md.splitlines() if l.startswith("| dora |")).strip("|").split("|")]
     assert dora_cells[6] == "1.25"  # / LoRA: 1.5 / 1.2

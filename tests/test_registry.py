@@ -13,7 +13,7 @@ import yaml
 
 import espnet_peft
 from espnet_peft import PeftError
-from espnet_peft.bin import bench
+from espnet_peft import bench
 from espnet_peft.methods import REGISTRY, SubspaceRotationLinear, get_method
 
 from conftest import ROOT, make_asr_model, randomize_trainables
@@ -113,7 +113,7 @@ def test_a_new_method_file_plugs_into_config_planning_merge_state_and_bench(toy,
     # the benchmark: a row of its own, its FLOP bound from its declaration
     assert "toy" in bench.bench_rows()
     rows = [r.as_dict() for r in plan.rows]
-    assert bench.extra_flops("toy", rows, {W1: 100}, {W1: [64, 32]}) == 4.0 * 100 * 7 * 96
+    assert bench.flop_bound("toy", rows, {W1: 100}, {W1: [64, 32]}) == 4.0 * 100 * 7 * 96
     # the config CLI drops its explicit size (an alias included) when a budget is set
     from espnet_peft.bin.peft_config import main
 
@@ -124,7 +124,8 @@ def test_a_new_method_file_plugs_into_config_planning_merge_state_and_bench(toy,
 
 
 GENERIC = ["inject.py", "budget.py", "merge.py", "state.py", "checkpoint.py", "config.py", "targets.py",
-           "fingerprint.py", "provenance.py", "names.py", "errors.py", "bin/bench.py"]
+           "fingerprint.py", "provenance.py", "names.py", "errors.py", "bench.py", "bin/bench.py",
+           "loading.py", "preflight.py", "divergence.py", "trainer.py", "lock.py", "inference.py"]
 
 
 @pytest.mark.parametrize("path", [ROOT / "espnet_peft" / n for n in GENERIC] + sorted((ROOT / "local").glob("*.sh")),

@@ -1,7 +1,6 @@
 """Checks of Kaldi-style data directories, run before any compute is spent on them."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -138,15 +137,6 @@ def check_data_dir(path: PathLike, sample_rate: Optional[int] = 16000, need_text
         if sample_rate and rates and set(rates) != {sample_rate}:
             rep.problems.append(f"{d}: sample rates {sorted(rates)} found, {sample_rate} Hz expected "
                                 f"(resample the audio)")
-    return rep
-
-
-def validate_data_dir(path: PathLike, **kw) -> DataReport:
-    """Raise :class:`DataError` listing every problem of a data directory; else its report."""
-    rep = check_data_dir(path, **kw)
-    if rep.problems:
-        raise DataError("\n  ".join([f"data directory {rep.path} is not usable:"] + rep.problems))
-    logging.info("%s: %d utterances, %.2f h", rep.path, rep.utterances, rep.seconds / 3600)
     return rep
 
 

@@ -46,15 +46,6 @@ def fingerprint(t: torch.Tensor) -> Tuple[float, ...]:
     return (float(n), float(cols.sum()), float(sq), float(ramp))
 
 
-def fingerprints_match(a, b, rtol: float = 1e-5) -> bool:
-    """True if two fingerprints describe the same tensor up to float rounding."""
-    a, b = tuple(a), tuple(b)
-    if len(a) != 4 or len(b) != 4 or a[0] != b[0]:
-        return False
-    scale = (max(a[2], 0.0) * a[0]) ** 0.5  # bounds |sum| and |ramp sum|
-    return all(abs(x - y) <= rtol * (abs(x) + abs(y) + scale) for x, y in zip(a[1:], b[1:]))
-
-
 def _sha(data, *extra: bytes) -> Tuple[float, float]:
     h = hashlib.sha1(usedforsecurity=False)
     for part in extra:

@@ -160,7 +160,6 @@ ESPEAK_ACCENTS = (("scot", "en-gb-scotland"), ("rp", "en-gb-x-rp"), ("lanc", "en
 AWB = Voice("flite_awb", "flite", "awb", 110.0, "flite", "scottish_awb")
 ADULT_RANGES = {"formant_ratio": (0.92, 1.08), "pitch_median": (85.0, 150.0), "pitch_range": (0.8, 1.2),
                 "duration": (0.95, 1.08)}
-ACCENT_VOICES = (AWB,) + tuple(Voice(f"espeak_{a}", "espeak", v, 120.0, "espeak-ng", a) for a, v in ESPEAK_ACCENTS)
 _ACCENT_VARIANTS = {  # per group: the variants of accent j (index into ESPEAK_ACCENTS)
     "train": lambda j: ESPEAK_TRAIN_VARIANTS[4 * j:4 * j + 4],
     "dev": lambda j: (ESPEAK_TRAIN_VARIANTS[20 + j],),

@@ -7,5 +7,3 @@ pieces (the transcript normaliser, duration filters, speaker splits and the sort
 writer) live in :mod:`local.corpora.common`; every cleaning rule is documented there and in the
 module of the corpus it applies to.
 """
-
-CORPORA = ("myst", "ogi_kids", "cmu_kids", "common_voice", "librispeech")

@@ -71,6 +71,13 @@ def encoder_kind(request):
     return request.param
 
 
+@pytest.fixture
+def keep_torch_load(monkeypatch):
+    """torch.load as it was before the test (local/decode.py and the inference CLIs make every
+    torch.load weights-only while they decode, and put it back)."""
+    monkeypatch.setattr(torch, "load", torch.load)
+
+
 def randomize_trainables(model, scale: float = 0.05, seed: int = 7):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -100,25 +100,6 @@ def test_an_adapter_without_its_config_record_loads_with_the_experiments_config(
         assert torch.allclose(base(x), ref(x), atol=1e-6)
 
 
-def test_mixed_sets_route_each_utterance_by_its_set(tmp_path):
-    import mix_sets  # local/ is on the path (conftest)
-
-    for name, keys in (("src", ["a1", "a2"]), ("kid", ["b1"])):
-        d = tmp_path / name
-        d.mkdir()
-        for f in ("wav.scp", "text", "utt2spk"):
-            (d / f).write_text("".join(f"{k} {f}-{k}\n" for k in keys))
-    counts = mix_sets.mix([(tmp_path / "src", "base"), (tmp_path / "kid", "child")], tmp_path / "mixed")
-    assert counts == {"base": 2, "child": 1}
-    assert (tmp_path / "mixed" / "utt2adapter").read_text() == "a1 base\na2 base\nb1 child\n"
-    assert (tmp_path / "mixed" / "text").read_text().splitlines() == ["a1 text-a1", "a2 text-a2", "b1 text-b1"]
-    with pytest.raises(SystemExit, match="utterance a1 is in both"):
-        mix_sets.mix([(tmp_path / "src", "base"), (tmp_path / "src", "child")], tmp_path / "bad")
-    (tmp_path / "kid" / "wav.scp").write_text("b1 x.wav\nb1 y.wav\n")  # one set's own duplicate
-    with pytest.raises(SystemExit, match="wav.scp:2: duplicate id 'b1'"):
-        mix_sets.mix([(tmp_path / "src", "base"), (tmp_path / "kid", "child")], tmp_path / "bad")
-
-
 def test_adapter_files_are_safetensors_with_a_header_and_pth_still_loads(tmp_path):
     """Adapter files people can share (issue 29 item 3): tensors as safetensors (nothing unpickled),
     a JSON header (method, config, modules, command, foundation id); .pth adapters load as before."""
@@ -162,35 +143,6 @@ def test_adapter_files_are_safetensors_with_a_header_and_pth_still_loads(tmp_pat
         load_adapter(tmp_path / "junk.safetensors")
     with pytest.raises(espnet_peft.PeftError, match="an adapter file is .safetensors"):
         save_adapter(tmp_path / "x.bin", state)
-
-
-def test_routing_arguments_and_tables_are_checked(tmp_path):
-    """The routing options come off a stock command line in both spellings; a malformed spec, a
-    reserved or repeated name, a missing file and an utterance listed twice are errors naming them."""
-    from espnet_peft.errors import PeftError
-    from espnet_peft.routing import Router, read_table, split_routing_args
-
-    specs, table, rest = split_routing_args(["--beam_size", "2", "--adapter", "a=x.pth", "--adapter=b=y.pth",
-                                             "--utt2adapter=u2a", "--output_dir", "out"])
-    assert specs == ["a=x.pth", "b=y.pth"] and table == "u2a" and rest == ["--beam_size", "2", "--output_dir", "out"]
-    with pytest.raises(PeftError, match="--utt2adapter needs a value"):
-        split_routing_args(["--utt2adapter"])
-    ckpt = tmp_path / "a.pth"
-    ckpt.write_bytes(b"x")
-    (tmp_path / "u2a").write_text("u1 a\nu2 base\n")
-    for specs, pattern in ((["a"], "NAME=CHECKPOINT"), ([f"base={ckpt}"], "reserved"),
-                           ([f"a={ckpt}", f"a={ckpt}"], "twice"), ([f"a={tmp_path / 'none.pth'}"], "not found")):
-        with pytest.raises(PeftError, match=pattern):
-            Router(specs, tmp_path / "u2a")
-    with pytest.raises(PeftError, match="needs --utt2adapter"):
-        Router([f"a={ckpt}"], None)
-    router = Router([f"a={ckpt}"], tmp_path / "u2a")
-    router.check_keys(["u1", "u2"])
-    with pytest.raises(PeftError, match="utterance u3 .*has no adapter"):
-        router.check_keys(["u1", "u3"], where="data/x")
-    (tmp_path / "dup").write_text("u1 a\nu1 base\n")
-    with pytest.raises(PeftError, match="dup:2: duplicate id .u1."):
-        read_table(tmp_path / "dup")
 
 
 def test_the_bank_benchmark_runs_at_a_shape():

@@ -1,26 +1,24 @@
 """The decoding without the LM (``ctc_greedy: true``, conf/decode_nolm.yaml) and its report:
 local/decode.py's CTC greedy decoding on tiny real ESPnet ASR and S2T (OWSM-shaped) models equals
 an independent collapse of the argmax of ``ctc.log_softmax``; a greedy and a beam decoding never
-share a signature; local/report.py's summary, RESULTS.md and printed table with and without the
-no-LM fields."""
+share a signature; a decoding belongs to its data, and its torch.load calls read weights only;
+local/report.py's summary, RESULTS.md and printed table with and without the no-LM fields. (Routed
+decoding: test_routing.py.)"""
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile
 import torch
 import yaml
 
-from conftest import ROOT, TINY_ASR_CONFIG
-from espnet_fixtures import local_module
+from conftest import ROOT
+from espnet_fixtures import ASR_TOKENS, local_module, read_text, tiny_asr_dir, tiny_owsm_dir, write_wavs
 
 NOLM_CONFIG = ROOT / "egs2" / "embedded" / "asr1" / "conf" / "decode_nolm.yaml"
-ASR_TOKENS = ["<blank>", "<unk>", "<space>"] + list("abcdefgh") + ["<sos/eos>"]
 
 
 @pytest.fixture(scope="module")
@@ -31,38 +29,6 @@ def decode():
 @pytest.fixture(scope="module")
 def report():
     return local_module("report")
-
-
-@pytest.fixture
-def keep_torch_load(monkeypatch):
-    """torch.load as it was before the test (decode.py and the inference CLIs make every torch.load
-    weights-only while they decode, and put it back)."""
-    monkeypatch.setattr(torch, "load", torch.load)
-
-
-def write_wavs(root: Path, n: int = 3, seconds: float = 1.0, seed: int = 0) -> Path:
-    """A data directory of ``n`` chirps in noise (16 kHz mono), wav.scp only."""
-    g = np.random.default_rng(seed)
-    d = root / "set"
-    (root / "wav").mkdir(parents=True, exist_ok=True)
-    d.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(n):
-        t = np.arange(int(16000 * seconds)) / 16000
-        x = 0.3 * np.sin(2 * np.pi * (200 + 300 * i) * t * (1 + t)) + 0.05 * g.standard_normal(t.size)
-        path = root / "wav" / f"u{i}.wav"
-        soundfile.write(path, x.astype("float32"), 16000)
-        lines.append(f"u{i} {path}\n")
-    (d / "wav.scp").write_text("".join(lines))
-    return d
-
-
-def read_text(path: Path) -> dict:
-    out = {}
-    for line in path.read_text().splitlines():
-        k, _, v = line.partition(" ")
-        out[k] = v
-    return out
 
 
 def independent_ids(model, speech: torch.Tensor, drop) -> tuple:
@@ -131,21 +97,7 @@ def test_greedy_options_are_checked(decode):
 
 @pytest.fixture(scope="module")
 def asr(tmp_path_factory):
-    """A tiny real ESPnet ASR model (random weights) saved as ESPnet saves one: config + weights."""
-    from espnet2.tasks.asr import ASRTask
-
-    root = tmp_path_factory.mktemp("nolm_asr")
-    args = ASRTask.get_parser().parse_args([])
-    for k, v in copy.deepcopy(TINY_ASR_CONFIG).items():
-        setattr(args, k, v)
-    args.token_list, args.token_type, args.input_size = ASR_TOKENS, "char", None
-    torch.manual_seed(0)
-    model = ASRTask.build_model(args).eval()
-    d = root / "model"
-    d.mkdir()
-    (d / "config.yaml").write_text(yaml.safe_dump(vars(args)))
-    torch.save(model.state_dict(), d / "model.pth")
-    return root, d, model
+    return tiny_asr_dir(tmp_path_factory.mktemp("nolm_asr"))
 
 
 def test_ctc_greedy_decoding_of_an_asr_model(decode, asr, tmp_path, keep_torch_load):
@@ -200,31 +152,7 @@ def test_greedy_decoding_ignores_the_lm(decode, asr, tmp_path):
 
 @pytest.fixture(scope="module")
 def owsm(tmp_path_factory):
-    """A tiny OWSM-shaped S2T model (test_s2t's), its CTC head shifted so that its greedy output mixes
-    special tokens (timestamps) with word pieces."""
-    from espnet2.tasks.s2t import S2TTask
-
-    from test_s2t import OWSM_TINY, owsm_tokenizer
-
-    root = tmp_path_factory.mktemp("nolm_s2t")
-    texts = ["the cat sat on the mat", "a dog ran home today", "she sells sea shells by the shore"] * 3
-    tokens = owsm_tokenizer(root, texts)
-    cfg = copy.deepcopy(OWSM_TINY)
-    cfg.update(token_list=tokens, token_type="bpe", bpemodel=str(root / "bpe.model"), input_size=None,
-               init=None, ctc_conf={}, use_preprocessor=True, non_linguistic_symbols=None, cleaner=None, g2p=None,
-               normalize_conf={}, specaug_conf={})
-    torch.manual_seed(0)
-    model = S2TTask.build_model(argparse.Namespace(**cfg)).eval()
-    special = torch.tensor([t.startswith("<") and t.endswith(">") for t in tokens])
-    with torch.no_grad():
-        lo = model.ctc.ctc_lo
-        lo.weight.copy_(torch.randn(lo.weight.shape, generator=torch.Generator().manual_seed(1)))
-        lo.bias.copy_(torch.where(special, 0.0, 3.0))
-    d = root / "model"
-    d.mkdir()
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    torch.save(model.state_dict(), d / "model.pth")
-    return root, d, model, tokens
+    return tiny_owsm_dir(tmp_path_factory.mktemp("nolm_s2t"))
 
 
 def test_ctc_greedy_decoding_of_an_s2t_model(decode, owsm, tmp_path, keep_torch_load):
@@ -388,175 +316,3 @@ def test_a_decoding_belongs_to_its_data(tmp_path):
     assert not decode.finished(out, "s", data) and decode.todo(str(out.parent), [str(data)], "s") == [data]
     (out / "decode_info.json").write_text(json.dumps({"signature": "s"}))  # a decoding that recorded no data
     assert not decode.finished(out, "s", data)
-
-
-ROUTED_CONFIGS = {
-    "child": {"method": "lora", "target_modules": ["feed_forward.w_1", "feed_forward.w_2"], "rank": 4},
-    "accent": {"method": "ssvd_o", "target_modules": ["feed_forward.w_1"], "k_in": 4, "k_out": 2, "svd": "full"}}
-
-
-def two_adapters(model, model_dir: Path, tmp_path: Path, data: Path):
-    """A LoRA and an SSVD-O adapter of ``model`` (random trained values), each also merged into a
-    stock model directory, and a utt2adapter routing the utterances of ``data`` to child, accent and
-    base in turn: ``(adapter specs, {name: model dir}, route)``."""
-    import espnet_peft
-    from conftest import randomize_trainables
-
-    keys = sorted(read_text(data / "wav.scp"))
-    dirs = {"base": model_dir}
-    adapters = []
-    for i, (name, cfg) in enumerate(ROUTED_CONFIGS.items()):
-        wrapped = copy.deepcopy(model)
-        espnet_peft.apply_peft(wrapped, cfg)
-        randomize_trainables(wrapped, scale=0.5, seed=11 + i)
-        torch.save(espnet_peft.peft_state_dict(wrapped), tmp_path / f"{name}.pth")
-        adapters.append(f"{name}={tmp_path / f'{name}.pth'}")
-        espnet_peft.merge_peft(wrapped)
-        d = tmp_path / f"merged_{name}"
-        d.mkdir()
-        (d / "config.yaml").write_text((model_dir / "config.yaml").read_text())
-        torch.save(wrapped.state_dict(), d / "model.pth")
-        dirs[name] = d
-    route = {k: ("child", "accent", "base")[i % 3] for i, k in enumerate(keys)}
-    (tmp_path / "utt2adapter").write_text("".join(f"{k} {v}\n" for k, v in route.items()))
-    return adapters, dirs, route
-
-
-def foreign_adapter(model, path: Path) -> None:
-    """The child adapter trained on another pretrained model (one of its weights moved), saved to ``path``."""
-    import espnet_peft
-
-    other = copy.deepcopy(model)
-    with torch.no_grad():
-        other.encoder.encoders[0].feed_forward.w_1.weight.add_(0.1)
-    espnet_peft.apply_peft(other, ROUTED_CONFIGS["child"])
-    torch.save(espnet_peft.peft_state_dict(other), path)
-
-
-def test_routed_decoding_equals_each_adapters_merged_model(decode, asr, tmp_path, keep_torch_load):
-    """decode.py --adapter NAME=CHECKPOINT --utt2adapter FILE (issue 29 item 2): one model load, each
-    utterance decoded with its adapter; every hypothesis equals the one of its adapter's merged
-    model, and ``base`` the frozen model's; a missing utterance or a foreign adapter stops the job
-    before any decoding, naming it."""
-    root, model_dir, model = asr
-    data = write_wavs(tmp_path, n=6)
-    keys = sorted(read_text(data / "wav.scp"))
-    adapters, dirs, route = two_adapters(model, model_dir, tmp_path, data)
-
-    def run(model_dir, out, extra=()):
-        common = ["--model_dir", str(model_dir), "--output_dir", str(out), "--data_dir", str(data),
-                  "--decode_config", str(NOLM_CONFIG), *extra]
-        decode.main(common + ["--job", "1", "--nj", "1"])
-        decode.main(common + ["--merge", "--nj", "1"])
-        return read_text(out / "set" / "text")
-
-    single = {name: run(d, tmp_path / f"dec_{name}") for name, d in dirs.items()}
-    routed = run(model_dir, tmp_path / "dec_routed",
-                 [a for spec in adapters for a in ("--adapter", spec)] + ["--utt2adapter", str(tmp_path / "utt2adapter")])
-    for k in keys:
-        assert routed[k] == single[route[k]][k], (k, route[k])
-    assert len({single[n][k] for n in dirs for k in keys}) > len(keys)  # the adapters do decode differently
-    # a routed decoding is not taken for the base model's
-    assert routed != single["base"]
-    # a shared adapter file (safetensors + header) routes the same
-    from espnet_peft.adapter_file import save_adapter
-
-    save_adapter(tmp_path / "child.safetensors", torch.load(tmp_path / "child.pth", weights_only=True))
-    shared = run(model_dir, tmp_path / "dec_routed_st",
-                 ["--adapter", f"child={tmp_path / 'child.safetensors'}", "--adapter", adapters[1],
-                  "--utt2adapter", str(tmp_path / "utt2adapter")])
-    assert shared == routed
-    # a missing utterance, an unknown adapter name, a foreign adapter: stopped before decoding
-    (tmp_path / "partial").write_text("".join(f"{k} child\n" for k in keys[1:]))
-    with pytest.raises(SystemExit, match=f"utterance {keys[0]} .* has no adapter"):
-        decode.main(["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "x"), "--data_dir", str(data),
-                     "--decode_config", str(NOLM_CONFIG), "--adapter", adapters[0], "--utt2adapter",
-                     str(tmp_path / "partial")])
-    (tmp_path / "unknown").write_text("".join(f"{k} kids\n" for k in keys))
-    with pytest.raises(SystemExit, match="adapter 'kids'"):
-        decode.main(["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "x"), "--data_dir", str(data),
-                     "--decode_config", str(NOLM_CONFIG), "--adapter", adapters[0], "--utt2adapter",
-                     str(tmp_path / "unknown")])
-    foreign_adapter(model, tmp_path / "foreign.pth")
-    with pytest.raises(SystemExit, match="'child'.*(another base model|differ)"):
-        decode.main(["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "y"), "--data_dir", str(data),
-                     "--decode_config", str(NOLM_CONFIG), "--adapter", f"child={tmp_path / 'foreign.pth'}",
-                     "--adapter", adapters[1], "--utt2adapter", str(tmp_path / "utt2adapter")])
-    assert not (tmp_path / "y" / "set" / "hyp.1").exists()
-
-
-def test_inference_cli_routes_each_utterance_to_its_adapter(asr, tmp_path, keep_torch_load):
-    """espnet_peft.bin.asr_inference --adapter NAME=CHECKPOINT --utt2adapter FILE (issue 29 item 2):
-    ESPnet's own decoding loop on one load of the pretrained model, each utterance with its adapter;
-    every hypothesis equals stock ESPnet's decoding of that adapter's merged model (``base``: the
-    pretrained model); an utterance without an adapter, or an adapter of another pretrained model,
-    is refused before any decoding."""
-    from espnet2.bin import asr_inference as stock
-    from espnet_peft.bin import asr_inference
-
-    root, model_dir, model = asr
-    data = write_wavs(tmp_path, n=6)
-    keys = sorted(read_text(data / "wav.scp"))
-    adapters, dirs, route = two_adapters(model, model_dir, tmp_path, data)
-    opts = ["--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound", "--beam_size", "2",
-            "--ctc_weight", "0.5", "--batch_size", "1", "--ngpu", "0"]
-
-    def stock_decode(d: Path, out: Path) -> dict:
-        stock.main(["--asr_train_config", str(d / "config.yaml"), "--asr_model_file", str(d / "model.pth"),
-                    "--output_dir", str(out), *opts])
-        return read_text(out / "1best_recog" / "text")
-
-    base = ["--asr_train_config", str(model_dir / "config.yaml"), "--asr_model_file", str(model_dir / "model.pth")]
-    routing = [a for spec in adapters for a in ("--adapter", spec)] + ["--utt2adapter", str(tmp_path / "utt2adapter")]
-    asr_inference.main(base + ["--output_dir", str(tmp_path / "routed"), *opts] + routing)
-    routed = read_text(tmp_path / "routed" / "1best_recog" / "text")
-    single = {name: stock_decode(d, tmp_path / f"stock_{name}") for name, d in dirs.items()}
-    assert set(routed) == set(keys)
-    for k in keys:
-        assert routed[k] == single[route[k]][k], (k, route[k])
-    assert len({single[n][k] for n in dirs for k in keys}) > len(keys)  # the adapters do decode differently
-    # refused before decoding: an utterance without an adapter, a foreign adapter, a batch of several
-    (tmp_path / "partial").write_text("".join(f"{k} child\n" for k in keys[1:]))
-    with pytest.raises(SystemExit, match=f"utterance {keys[0]} .* has no adapter"):
-        asr_inference.main(base + ["--output_dir", str(tmp_path / "x"), *opts, "--adapter", adapters[0],
-                                   "--utt2adapter", str(tmp_path / "partial")])
-    foreign_adapter(model, tmp_path / "foreign.pth")
-    with pytest.raises(SystemExit, match="'child'.*(another base model|differ)"):
-        asr_inference.main(base + ["--output_dir", str(tmp_path / "y"), *opts, "--adapter",
-                                   f"child={tmp_path / 'foreign.pth'}", "--adapter", adapters[1],
-                                   "--utt2adapter", str(tmp_path / "utt2adapter")])
-    assert not (tmp_path / "y" / "1best_recog" / "text").exists()
-    with pytest.raises(SystemExit, match="--batch_size 1"):
-        asr_inference.main(base + ["--output_dir", str(tmp_path / "z"), *opts[:-4], "--batch_size", "2",
-                                   *routing])
-
-
-def test_s2t_inference_cli_routes_each_utterance_to_its_adapter(owsm, tmp_path, keep_torch_load):
-    """The same routing in espnet_peft.bin.s2t_inference (OWSM-shaped S2T model): each utterance's
-    hypothesis equals stock ESPnet's decoding of its adapter's merged model."""
-    from espnet2.bin import s2t_inference as stock
-    from espnet_peft.bin import s2t_inference
-
-    root, model_dir, model, _ = owsm
-    data = write_wavs(tmp_path, n=3)
-    keys = sorted(read_text(data / "wav.scp"))
-    adapters, dirs, route = two_adapters(model, model_dir, tmp_path, data)
-    opts = ["--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound", "--beam_size", "1",
-            "--ctc_weight", "0.3", "--batch_size", "1", "--ngpu", "0", "--maxlenratio", "0.05"]
-
-    def stock_decode(d: Path, out: Path) -> dict:
-        stock.main(["--s2t_train_config", str(d / "config.yaml"), "--s2t_model_file", str(d / "model.pth"),
-                    "--output_dir", str(out), *opts])
-        return read_text(out / "1best_recog" / "text")
-
-    s2t_inference.main(["--s2t_train_config", str(model_dir / "config.yaml"), "--s2t_model_file",
-                        str(model_dir / "model.pth"), "--output_dir", str(tmp_path / "routed"), *opts]
-                       + [a for spec in adapters for a in ("--adapter", spec)]
-                       + ["--utt2adapter", str(tmp_path / "utt2adapter")])
-    routed = read_text(tmp_path / "routed" / "1best_recog" / "text")
-    single = {name: stock_decode(d, tmp_path / f"stock_{name}") for name, d in dirs.items()}
-    assert set(routed) == set(keys)
-    for k in keys:
-        assert routed[k] == single[route[k]][k], (k, route[k])
-    # (this random tiny model's output hardly depends on the audio, but it does on the adapter)
-    assert any(single[route[k]][k] != single["base"][k] for k in keys), "the routing changes nothing here"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from espnet_peft.scoring import learning_forgetting, text_digest
-from espnet_peft.sweep import modules_note
+from espnet_peft.sweep import REPORT_METRICS, modules_note
 
 from file_id import recorded_foundation_id, write_text_atomic
 
@@ -46,14 +46,16 @@ def _round(v):
 
 
 def read_scores(dirs, sets, hint: str) -> dict:
-    """{name: {set: wer, cer, utterances, words, rtf}} of the decodings in ``dirs`` ({name: dir})."""
+    """{name: {set: <every report metric's field: wer, cer>, utterances, words, rtf}} of the decodings in
+    ``dirs`` ({name: dir}); the sweep's report compares on any of the metrics (espnet_peft.sweep.metrics)."""
+    fields = [m.field for m in REPORT_METRICS.values()]
     scores = {name: {} for name in dirs}
     for s in sets:
         for name, d in dirs.items():
             r = read_json(d / s / "result.json")
             if r is None:
                 raise SystemExit(f"report.py: no score for {s} in {d}: {d / s / 'result.json'} is missing ({hint})")
-            if not all(math.isfinite(r[k]) for k in ("wer", "cer")):
+            if not all(math.isfinite(r[k]) for k in fields):
                 raise SystemExit(f"report.py: {d / s / 'result.json'} holds a non-finite score")
             info = read_json(d / s / "decode_info.json") or {}
             hyp = d / s / "text"
@@ -63,7 +65,7 @@ def read_scores(dirs, sets, hint: str) -> dict:
             if info and info.get("hypotheses") not in (None, text_digest(hyp) if hyp.is_file() else None):
                 raise SystemExit(f"report.py: error: {hyp} is not what its decoding wrote ({d / s / 'decode_info.json'}): "
                                  f"decode again")
-            scores[name][s] = {"wer": round(r["wer"], 3), "cer": round(r["cer"], 3), "utterances": r["utterances"],
+            scores[name][s] = {**{k: round(r[k], 3) for k in fields}, "utterances": r["utterances"],
                                "words": r["words"], "rtf": info.get("rtf")}
     return scores
 

@@ -21,8 +21,8 @@ target="${sweep_targets%% *}"  # a target of sweep_targets, or all (phase by pha
 max_parallel=1
 dry_run=false
 report_only=false  # true: run nothing, write the report from the records
-metric=""          # wer | cer: the error rate the report compares (default: the grid's report.metric, else
-                   # wer); a cer report is RESULTS_sweep_<grid>_<target>_cer.md
+metric=""          # the metric the report compares (local/budget_sweep.py --help: --metric; default: the grid's
+                   # report.metric, else wer); a report in another than wer is RESULTS_sweep_<grid>_<target>_<metric>.md
 run_args=""      # extra options for every cell's run.sh (e.g. "--train_config conf/x.yaml")
 train_args=""    # extra ESPnet training options for every run (e.g. "--max_epoch 8"); they travel in
                  # --peft_args with the learning rate and seed of the run (do not pass --peft_args in run_args)
@@ -33,24 +33,25 @@ records=sweep_records  # the run records (tracked): ${records}/<grid name>_<targ
 results_dir=.        # where RESULTS_sweep_<grid name>_<target>.{md,png,json} are written
 sweep_dir=""         # the sweep's working directory (configs, logs; default exp/sweep_<grid name>_<target>;
                      # with --target all, <sweep_dir>/<target>)
-last_phase=""        # the last phase to run, of (in order) priority_block (the grid's priority_budgets and its
-                     # reference cells at selection.priority_seeds), later_seeds (those cells' other seeds), other_cells
-                     # (variants, other budgets), curves (interpolation alphas); default: all
-priority_only=false  # true: --last_phase priority_block
+last_phase=""        # the last phase to run (local/budget_sweep.py --list_phases, in order; local/sweep_phases.py says
+                     # what each holds: the priority block first, the interpolation curves last); default: all
+priority_only=false  # true: --last_phase <the first phase> (priority_block)
 pin=false            # true: run from a git worktree of the current commit (../<repo>_sweep_<commit>; data/,
                      # dump/, downloads/, exp/ and the records stay this checkout's)
-help_message="Usage: $0 [--target $(echo ${sweep_targets} all | tr ' ' '|')] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--dev_args '...'] [--bootstrap_unit utterance|speaker|speaker_utterance] [--archive_stale true] [--records DIR] [--pin true] [--last_phase priority_block|later_seeds|other_cells|curves] [--priority_only true] [--report_only true] [--metric wer|cer]"
+. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts; python: its interpreter
+phases="$("${python}" "${MAIN_ROOT}/local/budget_sweep.py" --list_phases)" ||  # in the order they run
+    { echo "$0: local/budget_sweep.py --list_phases failed" >&2; exit 1; }
+help_message="Usage: $0 [--target $(echo ${sweep_targets} all | tr ' ' '|')] [--grid FILE] [--max_parallel N] [--dry_run true] [--run_args '...'] [--train_args '...'] [--dev_args '...'] [--bootstrap_unit utterance|speaker|speaker_utterance] [--archive_stale true] [--records DIR] [--pin true] [--last_phase ${phases// /|}] [--priority_only true] [--report_only true] [--metric NAME (local/budget_sweep.py --help)]"
 if [ $# -gt 0 ]; then cmdline+="$(printf ' %q' "$@")"; fi
 cmdline="${ESPNET_PEFT_SWEEP_CMDLINE:-${cmdline}}"  # (a pinned run cites the command that started it)
 orig_args=("$@")
-. ./path.sh  # MAIN_ROOT: the repository, whose local/ holds the shared scripts
 . "${MAIN_ROOT}/local/parse_options.sh"
 . ./cmd.sh
 case " ${sweep_targets} all " in *" ${target} "*) ;;
     *) echo "$0: --target must be one of: ${sweep_targets} all" >&2; exit 1 ;; esac
-[ "${priority_only}" = true ] && last_phase=priority_block
-phases="priority_block later_seeds other_cells curves"  # local/budget_sweep.py's PHASES, in order
-case " ${phases} " in *" ${last_phase:-curves} "*) ;;
+[ "${priority_only}" = true ] && last_phase="${phases%% *}"  # the first phase
+final="${phases##* }"  # the last phase: the whole sweep
+case " ${phases} " in *" ${last_phase:-${final}} "*) ;;
     *) echo "$0: --last_phase must be one of: ${phases}" >&2; exit 1 ;; esac
 [ -f "${grid}" ] || { echo "$0: grid not found: ${grid}" >&2; exit 1; }
 
@@ -83,14 +84,14 @@ if [ "${target}" = all ]; then
     # every target phase by phase, in the grid's priority order: every target's priority block, then
     # every target's later seeds, ... up to --last_phase (pinned: the whole chain runs one commit)
     run_phases="${phases}"
-    if [ "${report_only}" = true ] || [ "${dry_run}" = true ]; then run_phases="${last_phase:-curves}"; fi
+    if [ "${report_only}" = true ] || [ "${dry_run}" = true ]; then run_phases="${last_phase:-${final}}"; fi
     rc=0
     for phase in ${run_phases}; do
         for t in ${sweep_targets}; do
             ESPNET_PEFT_SWEEP_CMDLINE="${cmdline}" bash "$0" "${orig_args[@]}" --pin false --priority_only false \
                 --target "${t}" --last_phase "${phase}" --sweep_dir "${sweep_dir:+${sweep_dir}/${t}}" || rc=$?
         done
-        [ "${phase}" = "${last_phase:-curves}" ] && break
+        [ "${phase}" = "${last_phase:-${final}}" ] && break
     done
     exit "${rc}"
 fi

@@ -149,16 +149,18 @@ def errors_block(utt, chars=None) -> Dict[str, Any]:
     return out
 
 
-METRIC_FIELDS = {"wer": ("errors", "words"), "cer": ("char_errors", "chars")}
-
-
-def utterances(data: Mapping[str, Any], set_name: str, block: Mapping[str, Any], metric: str = "wer"):
+def utterances(data: Mapping[str, Any], set_name: str, block: Mapping[str, Any], metric="wer"):
     """The ``UtteranceErrors`` of a run's set from its record block and the sweep's data file, for
-    ``metric`` (wer: word errors and lengths; cer: characters); None when the data file does not
-    describe the same utterances or the record lacks that metric."""
+    ``metric`` (a report metric: the record fields it names, e.g. wer: word errors and lengths; cer:
+    characters); None when the data file does not describe the same utterances or the record lacks
+    that metric."""
     from espnet_peft.scoring import UtteranceErrors
+    from espnet_peft.sweep.metrics import report_metric
 
-    err_key, len_key = METRIC_FIELDS[metric]
+    m = report_metric(metric)
+    err_key, len_key = m.errors, m.lengths
+    if err_key is None or len_key is None:
+        return None
     ref = data.get("sets", {}).get(set_name)
     if (ref is None or ref.get("ids_sha") != block.get("ids_sha") or err_key not in block or len_key not in ref
             or len(ref["ids"]) != len(block[err_key])):
@@ -203,3 +205,31 @@ def summaries_from_records(store: RecordStore, reported: Mapping[Tuple[str, floa
                              f"match data.json")
         out.append(sm)
     return out, notes
+
+
+class InvocationLog:
+    """``invocations.json`` of a sweep's records: one entry per invocation that ran jobs (its start, wall
+    time, cells and jobs run, command and code commit), kept up to date after every job: a sweep
+    killed part-way still counts the time of the jobs it finished, and names its command."""
+
+    def __init__(self, root: Path, t0: float, command: str, commit: str):
+        import threading
+        import time
+
+        self.t0, self.file = t0, Path(root) / "invocations.json"
+        self.runs: List[Dict[str, Any]] = json.loads(self.file.read_text()) if self.file.is_file() else []
+        self.entry = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)), "seconds": 0.0,
+                      "cells_run": 0, "jobs": 0, "command": command, "code_commit": commit}
+        self.lock = threading.Lock()
+
+    def record(self, cells_run: int, job_done: bool = False) -> None:
+        """Writes this invocation's entry (``job_done``: one more job finished)."""
+        import time
+
+        with self.lock:
+            if job_done:
+                self.entry["jobs"] += 1
+            self.entry.update(seconds=round(time.time() - self.t0, 1), cells_run=cells_run)
+            if self.entry not in self.runs:
+                self.runs.append(self.entry)
+            write_text_atomic(self.file, json.dumps(self.runs, indent=1) + "\n")

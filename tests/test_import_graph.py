@@ -120,3 +120,21 @@ def test_errors_come_from_errors_py():
         if "methods.base import PeftError" in f.read_text():
             bad.append(str(f))
     assert bad == []
+
+
+def test_the_sweep_rooms_import_nothing_above_them():
+    """The sweep driver (local/budget_sweep.py) sits on its rooms (local/sweep_*.py): no room imports
+    the driver; the phases (local/sweep_phases.py, which the launcher asks for before anything else)
+    import the standard library only; and the metrics (espnet_peft/sweep/metrics.py) import nothing
+    of the package, so that every layer (protocol, analysis, records, report, driver) may look a metric up."""
+    bad = []
+    for f in sorted((ROOT / "local").glob("sweep_*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if "budget_sweep" in names:
+                bad.append(f"{f.name}: imports the driver")
+            if f.name == "sweep_phases.py" and any(n.split(".")[0] not in ("__future__", "typing") for n in names):
+                bad.append(f"{f.name}: imports {names}")
+    assert bad == []
+    assert graph(modules())["espnet_peft.sweep.metrics"] == set()

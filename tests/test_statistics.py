@@ -135,8 +135,8 @@ def test_forgetting_at_matched_learning_compares_cells_at_the_same_gain(tmp_path
             + utt_summary("weak", "lora", 0.45, [0.12, 0.12], rng, n=n, base=base))
     a = analysis.analyse(sums, bootstrap={"resamples": 300, "unit": "speaker_utterance"}, matched_share=0.5)
     m = a["matched_learning"]
-    assert m["share"] == 0.5 and m["level_wer"] == pytest.approx(
-        a["rows"][0]["base_target_wer"] - 0.5 * (a["rows"][0]["base_target_wer"] - a["rows"][0]["target_wer"]))
+    assert m["share"] == 0.5 and m["level_score"] == pytest.approx(
+        a["rows"][0]["base_target_score"] - 0.5 * (a["rows"][0]["base_target_score"] - a["rows"][0]["target_score"]))
     full = m["cells"]["full"]["forgetting"]["pooled"]
     assert full["value"] == pytest.approx(0.5 * a["rows"][0]["forgetting"], rel=1e-6)  # halfway along a straight curve
     assert full["ci"][0] < full["value"] < full["ci"][1] and full["reached"] == 1.0

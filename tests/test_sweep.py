@@ -216,20 +216,20 @@ def test_report_intervals_seeds_two_sources_and_significant_pareto(tmp_path):
                           "mean": {"0.001": 30.0, "0.003": 29.0, "0.01": 28.0}, "chosen": 1e-2, "edge": True}}
     a = analyse(sums, {"ssvd_b1": "infeasible: budget"}, tuning=tuning, bootstrap={"resamples": 1000})
     r = {x["cell"]: x for x in a["rows"]}
-    assert r["lora_b1"]["n_seeds"] == 2 and r["lora_b1"]["target_wer_sd"] == 0.0
-    assert r["lora_b1"]["target_wer"] == pytest.approx(a_tgt.wer)
+    assert r["lora_b1"]["n_seeds"] == 2 and r["lora_b1"]["target_score_sd"] == 0.0
+    assert r["lora_b1"]["target_score"] == pytest.approx(a_tgt.wer)
     lo, hi = r["lora_b1"]["target_ci"]
-    assert lo < r["lora_b1"]["target_wer"] < hi
+    assert lo < r["lora_b1"]["target_score"] < hi
     # forgetting on each source set, each with its paired interval against the base model
     for x in ("source_test", "source_unseen_test"):
         sx = r["pissa_b1"]["sources"][x]
-        assert sx["forgetting"] > 10 and sx["forgetting_test"]["significant"] and sx["ci"][0] < sx["wer"] < sx["ci"][1]
+        assert sx["forgetting"] > 10 and sx["forgetting_test"]["significant"] and sx["ci"][0] < sx["score"] < sx["ci"][1]
     assert r["lora_b1"]["sources"]["source_test"]["forgetting"] == pytest.approx(a_src.wer - base[1].wer)
     assert r["full"]["target_gain_test"]["significant"] and r["full"]["gain_recovered"] == 1.0
     lo, hi = r["lora_b1"]["gain_recovered_ci"]
     assert lo < r["lora_b1"]["gain_recovered"] < hi
     # dora is behind lora on both axes by a hair: dominated on the point estimates, not significantly
-    pts = [(x["target_wer"], x["source_wer"]) for x in a["rows"] if x["status"] == "done"]
+    pts = [(x["target_score"], x["source_score"]) for x in a["rows"] if x["status"] == "done"]
     assert 1 not in pareto_front(pts)
     assert r["dora_b1"]["pareto"] and r["lora_b1"]["pareto"] and r["full"]["pareto"]
     assert not r["pissa_b1"]["pareto"]  # significantly worse than lora on both
@@ -692,8 +692,8 @@ def test_driver_chooses_the_rate_on_dev_before_any_test_set_is_decoded(tmp_path)
     assert data["tuning"]["lora_b1pct"]["mean"]["0.001"] > 20
     rows = {(r["cell"], r.get("alpha")): r for r in data["rows"]}
     lora = rows[("lora_b1pct", 1.0)]
-    assert lora["lr"] == 3e-3 and lora["n_seeds"] == 2 and lora["seeds"] == [1, 2] and lora["target_wer_sd"] > 0
-    assert lora["target_ci"][0] < lora["target_wer"] < lora["target_ci"][1]
+    assert lora["lr"] == 3e-3 and lora["n_seeds"] == 2 and lora["seeds"] == [1, 2] and lora["target_score_sd"] > 0
+    assert lora["target_ci"][0] < lora["target_score"] < lora["target_ci"][1]
     assert set(lora["sources"]) == {"source_test", "source_unseen_test"}
     assert all(lora["sources"][x]["forgetting_test"] is not None for x in lora["sources"])
     assert rows[("lora_b1pct_weightsattention", 1.0)]["lr"] == 3e-3

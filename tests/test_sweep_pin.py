@@ -13,6 +13,10 @@ from conftest import ROOT
 
 FAKE_DRIVER = '''import os, sys
 from pathlib import Path
+if "--list_phases" in sys.argv:  # the launcher asks the driver for the phases (the real ones)
+    from sweep_phases import PHASES
+    print(" ".join(PHASES))
+    sys.exit(0)
 import espnet_peft
 print("MAIN_ROOT=" + os.environ["MAIN_ROOT"])
 print("DRIVER=" + str(Path(__file__).resolve()))
@@ -39,7 +43,7 @@ def pinned_repo(tmp_path) -> tuple:
     for name in ("path.sh", "cmd.sh"):
         (recipe / name).symlink_to(f"../../TEMPLATE/asr1/{name}")
     (repo / "local").mkdir()
-    for name in ("parse_options.sh", "run_sweep.sh"):
+    for name in ("parse_options.sh", "run_sweep.sh", "sweep_phases.py"):
         shutil.copy(ROOT / "local" / name, repo / "local" / name)
     (repo / "local" / "budget_sweep.py").write_text(FAKE_DRIVER)
     (repo / "espnet_peft").mkdir()

@@ -194,7 +194,7 @@ def test_report_headlines_the_unseen_speakers_and_reads_forgetting_without_the_l
     assert a["target"] == "child_unseen_test" and a["targets"] == ["child_unseen_test", "child_test"]
     r = {x["cell"]: x for x in a["rows"]}
     seen = r["lora_b1"]["targets"]["child_test"]
-    assert seen["gain"] > 20 and seen["gain_test"]["significant"] and seen["ci"][0] < seen["wer"] < seen["ci"][1]
+    assert seen["gain"] > 20 and seen["gain_test"]["significant"] and seen["ci"][0] < seen["score"] < seen["ci"][1]
     assert r["lora_b1"]["target_set"] == "child_unseen_test"
     f = r["lora_b1"]["nolm"]["sources"]["source_test"]
     assert f["forgetting"] > 10 and f["forgetting_test"]["significant"]

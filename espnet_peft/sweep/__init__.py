@@ -28,12 +28,15 @@ expands into cells: one PEFT config each, named by method, budget and variant. T
 reads each experiment's ``summary.json`` (recipe stage 15), one per cell, seed and alpha, and
 the per-utterance errors the driver attaches to them (``_utt``, ``_base_utt``).
 
-The package's rooms: ``grid`` (the grid and its cells), ``protocol`` (seeds, learning-rate
-selection), ``analysis`` (statistics), ``render`` (tables, plot, JSON).
+The package's rooms: ``grid`` (the grid and its cells), ``metrics`` (what is compared, in which
+direction), ``protocol`` (seeds, learning-rate selection), ``analysis`` (statistics), ``render``
+(tables, plot, JSON).
 """
 from .analysis import BASE, analyse, pareto_front, reference_summary, sweep_rows  # noqa: F401
 from .grid import (BLOCK_KEYS, GRID_KEYS, Cell, deep_update, expand, experiment_tag, load_grid,  # noqa: F401
                    order_cells, priority_group)
-from .protocol import (BOOTSTRAP_DEFAULTS, BOOTSTRAP_KEYS, METRICS, SELECTION_KEYS, Protocol, at_grid_edge,  # noqa: F401
+from .metrics import (REPORT_METRICS, SELECTION_METRICS, Metric, report_metric,  # noqa: F401
+                      selection_metric)
+from .protocol import (BOOTSTRAP_DEFAULTS, BOOTSTRAP_KEYS, SELECTION_KEYS, Protocol, at_grid_edge,  # noqa: F401
                        choose_lr, lr_label, protocol, rate_beyond, reachable_rates, seed_mean, tuning_grid)
 from .render import modules_note, plot, sweep_table, tuning_table, write_report  # noqa: F401

@@ -21,8 +21,9 @@ BASE = -1  # the base (not adapted) model's column in a bootstrap axis (analysis
 
 
 def crossing(xs: Sequence[float], ys: Sequence[float], level: float) -> Optional[float]:
-    """Where a curve whose target WERs ``xs`` start at the base (index 0) first comes down to
-    ``level``: the source value ``ys`` interpolated there (None when it never does)."""
+    """Where a curve whose target scores ``xs`` (lower is better: a score where higher is better
+    comes negated) start at the base (index 0) first comes down to ``level``: the source value
+    ``ys`` interpolated there (None when it never does)."""
     for k in range(1, len(xs)):
         x0, x1 = xs[k - 1], xs[k]
         if x1 <= level:
@@ -43,29 +44,31 @@ def curves(rows: Sequence[Mapping[str, Any]]) -> Dict[str, List[Tuple[float, int
 
 
 def matched_learning(rows: Sequence[Mapping[str, Any]], target_axis, source_axes: Mapping[str, Any],
-                     reference: Optional[int], share: float = 0.7, level: float = 0.95) -> Dict[str, Any]:
+                     reference: Optional[int], share: float = 0.7, level: float = 0.95,
+                     sign: int = 1) -> Dict[str, Any]:
     """Every cell's forgetting on each source axis (a set, or the sets pooled) where its curve reaches
     ``share`` of the reference row's target gain; point values from the rows, intervals from the axes'
-    bootstrap replicates (``BASE`` column = the base model). Returns ``{"share", "level_wer",
-    "cells": {cell: {"alphas", "forgetting": {axis: {"value", "ci", "reached"}}}}}``."""
+    bootstrap replicates (``BASE`` column = the base model). ``sign``: the metric's (``Metric.sign``:
+    -1 where higher is better). Returns ``{"share", "level_score", "cells": {cell: {"alphas",
+    "forgetting": {axis: {"value", "ci", "reached"}}}}}``."""
     if reference is None or not rows:
         return {}
     ref = rows[reference]
-    base_t = ref["base_target_wer"]
-    gain = base_t - ref["target_wer"]
+    base_t = ref["base_target_score"]
+    gain = sign * (base_t - ref["target_score"])
     if gain <= 0:
         return {}
-    lvl = base_t - share * gain
-    out: Dict[str, Any] = {"share": share, "level_wer": lvl, "target_set": ref["target_set"], "cells": {}}
+    lvl = base_t - sign * share * gain
+    out: Dict[str, Any] = {"share": share, "level_score": lvl, "target_set": ref["target_set"], "cells": {}}
     T = target_axis
     for cell, pts in curves(rows).items():
         idx = [i for _, i in pts]
-        xs = [base_t] + [rows[i]["target_wer"] for i in idx]
+        xs = [sign * base_t] + [sign * rows[i]["target_score"] for i in idx]
         entry = {"alphas": [a for a, _ in pts], "forgetting": {}}
         for name, (A, base_src, ys_of) in source_axes.items():
             ys = [base_src] + [ys_of(rows[i]) for i in idx]
-            v = crossing(xs, ys, lvl)
-            res: Dict[str, Any] = {"value": None if v is None else v - base_src, "ci": None, "reached": None}
+            v = crossing(xs, ys, sign * lvl)
+            res: Dict[str, Any] = {"value": None if v is None else sign * (v - base_src), "ci": None, "reached": None}
             if T is not None and A is not None and T.has(BASE, *idx) and A.has(BASE, *idx):
                 tb = T.reps[:, T.cols[BASE]]
                 ab = A.reps[:, A.cols[BASE]]
@@ -74,11 +77,11 @@ def matched_learning(rows: Sequence[Mapping[str, Any]], target_axis, source_axes
                 rg = T.reps[:, T.cols[reference]]
                 vals = []
                 for b in range(tb.shape[0]):
-                    g = tb[b] - rg[b]
+                    g = sign * (tb[b] - rg[b])
                     if not np.isfinite(g) or g <= 0:
                         continue
-                    c = crossing([tb[b]] + list(tr[b]), [ab[b]] + list(ar[b]), tb[b] - share * g)
-                    vals.append(np.nan if c is None else c - ab[b])
+                    c = crossing([sign * tb[b]] + list(sign * tr[b]), [ab[b]] + list(ar[b]), sign * tb[b] - share * g)
+                    vals.append(np.nan if c is None else sign * (c - ab[b]))
                 vals = np.asarray(vals, dtype=np.float64)
                 if vals.size:
                     res["reached"] = float(np.isfinite(vals).mean())

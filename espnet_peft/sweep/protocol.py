@@ -8,12 +8,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import PeftError
 from ..scoring import RESAMPLE_UNITS
+from .metrics import REPORT_METRICS, SELECTION_METRICS, Metric, selection_metric
 
 SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds", "extend")
 BOOTSTRAP_KEYS = ("unit", "resamples", "seed", "level", "resample_seeds")
-METRICS = {"dev_wer": "min", "valid_acc": "max"}
 REPORT_KEYS = ("metric", "reference", "matched_share")
-REPORT_METRICS = ("wer", "cer")
 
 
 @dataclass
@@ -25,13 +24,18 @@ class Protocol:
     select_seeds: int = 1          # the first N seeds train every learning rate of the grid
     priority_seeds: int = 0        # the first N seeds of every cell run before later seeds (0: all)
     extend: int = 0                # rates a choice at a grid's edge may add past that edge (tuning_grid)
-    metric: str = "dev_wer"        # dev_wer (decode the target dev set) | valid_acc (ESPnet's validation)
+    metric: str = "dev_wer"        # a SELECTION_METRICS name: dev_wer (decode the target dev set) | valid_acc (ESPnet's)
     variants: str = "inherit"      # inherit: a variant reuses its plain cell's choice | tune: its own
     bootstrap: Dict[str, Any] = field(default_factory=lambda: dict(BOOTSTRAP_DEFAULTS))
     priority_budgets: List[str] = field(default_factory=list)
     report_metric: str = "wer"     # the error rate the report compares (grid key report.metric)
     report_reference: Optional[str] = None  # the cell whose gain is 100% in "gain recovered" (report.reference)
     matched_share: float = 0.7  # forgetting at matched learning: where a curve reaches this share of it (report.matched_share)
+
+    @property
+    def selection(self) -> Metric:
+        """The metric the learning rates are chosen by."""
+        return SELECTION_METRICS[self.metric]
 
     def as_dict(self) -> Dict[str, Any]:
         return {"seeds": self.seeds, "select_seeds": self.select_seeds, "priority_seeds": self.priority_seeds,
@@ -71,7 +75,7 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
             raise PeftError(f"seeds must be a count or a list of distinct non-negative integers, got {grid['seeds']!r}")
         p.seeds, p.seeds_declared = list(seeds), True
     sel = _section(grid, "selection", SELECTION_KEYS)
-    p.metric = _one_of(sel.get("metric", p.metric), tuple(METRICS), "selection.metric")
+    p.metric = _one_of(sel.get("metric", p.metric), tuple(SELECTION_METRICS), "selection.metric")
     p.variants = _one_of(sel.get("variants", p.variants), ("inherit", "tune"), "selection.variants")
     for key, attr in (("seeds", "select_seeds"), ("priority_seeds", "priority_seeds"), ("extend", "extend")):
         least = 1 if key == "seeds" else 0
@@ -87,7 +91,7 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
         raise PeftError("bootstrap.level must be in (0, 1) and bootstrap.resamples at least 100")
     p.priority_budgets = [str(b) for b in (grid.get("priority_budgets") or [])]
     rep = _section(grid, "report", REPORT_KEYS)
-    p.report_metric = _one_of(rep.get("metric", p.report_metric), REPORT_METRICS, "report.metric")
+    p.report_metric = _one_of(rep.get("metric", p.report_metric), tuple(REPORT_METRICS), "report.metric")
     p.report_reference = rep.get("reference")
     p.matched_share = float(rep.get("matched_share", p.matched_share))
     if not 0 < p.matched_share < 1:
@@ -101,15 +105,16 @@ def lr_label(lr: Optional[float]) -> str:
     return "-" if lr is None else f"{lr:g}"
 
 
-def choose_lr(scores: Mapping[float, Optional[float]], metric: str = "dev_wer") -> Optional[float]:
-    """The best learning rate by its (seed-mean) score: the lowest dev WER or the highest
-    validation accuracy; ties go to the rate listed first. ``None`` while any score is missing."""
+def choose_lr(scores: Mapping[float, Optional[float]], metric="dev_wer") -> Optional[float]:
+    """The best learning rate by its (seed-mean) score in the direction of ``metric`` (a selection
+    metric: the lowest dev WER, the highest validation accuracy); ties go to the rate listed first.
+    ``None`` while any score is missing."""
     if not scores or any(v is None for v in scores.values()):
         return None
-    sign = 1.0 if METRICS[metric] == "min" else -1.0
+    m = selection_metric(metric)
     best = None
     for lr, v in scores.items():  # insertion order = grid order
-        if best is None or sign * v < sign * scores[best]:
+        if best is None or m.key(v) < m.key(scores[best]):
             best = lr
     return best
 
@@ -123,7 +128,7 @@ def rate_beyond(grid: Sequence[float], side: str) -> float:
     return float(f"{(1 if m % 2 == 0 else 3) * 10.0 ** (m // 2):.1e}")
 
 
-def tuning_grid(grid: Sequence[float], score: Callable[[float], Optional[float]], metric: str = "dev_wer",
+def tuning_grid(grid: Sequence[float], score: Callable[[float], Optional[float]], metric="dev_wer",
                 extend: int = 0) -> Tuple[List[float], Optional[float]]:
     """The rates a cell is tuned on and the rate chosen: ``(rates, chosen)``.
 
@@ -131,7 +136,7 @@ def tuning_grid(grid: Sequence[float], score: Callable[[float], Optional[float]]
     largest tried and fewer than ``extend`` rates were added past that end, one more rate past it
     (``rate_beyond``) joins the grid, listed last so that ties keep the declared rates. ``chosen`` is
     ``None`` while a rate of ``rates`` has no score yet (those are the runs still needed). A score
-    of ``inf`` (``-inf`` for a maximised metric), a run that diverged, ends the search at that end.
+    of ``Metric.worst`` (``inf``; ``-inf`` for a maximised metric), a run that diverged, ends the search at that end.
     Deterministic in the scores, so a resumed sweep reaches the same grid."""
     rates, added = list(grid), {"low": 0, "high": 0}
     while True:

@@ -9,6 +9,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from .analysis import analyse
+from .metrics import WER, report_metric, selection_metric
 from .protocol import lr_label
 
 def modules_note(s: Mapping[str, Any]) -> str:
@@ -24,7 +25,7 @@ def _f(x, nd=2, pct=False):
     return f"{100 * x:.0f}%" if pct else f"{x:.{nd}f}"
 
 
-def _wer_cell(mean, sd, ci) -> str:
+def _score_cell(mean, sd, ci) -> str:
     s = f"{mean:.2f}" + (f" ± {sd:.2f}" if sd is not None else "")
     return s + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
@@ -52,7 +53,7 @@ def _lr_cell(r) -> str:
 def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source, targets: Sequence[str] = (),
                 label: str = "WER") -> str:
     """The main table: one row per (cell, alpha) (seed means), then the cells not run. ``target``
-    is the headline target set; the other ``targets`` get a WER and a gain column each."""
+    is the headline target set; the other ``targets`` get a score and a gain column each."""
     sources = [source] if isinstance(source, str) else list(source)
     others = [t for t in targets if t != target]
     done = [r for r in rows if r.get("status") == "done"]
@@ -74,17 +75,17 @@ def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source, targets:
         for x in sources:
             sx = (r.get("sources") or {}).get(x)
             if sx is None:  # a summary without this set (single-source rows of older sweeps)
-                srcs += f"{_f(r['source_wer'])} | {_diff_cell(r['forgetting'], r.get('forgetting_test'))} | "
+                srcs += f"{_f(r['source_score'])} | {_diff_cell(r['forgetting'], r.get('forgetting_test'))} | "
             else:
-                srcs += f"{_wer_cell(sx['wer'], sx['sd'], sx['ci'])} | {_diff_cell(sx['forgetting'], sx['forgetting_test'])} | "
+                srcs += f"{_score_cell(sx['score'], sx['sd'], sx['ci'])} | {_diff_cell(sx['forgetting'], sx['forgetting_test'])} | "
         seeds = str(r.get("n_seeds", 1))
         tgts = ""
         for t in others:
             tx = (r.get("targets") or {}).get(t)
             tgts += ("- | - | " if tx is None else
-                     f"{_wer_cell(tx['wer'], tx['sd'], tx['ci'])} | {_diff_cell(tx['gain'], tx['gain_test'])} | ")
+                     f"{_score_cell(tx['score'], tx['sd'], tx['ci'])} | {_diff_cell(tx['gain'], tx['gain_test'])} | ")
         lines.append(f"| {r['cell']} | {r['method']} | {r['budget'] or '-'} | {_lr_cell(r)} | {seeds} | {tr} | "
-                     f"{r['alpha']:g} | {_wer_cell(r['target_wer'], r.get('target_wer_sd'), r.get('target_ci'))} | "
+                     f"{r['alpha']:g} | {_score_cell(r['target_score'], r.get('target_score_sd'), r.get('target_ci'))} | "
                      f"{_diff_cell(r['target_gain'], r.get('target_gain_test'))} | {rec} | {tgts}{srcs}{tt} | "
                      f"{'*' if r.get('pareto') else ''} |")
     for r in rows:
@@ -96,7 +97,7 @@ def sweep_table(rows: Sequence[Mapping[str, Any]], target: str, source, targets:
 def nolm_table(rows: Sequence[Mapping[str, Any]], targets: Sequence[str], sources: Sequence[str],
                decoding: Optional[str], label: str = "WER") -> str:
     """Learning and forgetting without the LM (the acoustic model's own), one row per (cell, alpha)
-    that was decoded so: WER and paired difference against the base model decoded the same way."""
+    that was decoded so: the score and paired difference against the base model decoded the same way."""
     done = [r for r in rows if r.get("status") == "done" and r.get("nolm")]
     if not done:
         return ""
@@ -105,7 +106,7 @@ def nolm_table(rows: Sequence[Mapping[str, Any]], targets: Sequence[str], source
     base = done[0]["nolm"]
     lines = [f"Without the LM ({decoding or 'no LM'}): the same models decoded by the acoustic model alone, against "
              f"the base model decoded the same way (base: "
-             + ", ".join(f"{x} {d[x]['base_wer']:.2f}" for d in (base["targets"], base["sources"]) for x in d)
+             + ", ".join(f"{x} {d[x]['base_score']:.2f}" for d in (base["targets"], base["sources"]) for x in d)
              + ").", "",
              "| cell | alpha | " + "".join(f"{t} {label} | gain {t} | " for t in nt)
              + "".join(f"{x} {label} | forgetting {x} | " for x in ns),
@@ -116,7 +117,7 @@ def nolm_table(rows: Sequence[Mapping[str, Any]], targets: Sequence[str], source
             for x in names:
                 v = r["nolm"][side].get(x)
                 cells += ("- | - | " if v is None else
-                          f"{_wer_cell(v['wer'], v['sd'], v['ci'])} | {_diff_cell(v[key], v[key + '_test'])} | ")
+                          f"{_score_cell(v['score'], v['sd'], v['ci'])} | {_diff_cell(v[key], v[key + '_test'])} | ")
         lines.append(f"| {r['cell']} | {r['alpha']:g} | {cells}")
     return "\n".join(lines) + "\n"
 
@@ -129,7 +130,7 @@ def matched_table(m: Mapping[str, Any], label: str = "WER") -> str:
     axes = list(next(iter(m["cells"].values()))["forgetting"])
     lines = [f"**Forgetting at matched learning**: each cell's forgetting ({label} points) where its learning-"
              f"forgetting curve reaches {100 * m['share']:.0f}% of full fine-tuning's gain on `{m['target_set']}` "
-             f"({label} {m['level_wer']:.2f}). A curve runs from the base model (alpha 0) through the "
+             f"({label} {m['level_score']:.2f}). A curve runs from the base model (alpha 0) through the "
              f"interpolation weights decoded to the adapted model (alpha 1), straight between measured points; "
              f"[...]: 95% bootstrap interval, with the share of resamples in which the curve reaches the level.", "",
              "| cell | alphas measured | " + " | ".join(f"forgetting {a}" for a in axes) + " |",
@@ -156,8 +157,8 @@ def tuning_table(tuning: Mapping[str, Mapping[str, Any]]) -> str:
     if not tuning:
         return ""
     any_t = next(iter(tuning.values()))
-    metric = any_t.get("metric", "dev_wer")
-    what = (f"WER on the target dev set `{any_t.get('set')}`" if metric == "dev_wer"
+    metric = selection_metric(any_t.get("metric", "dev_wer"))
+    what = (f"{metric.label} on the target dev set `{any_t.get('set')}`" if metric.source == "decode"
             else "ESPnet's best validation accuracy on the target dev set")
     lines = [f"Learning-rate choice per cell ({what}, mean over the selection seeds; the test sets are decoded "
              f"for the chosen rate only):", "",
@@ -169,8 +170,7 @@ def tuning_table(tuning: Mapping[str, Mapping[str, Any]]) -> str:
         parts = []
         for lr in t.get("grid", []):
             v = (t.get("mean") or {}).get(lr_label(lr))
-            v = ("-" if v is None else "diverged" if math.isinf(v) else f"{v:.4g}" if metric == "valid_acc"
-                 else f"{v:.2f}")
+            v = "-" if v is None else "diverged" if math.isinf(v) else format(v, metric.fmt)
             s = f"{lr:g}: {v}"
             parts.append(f"**{s}**" if t.get("chosen") == lr else s)
         added = len(t.get("grid", [])) - len(t.get("declared") or t.get("grid", []))
@@ -181,8 +181,8 @@ def tuning_table(tuning: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source, title: str = "",
-         label: str = "WER") -> None:
-    """Target WER against the WER on every source test set (one panel each, and one for the
+         metric="wer") -> None:
+    """The target score against the score on every source test set (one panel each, and one for the
     source sets pooled when there are several): one marker per method, size by budget, 95%
     intervals as error bars, interpolation curves dotted, the significance-aware Pareto front."""
     import matplotlib
@@ -190,6 +190,8 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source, tit
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    score = report_metric(metric)
+    label = score.label
     sources = [source] if isinstance(source, str) else list(source)
     done = [r for r in rows if r.get("status") == "done"]
     panels = ([("+".join(sources), None)] if len(sources) > 1 else []) + [(x, x) for x in sources]
@@ -200,41 +202,43 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path, target: str, source, tit
 
     def yv(r, x):
         if x is None or x not in (r.get("sources") or {}):
-            return r["source_wer"], r.get("source_ci"), r.get("pareto")
+            return r["source_score"], r.get("source_ci"), r.get("pareto")
         sx = r["sources"][x]
-        return sx["wer"], sx.get("ci"), sx.get("pareto") if len(sources) > 1 else r.get("pareto")
+        return sx["score"], sx.get("ci"), sx.get("pareto") if len(sources) > 1 else r.get("pareto")
 
     for ax, (name, x) in zip(axs[0], panels):
         for method, m in markers.items():
             rs = [r for r in done if r["method"] == method]
             sizes = [30 + 220 * math.sqrt((r.get("fraction") or fmax) / fmax) for r in rs]
-            ax.scatter([r["target_wer"] for r in rs], [yv(r, x)[0] for r in rs], s=sizes, marker=m, alpha=0.7,
+            ax.scatter([r["target_score"] for r in rs], [yv(r, x)[0] for r in rs], s=sizes, marker=m, alpha=0.7,
                        label=method, edgecolors="black", linewidths=0.5, zorder=3)
             for r in rs:
                 xc, (y, yc, _) = r.get("target_ci"), yv(r, x)
                 if xc or yc:
                     # (a point outside its percentile interval is possible: its bar is clipped there)
-                    xe = [[max(0, r["target_wer"] - xc[0])], [max(0, xc[1] - r["target_wer"])]] if xc else None
+                    xe = [[max(0, r["target_score"] - xc[0])], [max(0, xc[1] - r["target_score"])]] if xc else None
                     ye = [[max(0, y - yc[0])], [max(0, yc[1] - y)]] if yc else None
-                    ax.errorbar([r["target_wer"]], [y], xerr=xe, yerr=ye, fmt="none", ecolor="grey", elinewidth=0.7,
+                    ax.errorbar([r["target_score"]], [y], xerr=xe, yerr=ye, fmt="none", ecolor="grey", elinewidth=0.7,
                                 capsize=2, alpha=0.8, zorder=2)
         for cell in sorted({r["cell"] for r in done}):
             rs = sorted((r for r in done if r["cell"] == cell), key=lambda r: r["alpha"])
             if len(rs) > 1:
-                ax.plot([r["target_wer"] for r in rs], [yv(r, x)[0] for r in rs], ":", lw=0.8, c="grey")
+                ax.plot([r["target_score"] for r in rs], [yv(r, x)[0] for r in rs], ":", lw=0.8, c="grey")
             for r in rs:
                 text = cell if r["alpha"] == 1.0 else f"\u03b1={r['alpha']:g}"
-                ax.annotate(text, (r["target_wer"], yv(r, x)[0]), xytext=(4, 4), textcoords="offset points",
+                ax.annotate(text, (r["target_score"], yv(r, x)[0]), xytext=(4, 4), textcoords="offset points",
                             fontsize=6, color="dimgrey")
         if done:
             base = done[0]
-            by = base["base_source_wer"] if x is None else base["sources"].get(x, {}).get("base_wer", base["base_source_wer"])
-            ax.scatter([base["base_target_wer"]], [by], marker="x", s=120, c="red", label="base (not adapted)", zorder=4)
-            front = sorted((r for r in done if yv(r, x)[2]), key=lambda r: (r["target_wer"], yv(r, x)[0]))
-            ax.plot([r["target_wer"] for r in front], [yv(r, x)[0] for r in front], "k--", lw=1,
+            by = (base["base_source_score"] if x is None
+                  else base["sources"].get(x, {}).get("base_score", base["base_source_score"]))
+            ax.scatter([base["base_target_score"]], [by], marker="x", s=120, c="red", label="base (not adapted)", zorder=4)
+            front = sorted((r for r in done if yv(r, x)[2]),
+                           key=lambda r: (score.key(r["target_score"]), score.key(yv(r, x)[0])))
+            ax.plot([r["target_score"] for r in front], [yv(r, x)[0] for r in front], "k--", lw=1,
                     label="Pareto front (significant dominance)")
-        ax.set_xlabel(f"{target} {label} (%)  [learning: lower is better]")
-        ax.set_ylabel(("source sets pooled" if x is None else x) + f" {label} (%)  [forgetting: lower is better]")
+        ax.set_xlabel(f"{target} {label} (%)  [learning: {score.better_text}]")
+        ax.set_ylabel(("source sets pooled" if x is None else x) + f" {label} (%)  [forgetting: {score.better_text}]")
         ax.grid(alpha=0.3)
     axs[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(title or "Learning vs forgetting (marker size: trainable fraction; bars: 95% intervals)", fontsize=10)
@@ -261,7 +265,7 @@ def _public(s: Mapping[str, Any]) -> Dict[str, Any]:
 def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses: Mapping[str, str] = (),
                  title: str = "", header: str = "", tuning: Optional[Mapping[str, Mapping[str, Any]]] = None,
                  bootstrap: Optional[Mapping[str, Any]] = None, protocol_info: Optional[Mapping[str, Any]] = None,
-                 metric: str = "wer", reference: Optional[str] = None, matched_share: float = 0.7) -> Dict[str, Path]:
+                 metric="wer", reference: Optional[str] = None, matched_share: float = 0.7) -> Dict[str, Path]:
     """``sweep.md`` (table, learning-rate choices, findings), ``sweep.png`` (plot) and
     ``sweep.json`` (every number) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +279,7 @@ def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses
     legend = ((f"`{target}` is the headline target set (learning, gain recovered, the Pareto front); "
                f"{', '.join(f'`{t}`' for t in others)} {'is' if len(others) == 1 else 'are'} reported beside it. "
                if others else "")
-              + (f"Metric: {label} (%; the JSON's `*_wer` fields hold it). " if metric != "wer" else "")
+              + (f"Metric: {label} (%; {a['metric_direction']}). " if a["metric"] != WER.name else "")
               + "Each row is the mean over its seeds (`seeds`), ± the sample standard deviation over seeds"
               + (f"; [...]: {level}% bootstrap interval; gain and forgetting are paired differences against the base "
                  f"model, (n.s.): not significant at the {100 - level}% level after Holm's correction within its family "
@@ -298,8 +302,8 @@ def write_report(summaries: Sequence[Mapping[str, Any]], out_dir: Path, statuses
         md += "\n### What the numbers say\n\n" + "".join(f"- {f}\n" for f in a["findings"])
     paths = {"md": out_dir / "sweep.md", "png": out_dir / "sweep.png", "json": out_dir / "sweep.json"}
     paths["md"].write_text(md)
-    plot(rows, paths["png"], target, sources, title, label)
-    data = {"metric": metric, "rows": rows, "target": target, "targets": a["targets"], "sources": sources,
+    plot(rows, paths["png"], target, sources, title, report_metric(metric))
+    data = {"metric": a["metric"], "metric_label": label, "higher_is_better": a["higher_is_better"], "rows": rows, "target": target, "targets": a["targets"], "sources": sources,
             "nolm_decoding": a["nolm_decoding"], "fronts": a["fronts"], "findings": a["findings"], "tuning": a["tuning"],
             "matched_learning": a["matched_learning"],
             "bootstrap": a["bootstrap"], "protocol": dict(protocol_info or {}),

@@ -59,15 +59,20 @@ def tensors_digest(state: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def check_finite(state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse an adapter state with a non-finite value (a diverged or damaged adapter)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise PeftError(f"{where}: non-finite values in {len(bad)} tensor(s), e.g. {bad[:3]}: a diverged or damaged "
+                        f"adapter is not loaded")
+
+
 def check_state(state: Mapping[str, torch.Tensor], where: str, trust_unverified: bool = False) -> None:
     """Refuse an adapter state that cannot be trusted: non-finite values (always), and unless
     ``trust_unverified``, a state without the base-model fingerprint table (which pretrained model
     it belongs to cannot be checked) or without its config record (its hyperparameters would come
     from somewhere editable)."""
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise PeftError(f"{where}: non-finite values in {len(bad)} tensor(s), e.g. {bad[:3]}: a diverged or damaged "
-                        f"adapter is not loaded")
+    check_finite(state, where)
     fps, rest = fingerprint.take(state)
     record, _ = provenance.take(rest)
     skipped = ([] if fps else ["base-model fingerprint table (which pretrained model it was trained on)"]) + \

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import fingerprint, provenance
+from .adapter_file import check_finite
 from .config import PeftConfig
 from .errors import PeftError
 from .inject import plan_peft, set_module
@@ -86,10 +87,7 @@ class AdapterBank:
             raise PeftError(f"adapter name {name!r} is empty, reserved or already in the bank")
         if self.merged is not None:
             raise PeftError(f"unmerge {self.merged!r} before adding adapters")
-        bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if bad:
-            raise PeftError(f"adapter {name!r}: non-finite values in {len(bad)} tensor(s), e.g. {bad[:3]}: a diverged "
-                            f"or damaged adapter is not loaded")
+        check_finite(state, f"adapter {name!r}")
         theirs, rest = fingerprint.take(state)
         problem = fingerprint.mismatch(self.fingerprints, theirs)
         if problem:

@@ -437,16 +437,17 @@ check_decoded() {
         "config (${config}) or LM than the current ones: run stage ${stage_hint} first"
 }
 
-# score SETS decoded in DIR
+# score SETS decoded in DIR (one process for all of them)
 score_sets() {
     local dir="$1"; shift
-    local s
+    local s ref sargs=()
+    [ $# -gt 0 ] || return 0
     for s in "$@"; do
         ref="${dumpdir}/raw/${s}/text"
         [ ! -f "${dumpdir}/raw/${s}/text.plain" ] || ref="${dumpdir}/raw/${s}/text.plain"
-        "${python}" "${MAIN_ROOT}/local/score.py" --ref "${ref}" --hyp "${dir}/${s}/text" \
-            --out "${dir}/${s}/result.json"
+        sargs+=(--ref "${ref}" --hyp "${dir}/${s}/text" --out "${dir}/${s}/result.json")
     done
+    "${python}" "${MAIN_ROOT}/local/score.py" "${sargs[@]}"
 }
 
 # adaptation data options, and the statistics (shapes) of the adaptation sets

@@ -3,7 +3,11 @@ bootstrap interval of a WER (over utterances or speakers), the paired bootstrap 
 difference, seeds, determinism and speed."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +129,22 @@ def test_bootstrap_is_fast():
     t = time.perf_counter()
     S.paired_bootstrap(np.stack([a, b]), b, words, n_resamples=10000, seed=0)
     assert time.perf_counter() - t < 2.0  # ~0.1 s on 2 cores; generous for a loaded machine
+
+
+def test_score_py_scores_several_sets_in_one_process(tmp_path):
+    """Recipes score every set of a stage with one score.py (one import): a triple per set, in order."""
+    script = Path(__file__).resolve().parents[1] / "local" / "score.py"
+    for name, hyp in (("a", "u1 the cat\n"), ("b", "u1 a dog\n")):
+        (tmp_path / f"{name}.ref").write_text("u1 the cat\n")
+        (tmp_path / f"{name}.hyp").write_text(hyp)
+    args = []
+    for name in ("a", "b"):
+        args += ["--ref", str(tmp_path / f"{name}.ref"), "--hyp", str(tmp_path / f"{name}.hyp"),
+                 "--out", str(tmp_path / f"{name}.json")]
+    res = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "a.json").read_text())["wer"] == 0.0
+    assert json.loads((tmp_path / "b.json").read_text())["wer"] == 100.0
+    assert len(res.stdout.strip().splitlines()) == 2
+    res = subprocess.run([sys.executable, str(script), *args[:-2]], capture_output=True, text=True)
+    assert res.returncode != 0 and "one --ref (and one --out, if any) per --hyp" in res.stderr

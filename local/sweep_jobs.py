@@ -172,11 +172,15 @@ class JobGraph:
         for i, lr in enumerate(self.rates.tried(c)[0]):
             for j, s in enumerate(self.sel_seeds):
                 t = runs.tag(c, lr, s)
-                if self.rates.dev_score(c, lr, s) is not None or t in self.attempted:
+                if self.rates.scored(c, lr, s) or t in self.attempted:
                     continue
                 self.attempted.add(t)
-                cmd = run_command(a.run, runs.cfg_path(c, s), t, stage=10, stop_stage=13 if dev else 10,
+                bound = self.proto.forgetting  # forgetting-aware: stage 14 decodes the source dev set too
+                cmd = run_command(a.run, runs.cfg_path(c, s), t, stage=10,
+                                  stop_stage=(14 if bound else 13) if dev else 10,
                                   peft_args=runs.peft_args(lr, s), test_sets=a.dev_set if dev else None)
+                if dev and bound:
+                    cmd += f" --source_test_sets {shlex.quote(bound['set'])}"
                 if a.dev_args:
                     cmd += f" {a.dev_args}"
                 out.append(self.job(c, JobKey(self.phase(c, j), self.rank[c.name], 0, i, j),

@@ -45,6 +45,7 @@ class Recorder:
 
     def __init__(self, args, proto, store, runs, dev_label: str, commit: str, notes: List[str]):
         self.args, self.metric, self.store, self.runs = args, proto.selection, store, runs
+        self.forgetting = proto.forgetting
         self.dev_label, self.commit, self.notes = dev_label, commit, notes
         self.utts: Dict[tuple, object] = {}
 
@@ -118,6 +119,14 @@ class Recorder:
         if not p.is_file():
             return False
         rec["dev_score"] = json.loads(p.read_text())[m.field]
+        if self.forgetting:  # selection.forgetting: the source dev set, adapted against the base model
+            x = self.forgetting["set"]
+            adapted, base = decoded / x / "result.json", a.expdir / "base_decode" / x / "result.json"
+            if not (adapted.is_file() and base.is_file()):
+                return False
+            rec["forgetting_set"] = x
+            rec["dev_forgetting"] = m.sign * (json.loads(adapted.read_text())[m.field]
+                                              - json.loads(base.read_text())[m.field])
         block = self.errors(decoded, a.dev_set)
         rec["utterances"] = {"lm": {a.dev_set: block}} if block is not None else {}
         self.record_data([a.dev_set])

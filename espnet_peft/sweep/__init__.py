@@ -17,7 +17,8 @@ A grid (``conf/sweep/*.yaml``)::
                                                   # per method (or cell label): the grid each cell
                                                   # is tuned on, on the target dev set
     seeds: [1, 2, 3]                               # every reported cell is the mean over these
-    selection: {metric: dev_wer, seeds: 1, variants: inherit, priority_seeds: 2}
+    selection: {metric: dev_wer, seeds: 1, variants: inherit, priority_seeds: 2,
+                forgetting: {set: source_dev, bound: 3.0}}   # optional: rates within this forgetting only
     bootstrap: {unit: utterance, resamples: 2000, seed: 0, level: 0.95, resample_seeds: true}
     priority_budgets: ["1%", "4%"]                 # these cells (and full) run first
     placement: upper_first                         # a budget below one unit per target module adapts

@@ -10,7 +10,8 @@ from ..errors import PeftError
 from ..scoring import RESAMPLE_UNITS
 from .metrics import REPORT_METRICS, SELECTION_METRICS, Metric, selection_metric
 
-SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds", "extend")
+SELECTION_KEYS = ("metric", "seeds", "variants", "priority_seeds", "extend", "forgetting")
+FORGETTING_KEYS = ("set", "bound")
 BOOTSTRAP_KEYS = ("unit", "resamples", "seed", "level", "resample_seeds")
 REPORT_KEYS = ("metric", "reference", "matched_share")
 
@@ -26,6 +27,10 @@ class Protocol:
     extend: int = 0                # rates a choice at a grid's edge may add past that edge (tuning_grid)
     metric: str = "dev_wer"        # a SELECTION_METRICS name: dev_wer (decode the target dev set) | valid_acc (ESPnet's)
     variants: str = "inherit"      # inherit: a variant reuses its plain cell's choice | tune: its own
+    # forgetting-aware choice: {"set": a source dev set, "bound": points}: the best rate on the target dev
+    # set among those whose forgetting on that set (adapted - base, in the selection metric) stays within
+    # the bound; none within it: the rate that forgets least (selection.forgetting; None: target dev alone)
+    forgetting: Optional[Dict[str, Any]] = None
     bootstrap: Dict[str, Any] = field(default_factory=lambda: dict(BOOTSTRAP_DEFAULTS))
     priority_budgets: List[str] = field(default_factory=list)
     report_metric: str = "wer"     # the error rate the report compares (grid key report.metric)
@@ -42,7 +47,8 @@ class Protocol:
                 "extend": self.extend,
                 "metric": self.metric, "variants": self.variants, "bootstrap": self.bootstrap,
                 "priority_budgets": self.priority_budgets, "report_metric": self.report_metric,
-                "report_reference": self.report_reference, "matched_share": self.matched_share}
+                "report_reference": self.report_reference, "matched_share": self.matched_share,
+                **({"forgetting": self.forgetting} if self.forgetting else {})}
 
 
 BOOTSTRAP_DEFAULTS = {"unit": "utterance", "resamples": 2000, "seed": 0, "level": 0.95, "resample_seeds": True}
@@ -83,6 +89,8 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
         if not isinstance(v, int) or isinstance(v, bool) or v < least:
             raise PeftError(f"selection.{key} must be an integer >= {least}, got {v!r}")
         setattr(p, attr, v)
+    if sel.get("forgetting") is not None:
+        p.forgetting = forgetting_bound(sel["forgetting"], p.selection)
     if p.select_seeds > len(p.seeds):
         raise PeftError(f"selection.seeds ({p.select_seeds}) is more than the sweep's seeds ({len(p.seeds)})")
     p.bootstrap = {**BOOTSTRAP_DEFAULTS, **_section(grid, "bootstrap", BOOTSTRAP_KEYS)}
@@ -99,6 +107,20 @@ def protocol(grid: Mapping[str, Any]) -> Protocol:
     if p.report_reference is not None and not isinstance(p.report_reference, str):
         raise PeftError(f"report.reference must be a cell name, got {p.report_reference!r}")
     return p
+
+
+def forgetting_bound(value: Any, selection: Metric) -> Dict[str, Any]:
+    """``selection.forgetting``: ``{set: SOURCE_DEV_SET, bound: POINTS}``, checked."""
+    if (not isinstance(value, Mapping) or set(value) != set(FORGETTING_KEYS) or not isinstance(value["set"], str)
+            or not value["set"] or isinstance(value["bound"], bool) or not isinstance(value["bound"], (int, float))
+            or not value["bound"] >= 0):
+        raise PeftError(f"selection.forgetting must be {{set: <a source dev set>, bound: <points >= 0>}}, got {value!r}")
+    if selection.source != "decode":
+        raise PeftError(f"selection.forgetting needs a decoded dev score (selection.metric {selection.name} is "
+                        f"ESPnet's validation): the source dev set is decoded beside the target's")
+    if "_test" in value["set"]:
+        raise PeftError(f"selection.forgetting.set {value['set']!r} is a test set: choices are made on dev sets")
+    return {"set": value["set"], "bound": float(value["bound"])}
 
 
 def lr_label(lr: Optional[float]) -> str:

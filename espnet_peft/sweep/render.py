@@ -160,6 +160,11 @@ def tuning_table(tuning: Mapping[str, Mapping[str, Any]]) -> str:
     metric = selection_metric(any_t.get("metric", "dev_wer"))
     what = (f"{metric.label} on the target dev set `{any_t.get('set')}`" if metric.source == "decode"
             else "ESPnet's best validation accuracy on the target dev set")
+    bound = any_t.get("forgetting")
+    if bound:  # selection.forgetting
+        what += (f"; forgetting-aware: the best among the rates whose forgetting on the source dev set "
+                 f"`{bound['set']}` is at most {bound['bound']:g} points (in parentheses), or, none being, the "
+                 f"rate that forgets least")
     lines = [f"Learning-rate choice per cell ({what}, mean over the selection seeds; the test sets are decoded "
              f"for the chosen rate only):", "",
              "| cell | score per learning rate | chosen | note |", "|---|---|---:|---|"]
@@ -172,6 +177,9 @@ def tuning_table(tuning: Mapping[str, Mapping[str, Any]]) -> str:
             v = (t.get("mean") or {}).get(lr_label(lr))
             v = "-" if v is None else "diverged" if math.isinf(v) else format(v, metric.fmt)
             s = f"{lr:g}: {v}"
+            f = (t.get("forgetting_mean") or {}).get(lr_label(lr))
+            if bound and f is not None and not math.isinf(f):
+                s += f" ({f:+.2f})"
             parts.append(f"**{s}**" if t.get("chosen") == lr else s)
         added = len(t.get("grid", [])) - len(t.get("declared") or t.get("grid", []))
         note = ("at the grid's edge" + (f" after {added} rate(s) added past it" if added else "") if t.get("edge")

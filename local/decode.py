@@ -360,15 +360,20 @@ def merge(args) -> None:
             keys = read_scp(d / "wav.scp")
             if set(hyps) != set(keys):
                 sys.exit(f"decode.py: {out}: {len(set(keys) - set(hyps))} utterances were not decoded")
-            # the old signature goes first and each file is renamed into place: a decoding killed here is
-            # never taken for a finished one
-            (out / "decode_info.json").unlink(missing_ok=True)
-            write_text_atomic(out / "text", "".join(f"{k} {hyps[k]}\n" for k in sorted(hyps)))
-            write_text_atomic(out / "decode_info.json", json.dumps(
-                {"utterances": len(hyps), "audio_seconds": round(audio, 2), "decode_cpu_seconds": round(secs, 2),
-                 "rtf": round(secs / audio, 4) if audio else None, "signature": sig, "data": data_signature(d),
-                 "hypotheses": text_digest(out / "text")},
-                indent=1) + "\n")
+            write_decoding(out, "".join(f"{k} {hyps[k]}\n" for k in sorted(hyps)), sig, d,
+                           {"utterances": len(hyps), "audio_seconds": round(audio, 2),
+                            "decode_cpu_seconds": round(secs, 2), "rtf": round(secs / audio, 4) if audio else None})
+
+
+def write_decoding(out: Path, text: str, sig: str, data_dir: Path, info: dict) -> None:
+    """A finished decoding of ``data_dir`` in ``out``: the hypotheses ``text`` and ``decode_info.json``
+    (``info`` plus the signature, the data's and the hypotheses' digests). The old signature goes first
+    and each file is renamed into place: a decoding killed here is never taken for a finished one."""
+    (out / "decode_info.json").unlink(missing_ok=True)
+    write_text_atomic(out / "text", text)
+    write_text_atomic(out / "decode_info.json", json.dumps(
+        dict(info, signature=sig, data=data_signature(data_dir), hypotheses=text_digest(out / "text")),
+        indent=1) + "\n")
 
 
 def pending(args) -> int:

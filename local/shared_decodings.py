@@ -121,12 +121,9 @@ def reuse(args, opts: dict) -> int:
                 continue
             out = out_dir / d.name
             out.mkdir(parents=True, exist_ok=True)
-            (out / "decode_info.json").unlink(missing_ok=True)
-            write_text_atomic(out / "text", (path.parent / "text").read_text(encoding="utf-8"))
-            write_text_atomic(out / "decode_info.json", json.dumps(
-                {"utterances": record.get("utterances"), "audio_seconds": record.get("audio_seconds"),
-                 "decode_cpu_seconds": 0.0, "shared_from": str(path.parent), "signature": sig,
-                 "data": decode.data_signature(d), "hypotheses": text_digest(out / "text")}, indent=1) + "\n")
+            decode.write_decoding(out, (path.parent / "text").read_text(encoding="utf-8"), sig, d,
+                                  {"utterances": record.get("utterances"), "audio_seconds": record.get("audio_seconds"),
+                                   "decode_cpu_seconds": 0.0, "shared_from": str(path.parent)})
             print(f"shared_decodings.py: {d.name}: the shared decoding {path.parent} is reused (model, options, "
                   f"audio and software match)", file=sys.stderr)
             n += 1

@@ -125,8 +125,8 @@ class Recorder:
             if not (adapted.is_file() and base.is_file()):
                 return False
             rec["forgetting_set"] = x
-            rec["dev_forgetting"] = m.sign * (json.loads(adapted.read_text())[m.field]
-                                              - json.loads(base.read_text())[m.field])
+            rec["dev_forgetting"] = m.worse_by(json.loads(adapted.read_text())[m.field],
+                                               json.loads(base.read_text())[m.field])
         block = self.errors(decoded, a.dev_set)
         rec["utterances"] = {"lm": {a.dev_set: block}} if block is not None else {}
         self.record_data([a.dev_set])

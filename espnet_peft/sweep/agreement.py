@@ -73,13 +73,15 @@ def permutation_p(a: Sequence[float], b: Sequence[float], seed: int = 0) -> floa
     """One-sided p-value of a rank correlation at least as high as observed under random pairing."""
     rho = spearman(a, b)
     b = np.asarray(b, dtype=float)
-    if len(b) <= EXACT_UP_TO:
+    exact = len(b) <= EXACT_UP_TO
+    if exact:  # every pairing, the observed one included
         perms = [b[list(p)] for p in itertools.permutations(range(len(b)))]
     else:
         rng = np.random.default_rng(seed)
         perms = [b[rng.permutation(len(b))] for _ in range(PERMUTATIONS)]
     hits = sum(spearman(a, p) >= rho - 1e-12 for p in perms)
-    return (hits + (0 if len(b) <= EXACT_UP_TO else 1)) / (len(perms) + (0 if len(b) <= EXACT_UP_TO else 1))
+    extra = 0 if exact else 1  # a sampled test counts the observed pairing once more
+    return (hits + extra) / (len(perms) + extra)
 
 
 def flipped_pairs(cells: Sequence[str], a: Sequence[float], b: Sequence[float]) -> List[Tuple[str, str]]:

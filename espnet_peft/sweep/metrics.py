@@ -11,7 +11,7 @@ the gain over the base model, the forgetting, the best cell, the Pareto front, t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Union
 
 
@@ -71,24 +71,23 @@ CER = Metric("cer", "CER", "cer", errors="char_errors", lengths="chars")
 REPORT_METRICS: Dict[str, Metric] = {m.name: m for m in (WER, CER)}
 #: what a learning rate is chosen by (``selection.metric``): a dev set decoded, or ESPnet's validation
 SELECTION_METRICS: Dict[str, Metric] = {m.name: m for m in (
-    Metric("dev_wer", "WER", "wer", errors="errors", lengths="words"),
-    Metric("dev_cer", "CER", "cer", errors="char_errors", lengths="chars"),
+    replace(WER, name="dev_wer"), replace(CER, name="dev_cer"),
     Metric("valid_acc", "validation accuracy", "acc", higher_is_better=True, fmt=".4g", source="valid"))}
+
+
+def _lookup(table: Dict[str, Metric], kind: str, metric: Union[str, Metric]) -> Metric:
+    if isinstance(metric, Metric):
+        return metric
+    if metric not in table:
+        raise ValueError(f"unknown {kind} metric {metric!r}; expected one of {sorted(table)}")
+    return table[metric]
 
 
 def report_metric(metric: Union[str, Metric]) -> Metric:
     """The report metric named ``metric`` (a :class:`Metric` is its own)."""
-    if isinstance(metric, Metric):
-        return metric
-    if metric not in REPORT_METRICS:
-        raise ValueError(f"unknown report metric {metric!r}; expected one of {sorted(REPORT_METRICS)}")
-    return REPORT_METRICS[metric]
+    return _lookup(REPORT_METRICS, "report", metric)
 
 
 def selection_metric(metric: Union[str, Metric]) -> Metric:
     """The selection metric named ``metric`` (a :class:`Metric` is its own)."""
-    if isinstance(metric, Metric):
-        return metric
-    if metric not in SELECTION_METRICS:
-        raise ValueError(f"unknown selection metric {metric!r}; expected one of {sorted(SELECTION_METRICS)}")
-    return SELECTION_METRICS[metric]
+    return _lookup(SELECTION_METRICS, "selection", metric)
